@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`.
+# Both create (or reuse) .venv and install the package with everything it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: setup run test test-unit test-slurm lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[workflow,test]'
+	touch $@
+
+# Main job: the embedded default (synthetic data, small models, offline) end to end.
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+# All tests that run without Slurm (unit, workflow dry runs and a tiny end-to-end run).
+test: setup
+	$(BIN)/python -m pytest -q -m "not slurm"
+
+# The Slurm profile against a real single-node Slurm (needs root; .ci/run calls it).
+test-slurm: setup
+	bash .ci/slurm_up.sh
+	$(BIN)/python -m pytest -q -m slurm; rc=$$?; bash .ci/slurm_down.sh; exit $$rc
+
+clean:
+	rm -rf results .snakemake

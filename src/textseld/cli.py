@@ -1,0 +1,53 @@
+"""Command-line interface: `textseld <step> ...`, one subcommand per pipeline step.
+
+Each module in `textseld.commands` registers its subcommands; every handler
+calls the same library function as the matching workflow rule adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from textseld import __version__
+
+# Modules under textseld.commands, each defining register(subparsers).
+COMMAND_MODULES = ("synth", "dataset", "features", "texts", "weights", "evaluate", "train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="textseld",
+        description="Stereo SELD with frozen pre-trained text encoders: pipeline steps.",
+    )
+    parser.add_argument("--version", action="version", version=f"textseld {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"textseld.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # user-facing: one clear line, traceback only with -v
+        if args.verbose:
+            raise
+        print(f"textseld {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

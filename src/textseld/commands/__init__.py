@@ -1,0 +1,1 @@
+"""Subcommand registration for `textseld` (see cli.COMMAND_MODULES)."""

@@ -1,0 +1,64 @@
+"""Fixed facts of the DCASE2025 Stereo SELD task and of the feature front end.
+
+Everything here is a property of the data format or of SPEC.md, not a tunable.
+"""
+
+SAMPLE_RATE = 24_000          # Hz
+CLIP_SAMPLES = 120_000        # 5 s
+N_CHANNELS = 2                # [L, R]
+HOP = 480                     # 20 ms
+WIN = 960                     # Hann window length
+N_FFT = 1024
+N_BINS = N_FFT // 2 + 1       # 513
+N_MELS = 64
+N_FEAT_FRAMES = 251           # T: centred STFT frames of one clip
+N_LABEL_FRAMES = 50           # L: 100 ms label frames
+FEAT_PER_LABEL = 5            # feature frames pooled into one label frame
+N_CLASSES = 13                # C
+N_TRACKS = 3                  # K: multi-ACCDOA output tracks
+N_ADPIT_SLOTS = 6             # A0 | B0 B1 | C0 C1 C2
+MAX_AZIMUTH = 90              # labels are folded to [-90, 90]
+
+# Official class names (DCASE2025 Task 3), index = class id.
+CLASS_NAMES = (
+    "female speech",
+    "male speech",
+    "clapping",
+    "telephone",
+    "laughter",
+    "domestic sounds",
+    "walk/footsteps",
+    "door open/close",
+    "music",
+    "musical instrument",
+    "water tap/faucet",
+    "bell",
+    "knock",
+)
+
+# The words used for each class in ground-truth sentences (SPEC section 4).
+CLASS_WORDS = (
+    "woman",
+    "man",
+    "clapping",
+    "telephone",
+    "laughter",
+    "household sounds",
+    "footsteps",
+    "door",
+    "music",
+    "instrument",
+    "water tap",
+    "bell",
+    "knock",
+)
+
+CSV_HEADER = ("frame", "class", "source", "azimuth", "distance", "onscreen")
+
+# Split folder names of the real data and of the synthetic default.
+REAL_TRAIN_SPLITS = ("dev-train-tau", "dev-train-sony")
+REAL_TEST_SPLITS = ("dev-test-tau", "dev-test-sony")
+SYNTH_TRAIN_SPLIT = "dev-train-synth"
+SYNTH_TEST_SPLIT = "dev-test-synth"
+AUDIO_ROOT = "stereo_dev"
+META_ROOT = "metadata_dev"

@@ -1,0 +1,1 @@
+"""Dataset layout, labels, synthesis, download and HDF5 packing."""

@@ -1,0 +1,133 @@
+"""DCASE2025 label / prediction CSV files: strict reading and atomic writing.
+
+A label table is a float64 array (N, 6) with the columns of `CSV_HEADER`:
+frame, class, source, azimuth (degrees), distance (cm), onscreen. Reference
+files hold integers only; prediction files may hold fractional azimuth and
+distance (the official reader parses those two with float()).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from textseld.atomic import write_text_atomic
+from textseld.constants import CSV_HEADER, MAX_AZIMUTH, N_CLASSES, N_LABEL_FRAMES
+
+N_COLUMNS = len(CSV_HEADER)
+
+
+class LabelFileError(ValueError):
+    """A CSV label or prediction file is malformed; the message names file and line."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+def _parse_int(text: str, path, line: int, column: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise LabelFileError(path, line, f"column '{column}' must be an integer, got {text!r}") from None
+
+
+def _parse_float(text: str, path, line: int, column: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise LabelFileError(path, line, f"column '{column}' must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise LabelFileError(path, line, f"column '{column}' must be finite, got {text!r}")
+    return value
+
+
+def read_labels(
+    path: str | os.PathLike,
+    kind: str = "reference",
+    max_frame: int | None = N_LABEL_FRAMES - 1,
+) -> np.ndarray:
+    """Read one DCASE CSV strictly. Returns (N, 6) float64 in `CSV_HEADER` order.
+
+    kind="reference": every value an integer, azimuth in [-90, 90], distance > 0.
+    kind="prediction": azimuth and distance may be fractional (any azimuth),
+    distance >= 0. In both: exact header, frame in [0, max_frame] (no upper
+    bound if None), class in [0, 12], source >= 0, onscreen in {0, 1}.
+    Raises LabelFileError naming the file and the line.
+    """
+    if kind not in ("reference", "prediction"):
+        raise ValueError(f"kind must be 'reference' or 'prediction', got {kind!r}")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LabelFileError(path, None, f"not UTF-8 text ({exc})") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise LabelFileError(path, 1, f"empty file; expected the header {','.join(CSV_HEADER)}") from None
+    if tuple(h.strip() for h in header) != CSV_HEADER:
+        raise LabelFileError(path, 1, f"header must be {','.join(CSV_HEADER)}, got {','.join(header)}")
+    rows: list[tuple[float, ...]] = []
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != N_COLUMNS:
+            raise LabelFileError(path, line, f"expected {N_COLUMNS} columns ({','.join(CSV_HEADER)}), got {len(row)}")
+        frame = _parse_int(row[0], path, line, "frame")
+        cls = _parse_int(row[1], path, line, "class")
+        source = _parse_int(row[2], path, line, "source")
+        if kind == "reference":
+            azimuth = float(_parse_int(row[3], path, line, "azimuth"))
+            distance = float(_parse_int(row[4], path, line, "distance"))
+        else:
+            azimuth = _parse_float(row[3], path, line, "azimuth")
+            distance = _parse_float(row[4], path, line, "distance")
+        onscreen = _parse_int(row[5], path, line, "onscreen")
+        if frame < 0 or (max_frame is not None and frame > max_frame):
+            upper = "" if max_frame is None else f"..{max_frame}"
+            raise LabelFileError(path, line, f"frame must be in 0{upper}, got {frame}")
+        if not 0 <= cls < N_CLASSES:
+            raise LabelFileError(path, line, f"class must be in 0..{N_CLASSES - 1}, got {cls}")
+        if source < 0:
+            raise LabelFileError(path, line, f"source must be >= 0, got {source}")
+        if onscreen not in (0, 1):
+            raise LabelFileError(path, line, f"onscreen must be 0 or 1, got {onscreen}")
+        if kind == "reference":
+            if not -MAX_AZIMUTH <= azimuth <= MAX_AZIMUTH:
+                raise LabelFileError(path, line, f"azimuth must be in -90..90 degrees, got {azimuth:g}")
+            if distance <= 0:
+                raise LabelFileError(path, line, f"distance must be > 0 cm, got {distance:g}")
+        elif distance < 0:
+            raise LabelFileError(path, line, f"distance must be >= 0 cm, got {distance:g}")
+        rows.append((frame, cls, source, azimuth, distance, onscreen))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, N_COLUMNS)
+
+
+def format_labels(rows: np.ndarray, decimals: int | None = None) -> str:
+    """Render a label table as CSV text. decimals=None writes integers (reference
+    style); otherwise azimuth and distance keep that many decimals."""
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, N_COLUMNS)
+    order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
+    out = [",".join(CSV_HEADER)]
+    for r in rows[order]:
+        if decimals is None:
+            az, dist = str(int(round(r[3]))), str(int(round(r[4])))
+        else:
+            az, dist = f"{r[3]:.{decimals}f}", f"{r[4]:.{decimals}f}"
+        out.append(f"{int(r[0])},{int(r[1])},{int(r[2])},{az},{dist},{int(r[5])}")
+    return "\n".join(out) + "\n"
+
+
+def write_labels(path: str | os.PathLike, rows: np.ndarray, decimals: int | None = None) -> None:
+    """Write a DCASE CSV atomically (header first, rows sorted by frame, class, source)."""
+    write_text_atomic(path, format_labels(rows, decimals))
