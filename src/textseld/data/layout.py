@@ -1,0 +1,119 @@
+"""Dataset layout on disk: pairing audio and label files by clip name.
+
+`ROOT/stereo_dev/<split>/<stem>.wav` pairs with `ROOT/metadata_dev/<split>/<stem>.csv`.
+Pairing is by stem, never by sort order, so that one missing file cannot
+silently shift every later pair.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from textseld.constants import AUDIO_ROOT, META_ROOT
+
+
+class DatasetError(ValueError):
+    """The dataset folder does not have the expected layout; the message names the paths."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip: its name (file stem), split folder, audio and label paths."""
+
+    name: str
+    split: str
+    wav: Path
+    csv: Path
+
+
+_CLIP_NAME = re.compile(
+    r"fold(?P<fold>\d+)_room(?P<room>\d+)_mix(?P<mix>\d{3})_deg(?P<deg>\d{3})_start(?P<start>\d{4})"
+)
+
+
+def parse_clip_name(name: str) -> dict[str, int]:
+    """Parse `fold{F}_room{R}_mix{MMM}_deg{DDD}_start{SSSS}` into integers.
+
+    Returns dict(fold, room, mix, deg, start). A path or a name with a file
+    extension is accepted (the stem is used). Raises DatasetError otherwise.
+    """
+    stem = Path(str(name)).name
+    if stem.endswith((".wav", ".csv")):
+        stem = stem[:-4]
+    match = _CLIP_NAME.fullmatch(stem)
+    if match is None:
+        raise DatasetError(
+            f"clip name {name!r} does not match fold{{F}}_room{{R}}_mix{{MMM}}_deg{{DDD}}_start{{SSSS}}"
+        )
+    return {key: int(value) for key, value in match.groupdict().items()}
+
+
+def _files_by_stem(folder: Path, suffix: str) -> dict[str, Path]:
+    return {p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == suffix}
+
+
+def split_folders(root: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """(audio folder, metadata folder) of one split under `root`."""
+    root = Path(root)
+    return root / AUDIO_ROOT / split, root / META_ROOT / split
+
+
+def available_splits(root: str | os.PathLike) -> list[str]:
+    """Split names present under stereo_dev/ or metadata_dev/ (union, sorted)."""
+    root = Path(root)
+    names: set[str] = set()
+    for sub in (AUDIO_ROOT, META_ROOT):
+        if (root / sub).is_dir():
+            names.update(p.name for p in (root / sub).iterdir() if p.is_dir())
+    return sorted(names)
+
+
+def pair_split(root: str | os.PathLike, split: str) -> tuple[list[Clip], list[str]]:
+    """Pair one split's files by stem. Returns (clips sorted by name, problems).
+
+    Problems are messages naming the existing file and the missing partner;
+    a missing split folder is a problem naming it.
+    """
+    wav_dir, csv_dir = split_folders(root, split)
+    problems = [f"split folder {d} does not exist" for d in (wav_dir, csv_dir) if not d.is_dir()]
+    if problems:
+        return [], problems
+    wavs = _files_by_stem(wav_dir, ".wav")
+    csvs = _files_by_stem(csv_dir, ".csv")
+    for stem in sorted(wavs.keys() - csvs.keys()):
+        problems.append(f"{wavs[stem]} has no label file: expected {csv_dir / (stem + '.csv')}")
+    for stem in sorted(csvs.keys() - wavs.keys()):
+        problems.append(f"{csvs[stem]} has no audio file: expected {wav_dir / (stem + '.wav')}")
+    clips = [Clip(stem, split, wavs[stem], csvs[stem]) for stem in sorted(wavs.keys() & csvs.keys())]
+    return clips, problems
+
+
+def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
+    """All clips of `splits` under `root`, paired by stem and sorted by name.
+
+    Raises DatasetError listing every unpaired file (with the expected partner
+    path), every missing split folder and any name found in two splits.
+    """
+    if isinstance(splits, str):
+        splits = [splits]
+    clips: list[Clip] = []
+    problems: list[str] = []
+    for split in splits:
+        found, errs = pair_split(root, split)
+        clips.extend(found)
+        problems.extend(errs)
+    seen: dict[str, Clip] = {}
+    for clip in clips:
+        if clip.name in seen:
+            problems.append(f"clip name {clip.name} occurs twice: {seen[clip.name].wav} and {clip.wav}")
+        seen.setdefault(clip.name, clip)
+    if problems:
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise DatasetError("dataset layout problems:\n" + "\n".join(shown) + more)
+    clips.sort(key=lambda c: c.name)
+    return clips
