@@ -49,19 +49,44 @@ def _parse_float(text: str, path, line: int, column: str) -> float:
     return value
 
 
-def read_labels(
-    path: str | os.PathLike,
-    kind: str = "reference",
-    max_frame: int | None = N_LABEL_FRAMES - 1,
-) -> np.ndarray:
-    """Read one DCASE CSV strictly. Returns (N, 6) float64 in `CSV_HEADER` order.
+def _parse_row(row: list[str], path, line: int, kind: str, max_frame: int | None) -> tuple[float, ...]:
+    """Parse and validate one data row; raises LabelFileError naming file and line."""
+    if len(row) != N_COLUMNS:
+        raise LabelFileError(path, line, f"expected {N_COLUMNS} columns ({','.join(CSV_HEADER)}), got {len(row)}")
+    frame = _parse_int(row[0], path, line, "frame")
+    cls = _parse_int(row[1], path, line, "class")
+    source = _parse_int(row[2], path, line, "source")
+    if kind == "reference":
+        azimuth = float(_parse_int(row[3], path, line, "azimuth"))
+        distance = float(_parse_int(row[4], path, line, "distance"))
+    else:
+        azimuth = _parse_float(row[3], path, line, "azimuth")
+        distance = _parse_float(row[4], path, line, "distance")
+    onscreen = _parse_int(row[5], path, line, "onscreen")
+    if frame < 0 or (max_frame is not None and frame > max_frame):
+        upper = "" if max_frame is None else f"..{max_frame}"
+        raise LabelFileError(path, line, f"frame must be in 0{upper}, got {frame}")
+    if not 0 <= cls < N_CLASSES:
+        raise LabelFileError(path, line, f"class must be in 0..{N_CLASSES - 1}, got {cls}")
+    if source < 0:
+        raise LabelFileError(path, line, f"source must be >= 0, got {source}")
+    if onscreen not in (0, 1):
+        raise LabelFileError(path, line, f"onscreen must be 0 or 1, got {onscreen}")
+    if kind == "reference":
+        if not -MAX_AZIMUTH <= azimuth <= MAX_AZIMUTH:
+            raise LabelFileError(path, line, f"azimuth must be in -90..90 degrees, got {azimuth:g}")
+        if distance <= 0:
+            raise LabelFileError(path, line, f"distance must be > 0 cm, got {distance:g}")
+    elif distance < 0:
+        raise LabelFileError(path, line, f"distance must be >= 0 cm, got {distance:g}")
+    return (frame, cls, source, azimuth, distance, onscreen)
 
-    kind="reference": every value an integer, azimuth in [-90, 90], distance > 0.
-    kind="prediction": azimuth and distance may be fractional (any azimuth),
-    distance >= 0. In both: exact header, frame in [0, max_frame] (no upper
-    bound if None), class in [0, 12], source >= 0, onscreen in {0, 1}.
-    Raises LabelFileError naming the file and the line.
-    """
+
+def _read_rows(
+    path: str | os.PathLike, kind: str, max_frame: int | None, errors: list[LabelFileError] | None
+) -> np.ndarray:
+    """Shared reader: raise at the first problem (errors=None), or append every
+    row's problem to `errors` and keep the valid rows."""
     if kind not in ("reference", "prediction"):
         raise ValueError(f"kind must be 'reference' or 'prediction', got {kind!r}")
     path = Path(path)
@@ -78,39 +103,46 @@ def read_labels(
         raise LabelFileError(path, 1, f"header must be {','.join(CSV_HEADER)}, got {','.join(header)}")
     rows: list[tuple[float, ...]] = []
     for row in reader:
-        line = reader.line_num
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) != N_COLUMNS:
-            raise LabelFileError(path, line, f"expected {N_COLUMNS} columns ({','.join(CSV_HEADER)}), got {len(row)}")
-        frame = _parse_int(row[0], path, line, "frame")
-        cls = _parse_int(row[1], path, line, "class")
-        source = _parse_int(row[2], path, line, "source")
-        if kind == "reference":
-            azimuth = float(_parse_int(row[3], path, line, "azimuth"))
-            distance = float(_parse_int(row[4], path, line, "distance"))
-        else:
-            azimuth = _parse_float(row[3], path, line, "azimuth")
-            distance = _parse_float(row[4], path, line, "distance")
-        onscreen = _parse_int(row[5], path, line, "onscreen")
-        if frame < 0 or (max_frame is not None and frame > max_frame):
-            upper = "" if max_frame is None else f"..{max_frame}"
-            raise LabelFileError(path, line, f"frame must be in 0{upper}, got {frame}")
-        if not 0 <= cls < N_CLASSES:
-            raise LabelFileError(path, line, f"class must be in 0..{N_CLASSES - 1}, got {cls}")
-        if source < 0:
-            raise LabelFileError(path, line, f"source must be >= 0, got {source}")
-        if onscreen not in (0, 1):
-            raise LabelFileError(path, line, f"onscreen must be 0 or 1, got {onscreen}")
-        if kind == "reference":
-            if not -MAX_AZIMUTH <= azimuth <= MAX_AZIMUTH:
-                raise LabelFileError(path, line, f"azimuth must be in -90..90 degrees, got {azimuth:g}")
-            if distance <= 0:
-                raise LabelFileError(path, line, f"distance must be > 0 cm, got {distance:g}")
-        elif distance < 0:
-            raise LabelFileError(path, line, f"distance must be >= 0 cm, got {distance:g}")
-        rows.append((frame, cls, source, azimuth, distance, onscreen))
+        try:
+            rows.append(_parse_row(row, path, reader.line_num, kind, max_frame))
+        except LabelFileError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
     return np.asarray(rows, dtype=np.float64).reshape(-1, N_COLUMNS)
+
+
+def read_labels(
+    path: str | os.PathLike,
+    kind: str = "reference",
+    max_frame: int | None = N_LABEL_FRAMES - 1,
+) -> np.ndarray:
+    """Read one DCASE CSV strictly. Returns (N, 6) float64 in `CSV_HEADER` order.
+
+    kind="reference": every value an integer, azimuth in [-90, 90], distance > 0.
+    kind="prediction": azimuth and distance may be fractional (any azimuth),
+    distance >= 0. In both: exact header, frame in [0, max_frame] (no upper
+    bound if None), class in [0, 12], source >= 0, onscreen in {0, 1}.
+    Raises LabelFileError naming the file and the line.
+    """
+    return _read_rows(path, kind, max_frame, None)
+
+
+def label_file_errors(
+    path: str | os.PathLike,
+    kind: str = "reference",
+    max_frame: int | None = N_LABEL_FRAMES - 1,
+) -> list[LabelFileError]:
+    """Every problem of one CSV (same rules as `read_labels`), one per bad line;
+    a bad header or undecodable file is a single problem. Empty list = valid."""
+    errors: list[LabelFileError] = []
+    try:
+        _read_rows(path, kind, max_frame, errors)
+    except LabelFileError as exc:
+        errors.append(exc)
+    return errors
 
 
 def format_labels(rows: np.ndarray, decimals: int | None = None) -> str:

@@ -52,7 +52,8 @@ def parse_clip_name(name: str) -> dict[str, int]:
     return {key: int(value) for key, value in match.groupdict().items()}
 
 
-def _files_by_stem(folder: Path, suffix: str) -> dict[str, Path]:
+def files_by_stem(folder: Path, suffix: str) -> dict[str, Path]:
+    """Files in `folder` whose extension is `suffix` (case-insensitive), keyed by stem."""
     return {p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == suffix}
 
 
@@ -72,22 +73,22 @@ def available_splits(root: str | os.PathLike) -> list[str]:
     return sorted(names)
 
 
-def pair_split(root: str | os.PathLike, split: str) -> tuple[list[Clip], list[str]]:
+def pair_split(root: str | os.PathLike, split: str) -> tuple[list[Clip], list[tuple[Path, str]]]:
     """Pair one split's files by stem. Returns (clips sorted by name, problems).
 
-    Problems are messages naming the existing file and the missing partner;
-    a missing split folder is a problem naming it.
+    Each problem is (path, what is wrong): an unpaired file with the expected
+    partner path, or a missing split folder.
     """
     wav_dir, csv_dir = split_folders(root, split)
-    problems = [f"split folder {d} does not exist" for d in (wav_dir, csv_dir) if not d.is_dir()]
+    problems = [(d, f"split folder of '{split}' does not exist") for d in (wav_dir, csv_dir) if not d.is_dir()]
     if problems:
         return [], problems
-    wavs = _files_by_stem(wav_dir, ".wav")
-    csvs = _files_by_stem(csv_dir, ".csv")
+    wavs = files_by_stem(wav_dir, ".wav")
+    csvs = files_by_stem(csv_dir, ".csv")
     for stem in sorted(wavs.keys() - csvs.keys()):
-        problems.append(f"{wavs[stem]} has no label file: expected {csv_dir / (stem + '.csv')}")
+        problems.append((wavs[stem], f"has no label file: expected {csv_dir / (stem + '.csv')}"))
     for stem in sorted(csvs.keys() - wavs.keys()):
-        problems.append(f"{csvs[stem]} has no audio file: expected {wav_dir / (stem + '.wav')}")
+        problems.append((csvs[stem], f"has no audio file: expected {wav_dir / (stem + '.wav')}"))
     clips = [Clip(stem, split, wavs[stem], csvs[stem]) for stem in sorted(wavs.keys() & csvs.keys())]
     return clips, problems
 
@@ -105,7 +106,7 @@ def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
     for split in splits:
         found, errs = pair_split(root, split)
         clips.extend(found)
-        problems.extend(errs)
+        problems.extend(f"{path}: {what}" for path, what in errs)
     seen: dict[str, Clip] = {}
     for clip in clips:
         if clip.name in seen:

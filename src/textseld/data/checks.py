@@ -1,0 +1,148 @@
+"""Validate a dataset folder (DCASE2025 layout) and report EVERY problem.
+
+Checks per split: audio and label files pair up by stem, clip names parse,
+every WAV is readable with 2 channels, 24 kHz and exactly 120 000 samples
+(finite values), and every CSV passes the reference-label rules of
+`textseld.data.labels` (each bad line reported). Nothing stops at the first
+problem, so one run lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
+from textseld.data.labels import label_file_errors
+from textseld.data.layout import (
+    DatasetError,
+    available_splits,
+    files_by_stem,
+    pair_split,
+    parse_clip_name,
+    split_folders,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: the file, the line (CSV rows; None otherwise) and what is wrong."""
+
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class CheckReport:
+    """Result of `check_dataset`: what was checked and every problem found."""
+
+    root: Path
+    splits: list[str]
+    n_audio: dict[str, int] = field(default_factory=dict)
+    n_labels: dict[str, int] = field(default_factory=dict)
+    n_clips: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        lines = [
+            f"{split}: {self.n_clips.get(split, 0)} clips "
+            f"({self.n_audio.get(split, 0)} wav, {self.n_labels.get(split, 0)} csv)"
+            for split in self.splits
+        ]
+        verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
+        lines.append(f"{self.root}: {verdict}")
+        return "\n".join(lines)
+
+
+def check_audio(path: str | os.PathLike) -> list[Problem]:
+    """Problems of one WAV: unreadable, not 2 channels, not 24 kHz, not 120 000
+    samples (header and actual data), or non-finite samples."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile raises several types for corrupt files
+        return [Problem(path, None, f"unreadable audio file ({exc})")]
+    problems = []
+    if info.channels != N_CHANNELS:
+        problems.append(Problem(path, None, f"expected {N_CHANNELS} channels, got {info.channels}"))
+    if info.samplerate != SAMPLE_RATE:
+        problems.append(Problem(path, None, f"expected {SAMPLE_RATE} Hz, got {info.samplerate} Hz"))
+    if info.frames != CLIP_SAMPLES:
+        problems.append(Problem(path, None, f"expected {CLIP_SAMPLES} samples, got {info.frames}"))
+    try:
+        # Reading the data catches truncation that the header does not show.
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        problems.append(Problem(path, None, f"audio data unreadable ({exc})"))
+        return problems
+    if len(data) != info.frames:
+        problems.append(Problem(path, None, f"truncated: header says {info.frames} samples, file holds {len(data)}"))
+    if not np.isfinite(data).all():
+        problems.append(Problem(path, None, "audio holds NaN or infinite samples"))
+    return problems
+
+
+def check_labels(path: str | os.PathLike) -> list[Problem]:
+    """Problems of one reference CSV, one per bad line."""
+    path = Path(path)
+    try:
+        errors = label_file_errors(path, kind="reference")
+    except OSError as exc:
+        return [Problem(path, None, f"unreadable label file ({exc})")]
+    problems = []
+    for e in errors:
+        # LabelFileError's text is "file[:line]: message"; keep just the message.
+        prefix = f"{e.path}:{e.line}: " if e.line is not None else f"{e.path}: "
+        text = str(e)
+        problems.append(Problem(Path(e.path), e.line, text[len(prefix):] if text.startswith(prefix) else text))
+    return problems
+
+
+def check_dataset(
+    root: str | os.PathLike, splits: Iterable[str] | None = None, progress: bool = True
+) -> CheckReport:
+    """Check `splits` (default: every split folder under stereo_dev/ or metadata_dev/).
+
+    Returns a CheckReport; it never raises for bad data, only collects.
+    """
+    root = Path(root)
+    splits = available_splits(root) if splits is None else list(splits)
+    report = CheckReport(root=root, splits=splits)
+    if not splits:
+        report.problems.append(Problem(root, None, "no split folders under stereo_dev/ or metadata_dev/"))
+        return report
+    for split in splits:
+        wav_dir, csv_dir = split_folders(root, split)
+        clips, layout_problems = pair_split(root, split)
+        report.problems.extend(Problem(path, None, what) for path, what in layout_problems)
+        report.n_clips[split] = len(clips)
+        # Check every file present, paired or not.
+        wavs = sorted(files_by_stem(wav_dir, ".wav").values()) if wav_dir.is_dir() else []
+        csvs = sorted(files_by_stem(csv_dir, ".csv").values()) if csv_dir.is_dir() else []
+        report.n_audio[split], report.n_labels[split] = len(wavs), len(csvs)
+        wav_stems = {p.stem for p in wavs}
+        for path in wavs + [c for c in csvs if c.stem not in wav_stems]:
+            try:
+                parse_clip_name(path.stem)
+            except DatasetError as exc:
+                report.problems.append(Problem(path, None, str(exc)))
+        for path in tqdm(wavs, desc=f"{split} audio", unit="file", disable=not progress):
+            report.problems.extend(check_audio(path))
+        for path in tqdm(csvs, desc=f"{split} labels", unit="file", disable=not progress):
+            report.problems.extend(check_labels(path))
+    return report
