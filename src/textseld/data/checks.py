@@ -70,8 +70,8 @@ class CheckReport:
 
 
 def check_audio(path: str | os.PathLike) -> list[Problem]:
-    """Problems of one WAV: unreadable, not 2 channels, not 24 kHz, not 120 000
-    samples (header and actual data), or non-finite samples."""
+    """Problems of one WAV: unreadable, not 2 channels, not 24 kHz, not 16-bit
+    PCM, not 120 000 samples (header and actual data), or non-finite samples."""
     path = Path(path)
     try:
         info = sf.info(str(path))
@@ -84,6 +84,8 @@ def check_audio(path: str | os.PathLike) -> list[Problem]:
         problems.append(Problem(path, None, f"expected {SAMPLE_RATE} Hz, got {info.samplerate} Hz"))
     if info.frames != CLIP_SAMPLES:
         problems.append(Problem(path, None, f"expected {CLIP_SAMPLES} samples, got {info.frames}"))
+    if info.subtype != "PCM_16":
+        problems.append(Problem(path, None, f"expected 16-bit PCM (PCM_16), got {info.subtype}"))
     try:
         # Reading the data catches truncation that the header does not show.
         data, _ = sf.read(str(path), dtype="float32", always_2d=True)
