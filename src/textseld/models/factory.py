@@ -1,0 +1,138 @@
+"""Model factory: names + ModelConfig -> the pretraining model, the text models, the baseline.
+
+    build_model("rcc", None, "pretrain", cfg)                -> PretrainModel
+    build_model("beats", "clip", "grep", cfg, text_encoder)  -> SeldTextModel
+    build_baseline(cfg)                                      -> BaselineCRNN
+
+All models return (output (B, L', K*3*C), aux dict) from `forward(batch, ...)`
+where batch = {"src" (B,1,T,F), "doa" (B,4,T,F), "dist" (B,2,T,F), ...}.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from textseld.models.baseline import BaselineCRNN
+from textseld.models.config import ModelConfig
+from textseld.models.heads import GrepHead, PretrainHead, TrepHead
+from textseld.models.tokenizer import SOURCES, Tokenizer
+
+HEADS: dict[str, Callable[[int, int], nn.Module]] = {"grep": GrepHead, "trep": TrepHead}
+TEXTS = ("clip", "bert")
+_TEXT_PREFIX = "text_encoder."
+
+
+def _select_frames(x: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
+    """x (B, L, ...) -> (B, L', ...) at `frames`: (L',) shared by all clips or (B, L') per clip."""
+    if frames is None:
+        return x
+    frames = frames.to(x.device).long()
+    if frames.dim() == 1:
+        return x[:, frames]
+    if frames.dim() == 2 and frames.shape[0] == x.shape[0]:
+        idx = frames.view(*frames.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+        return x.gather(1, idx)
+    raise ValueError(f"frames must be (L',) or (B={x.shape[0]}, L'), got {tuple(frames.shape)}")
+
+
+class PretrainModel(nn.Module):
+    """Tokenizer + Linear(3D, K*3*C) on the concatenated token streams (ADPIT only, no text encoder)."""
+
+    def __init__(self, source: str, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.tokenizer = Tokenizer(source, cfg)
+        self.head = PretrainHead(cfg.token_width)
+
+    def forward(self, batch: dict, template_ids: torch.Tensor | None = None,
+                frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """-> (B, L', K*3*C), aux {"tokens": (B, L', 3, D)}. `template_ids` is ignored (no text)."""
+        streams = self.tokenizer(batch["src"], batch["doa"], batch["dist"])
+        tokens = _select_frames(torch.stack(streams, dim=2), frames)       # (B, L', 3, D)
+        return self.head(tokens.flatten(-2)), {"tokens": tokens}
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Pretraining trains everything with one learning rate: all trainable parameters are "new"."""
+        return {"pretrained": [], "new": [p for p in self.parameters() if p.requires_grad]}
+
+
+class SeldTextModel(nn.Module):
+    """Tokenizer -> frozen text encoder (placeholders replaced by the tokens) -> GREP/TREP head.
+
+    The text encoder is a submodule (it moves with .to()) but is left out of
+    state_dict() and of load_state_dict()'s missing keys: it is frozen and
+    rebuilt from its own local weights, so checkpoints do not carry it.
+    """
+
+    def __init__(self, source: str, head: str, cfg: ModelConfig, text_encoder: nn.Module) -> None:
+        super().__init__()
+        self.tokenizer = Tokenizer(source, cfg)
+        self.text_encoder = text_encoder
+        # A may be wider/narrower than the tokens (CLIP: text projection size E)
+        a_dim = getattr(text_encoder, "embed_dim", None) or text_encoder.width
+        self.head = HEADS[head](cfg.token_width, a_dim)
+        self.register_state_dict_post_hook(_drop_text_encoder_keys)
+        self.register_load_state_dict_post_hook(_ignore_missing_text_encoder_keys)
+
+    def forward(self, batch: dict, template_ids: torch.Tensor,
+                frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """batch tensors + template_ids (B,) [+ frames (L',) or (B, L')] -> (B, L', K*3*C), aux.
+
+        aux = {"A": (B, L', E) audio-driven embeddings (E = text_encoder.embed_dim, = D in the paper), "hidden": (B, L', 3, D)
+        placeholder states}. Every frame of a clip uses that clip's template.
+        """
+        streams = [_select_frames(s, frames) for s in self.tokenizer(batch["src"], batch["doa"], batch["dist"])]
+        b, n, d = streams[0].shape
+        ids = torch.as_tensor(template_ids, device=streams[0].device).long().reshape(b)
+        flat = [s.reshape(b * n, d) for s in streams]
+        a, hidden = self.text_encoder.encode_with_tokens(ids.repeat_interleave(n), *flat)
+        out = self.head(a, hidden)                                           # (B*L', K*3*C)
+        return out.reshape(b, n, -1), {"A": a.reshape(b, n, -1), "hidden": hidden.reshape(b, n, 3, -1)}
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """{"pretrained": trainable tokenizer params, "new": head params}; the text encoder is in neither."""
+        return {"pretrained": [p for p in self.tokenizer.parameters() if p.requires_grad],
+                "new": [p for p in self.head.parameters() if p.requires_grad]}
+
+
+def _drop_text_encoder_keys(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix + _TEXT_PREFIX)]:
+        del state_dict[key]
+
+
+def _ignore_missing_text_encoder_keys(module, incompatible_keys):
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not k.startswith(_TEXT_PREFIX) and f".{_TEXT_PREFIX}" not in k]
+
+
+def build_model(source: str, text: str | None, head: str, cfg: ModelConfig,
+                text_encoder: nn.Module | None = None) -> nn.Module:
+    """source in ("rcc", "beats"); head "pretrain" (text None) or "grep"/"trep" (text "clip"/"bert").
+
+    Finetuning models need the built text encoder (`textseld.models.text_encoders.build_text_encoder`),
+    whose `.width` must equal cfg.token_width.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source encoder {source!r}; valid: {', '.join(SOURCES)}")
+    if head == "pretrain":
+        if text is not None or text_encoder is not None:
+            raise ValueError("the pretraining model has no text encoder: pass text=None and no text_encoder")
+        return PretrainModel(source, cfg)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; valid: pretrain, {', '.join(HEADS)}")
+    if text not in TEXTS:
+        raise ValueError(f"unknown text encoder {text!r}; valid: {', '.join(TEXTS)}")
+    if text_encoder is None:
+        raise ValueError(f"head {head!r} needs a built {text!r} text encoder (text_encoder=None given)")
+    width = getattr(text_encoder, "width", None)
+    if width != cfg.token_width:
+        raise ValueError(f"text encoder {text!r} has width {width} but models.token_width is "
+                         f"{cfg.token_width}; set token_width to the text encoder's width")
+    return SeldTextModel(source, head, cfg, text_encoder)
+
+
+def build_baseline(cfg: ModelConfig) -> BaselineCRNN:
+    """The DCASE2025 baseline CRNN; forward(batch) -> ((B, L, 117), {}), forward_features(logmel_lr)."""
+    return BaselineCRNN(cfg)
