@@ -1,5 +1,47 @@
-"""Subcommands of this pipeline stage (being written)."""
+"""`textseld fetch-weights` (network, run once) and `textseld verify-weights`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _none(value: str) -> str | None:
+    return None if value.lower() in ("", "none", "skip") else value
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from textseld.models.pretrained import fetch_weights
+
+    path = fetch_weights(args.out, clip_arch=args.clip_arch, clip_tag=args.clip_weights,
+                         bert=args.bert, beats=args.beats)
+    log.info("wrote %s", path)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from textseld.models.pretrained import verify_manifest
+
+    problems = verify_manifest(args.dir)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
 
 
 def register(sub) -> None:
-    """Add this stage's subcommands to the `textseld` parser."""
+    """Add `fetch-weights` and `verify-weights` to the `textseld` parser."""
+    p = sub.add_parser("fetch-weights", help="download pre-trained weights into a local folder (needs network)",
+                       description="Download the CLIP text tower, BERT and BEATs weights once; "
+                       "record SHA-256 checksums in DIR/manifest.json. Pass 'none' to skip an item.")
+    p.add_argument("--out", required=True, help="target folder")
+    p.add_argument("--clip-arch", type=_none, default="ViT-B-16", help="open_clip architecture (default ViT-B-16)")
+    p.add_argument("--clip-weights", default="openai", help="open_clip pretrained tag (default openai)")
+    p.add_argument("--bert", type=_none, default="google/bert_uncased_L-12_H-512_A-8",
+                   help="Hugging Face repo id of the BERT (default google/bert_uncased_L-12_H-512_A-8)")
+    p.add_argument("--beats", type=_none, default=None, help="URL or local path of the BEATs checkpoint")
+    p.set_defaults(func=run_fetch)
+    v = sub.add_parser("verify-weights", help="re-hash the files of a weights folder against its manifest")
+    v.add_argument("--dir", required=True, help="folder written by fetch-weights")
+    v.set_defaults(func=run_verify)
