@@ -14,7 +14,7 @@ import sys
 from textseld import __version__
 
 # Modules under textseld.commands, each defining register(subparsers).
-COMMAND_MODULES = ("synth", "dataset", "features", "texts", "weights", "evaluate", "train")
+COMMAND_MODULES = ("synth", "dataset", "features", "texts", "weights", "evaluate", "train", "results")
 
 
 def build_parser() -> argparse.ArgumentParser:

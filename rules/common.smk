@@ -1,0 +1,187 @@
+# Config validation, the run grid, paths and input helpers. No rules here.
+import os
+import re
+
+from snakemake.utils import validate
+
+
+# Validate once, filling the schema's defaults: every later lookup may index directly.
+validate(config, "../config/schema.yaml", set_default=True)
+
+
+# ----------------------------------------------------------------------- paths
+RESULTS = "results"
+LOGS = "logs"
+BENCH = f"{RESULTS}/benchmarks"
+DATASETS = "resources/datasets"
+DATA_ROOT = f"{DATASETS}/{config['data']['source']}"
+WEIGHTS_DIR = "resources/weights"
+# the logical splits and the dataset folders they are made of
+SPLITS = {
+    "train": config["data"]["train_splits"],
+    "test": config["data"]["test_splits"],
+}
+
+
+# -------------------------------------------------- the run grid (one place only)
+SOURCES = config["grid"]["sources"]
+TEXTS = config["grid"]["texts"]
+HEADS = config["grid"]["heads"]
+SEEDS = config["seeds"]
+FINETUNED = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEADS]
+MODELS = (["baseline"] if config["grid"]["baseline"] else []) + FINETUNED
+N_SHARDS = config["features"]["shards"]
+SHARDS = [f"{i:03d}" for i in range(N_SHARDS)]
+# weights that download_pretrained fetches (empty: offline run)
+FETCH = config["weights"]["fetch"]
+
+
+def _one_of(values):
+    """Regex matching exactly the configured values: a typo'd target cannot match."""
+    return "|".join(re.escape(str(v)) for v in values) or "(?!)"
+
+
+wildcard_constraints:
+    split="train|test",
+    shard=_one_of(SHARDS),
+    src=_one_of(SOURCES),
+    txt=_one_of(TEXTS),
+    head=_one_of(HEADS),
+    seed=_one_of(SEEDS),
+    model=_one_of(MODELS),
+    weight=_one_of(FETCH),
+    protocol="dcase2025|strict",
+
+
+# --------------------------------------------------------------- per-rule config
+def gpu_resources(section):
+    """Portable resources of a GPU-capable rule: mem_mb, runtime and, only when the
+    config asks for GPUs, `gpu` (CPU sites must not send a GPU request to Slurm)."""
+    res = {k: v for k, v in config["resources"][section].items() if k in ("mem_mb", "runtime")}
+    if config["resources"][section].get("gpu", 0):
+        res["gpu"] = config["resources"][section]["gpu"]
+    return res
+
+
+def threads_of(section):
+    return config["resources"][section]["threads"]
+
+
+def mem_of(section):
+    return config["resources"][section]["mem_mb"]
+
+
+def runtime_of(section):
+    return config["resources"][section]["runtime"]
+
+
+def text_encoder_section(txt):
+    """The text_encoders keys of one encoder ("clip_*" or "bert_*", plus "lock")."""
+    return {k: v for k, v in config["text_encoders"].items() if k.startswith(f"{txt}_") or k == "lock"}
+
+
+# Fingerprint of the built-in sentence templates (part of make_texts' params).
+from textseld.text.store import templates_fingerprint
+
+TEMPLATES_SHA256 = templates_fingerprint()
+
+
+# ------------------------------------------------------------------ input helpers
+def dataset_marker():
+    """The file that stands for a complete dataset: written last by the synthesis
+    (its summary) or by the download (its manifest, after verification and extraction)."""
+    name = "synth_summary.json" if config["data"]["source"] == "synthetic" else "manifest.json"
+    return f"{DATA_ROOT}/{name}"
+
+
+def feature_shards(wildcards):
+    return expand(f"{RESULTS}/features/shards/{wildcards.split}/{{shard}}.h5", shard=SHARDS)
+
+
+def packed(split):
+    return f"{RESULTS}/features/{split}.h5"
+
+
+STATS = f"{RESULTS}/features/stats.h5"
+
+
+def texts_file(split):
+    return f"{RESULTS}/texts/{split}.h5"
+
+
+def weight_marker(name):
+    """Manifest written by `textseld fetch-weights` for one named weight set."""
+    return f"{WEIGHTS_DIR}/{name}/manifest.json"
+
+
+def fetch_arguments(name):
+    """fetch_weights(...) keyword arguments that fetch only `name` (None skips an item)."""
+    w = config["weights"]
+    if name == "beats" and not w["beats_source"]:
+        raise ValueError(
+            "weights.fetch lists 'beats' but weights.beats_source is not set: give the URL or "
+            "local path of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+        )
+    return {
+        "clip_arch": w["clip_arch"] if name == "clip" else None,
+        "clip_tag": w["clip_tag"],
+        "bert": w["bert_repo"] if name == "bert" else None,
+        "beats": w["beats_source"] if name == "beats" else None,
+    }
+
+
+def fetched(names):
+    """Manifests of the fetched weights among `names` (none in an offline config)."""
+    return [weight_marker(n) for n in names if n in FETCH]
+
+
+def run_dir(model, seed):
+    return f"{RESULTS}/runs/{model}/seed{seed}"
+
+
+def pretrain_dir(src):
+    return f"{RESULTS}/runs/pretrain-{src}"
+
+
+def metrics_file(model, seed, protocol):
+    return f"{RESULTS}/metrics/{model}/seed{seed}/{protocol}.json"
+
+
+PROTOCOLS = ["dcase2025", "strict"]
+
+
+def aggregate_inputs():
+    """Every run's metrics (both protocols) and weights.json, in grid order."""
+    return {
+        "metrics": [metrics_file(m, s, p) for m, s in all_runs() for p in PROTOCOLS],
+        "weights": [f"{run_dir(m, s)}/weights.json" for m, s in all_runs()],
+    }
+
+
+def aggregate_runs():
+    """The run list handed to textseld.results.aggregate: one dict per (model, seed)."""
+    from textseld.results import system_name
+
+    return [
+        {
+            "system": system_name(model),
+            "seed": int(seed),
+            "metrics": {p: metrics_file(model, seed, p) for p in PROTOCOLS},
+            "weights": f"{run_dir(model, seed)}/weights.json",
+        }
+        for model, seed in all_runs()
+    ]
+
+
+def all_runs():
+    """(model id, seed) of every evaluated run: the baseline and the 8 finetunings, per seed."""
+    return [(m, s) for m in MODELS for s in SEEDS]
+
+
+def results_table():
+    return {
+        "csv": f"{RESULTS}/comparison.csv",
+        "md": f"{RESULTS}/comparison.md",
+        "runs": f"{RESULTS}/runs.csv",
+        "figure": f"{RESULTS}/comparison.png",
+    }

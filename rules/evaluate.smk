@@ -1,0 +1,81 @@
+# Test-split predictions of every run, scoring under both protocols, the results table.
+
+
+# The test split's reference CSVs in one folder (the test data may span several
+# split folders; the strict protocol must see exactly the test clips).
+rule collect_references:
+    input:
+        dataset=dataset_marker(),
+    output:
+        refs=directory(f"{RESULTS}/references/test"),
+    log:
+        f"{LOGS}/collect_references.log",
+    params:
+        folders=[f"{DATA_ROOT}/metadata_dev/{s}" for s in SPLITS["test"]],
+    threads: 1
+    conda:
+        "../envs/textseld.yaml"
+    shell:
+        "(mkdir -p {output.refs} && for d in {params.folders}; do"
+        " cp -r \"$d\" {output.refs}/; done) > {log} 2>&1"
+
+
+rule predict:
+    input:
+        model=f"{run_dir('{model}', '{seed}')}/best.pt",
+        test=packed("test"),
+        stats=STATS,
+    output:
+        predictions=directory(f"{RESULTS}/predictions/{{model}}/seed{{seed}}"),
+    log:
+        f"{LOGS}/predict/{{model}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{model}}-seed{{seed}}.tsv"
+    params:
+        run_dir=lambda wildcards: run_dir(wildcards.model, wildcards.seed),
+    threads: threads_of("predict")
+    resources:
+        **gpu_resources("predict"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/predict.py"
+
+
+rule evaluate:
+    input:
+        predictions=f"{RESULTS}/predictions/{{model}}/seed{{seed}}",
+        refs=f"{RESULTS}/references/test",
+    output:
+        metrics=f"{RESULTS}/metrics/{{model}}/seed{{seed}}/{{protocol}}.json",
+    log:
+        f"{LOGS}/evaluate/{{model}}-seed{{seed}}-{{protocol}}.log",
+    params:
+        evaluate=config["evaluate"],
+    threads: 1
+    resources:
+        mem_mb=mem_of("features"),
+        runtime=runtime_of("predict"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        **aggregate_inputs(),
+    output:
+        csv=report(results_table()["csv"], caption="../report/comparison.rst", category="Results"),
+        md=results_table()["md"],
+        runs=results_table()["runs"],
+        figure=report(results_table()["figure"], caption="../report/figure.rst", category="Results"),
+    log:
+        f"{LOGS}/aggregate.log",
+    params:
+        runs=aggregate_runs(),
+    threads: 1
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/aggregate.py"

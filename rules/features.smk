@@ -1,0 +1,62 @@
+# Features: scatter over shards per split, gather into one packed file per split.
+
+
+rule extract_features:
+    input:
+        dataset=dataset_marker(),
+    output:
+        shard=f"{RESULTS}/features/shards/{{split}}/{{shard}}.h5",
+    log:
+        f"{LOGS}/extract_features/{{split}}-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/extract_features/{{split}}-{{shard}}.tsv"
+    params:
+        root=lambda wildcards, input: os.path.dirname(input.dataset),
+        splits=lambda wildcards: SPLITS[wildcards.split],
+        n_shards=N_SHARDS,
+        extract=config["features"]["extract"],
+    threads: threads_of("features")
+    resources:
+        mem_mb=mem_of("features"),
+        runtime=runtime_of("features"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/extract_features.py"
+
+
+rule pack_features:
+    input:
+        shards=feature_shards,
+    output:
+        packed=f"{RESULTS}/features/{{split}}.h5",
+    log:
+        f"{LOGS}/pack_features/{{split}}.log",
+    benchmark:
+        f"{BENCH}/pack_features/{{split}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_of("features"),
+        runtime=runtime_of("features"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/pack_features.py"
+
+
+# Normalisation statistics from the training split only (applied at load time).
+rule feature_stats:
+    input:
+        packed=packed("train"),
+    output:
+        stats=STATS,
+    log:
+        f"{LOGS}/feature_stats.log",
+    threads: 1
+    resources:
+        mem_mb=mem_of("features"),
+        runtime=runtime_of("features"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/feature_stats.py"

@@ -1,0 +1,88 @@
+# Tokenizer pretraining (one per source encoder), the baseline, the finetunings.
+# Run directories are resumable: last.pt is deliberately not an output, so that
+# a killed job continues from it when rerun.
+
+
+rule pretrain_tokenizer:
+    input:
+        train=packed("train"),
+        stats=STATS,
+        weights=lambda wildcards: fetched(["beats"] if wildcards.src == "beats" else []),
+    output:
+        model=f"{pretrain_dir('{src}')}/best.pt",
+        metrics=f"{pretrain_dir('{src}')}/val_metrics.json",
+        weights=f"{pretrain_dir('{src}')}/weights.json",
+    log:
+        f"{LOGS}/pretrain_tokenizer/{{src}}.log",
+    benchmark:
+        f"{BENCH}/pretrain_tokenizer/{{src}}.tsv"
+    params:
+        run_dir=lambda wildcards: pretrain_dir(wildcards.src),
+        models=config["models"],
+        train=config["train"]["pretrain"],
+        seed=config["train"]["pretrain_seed"],
+    threads: threads_of("train")
+    resources:
+        **gpu_resources("train"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/pretrain_tokenizer.py"
+
+
+rule train_baseline:
+    input:
+        train=packed("train"),
+        stats=STATS,
+    output:
+        model=f"{run_dir('baseline', '{seed}')}/best.pt",
+        metrics=f"{run_dir('baseline', '{seed}')}/val_metrics.json",
+        weights=f"{run_dir('baseline', '{seed}')}/weights.json",
+    log:
+        f"{LOGS}/train_baseline/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/train_baseline/seed{{seed}}.tsv"
+    params:
+        run_dir=lambda wildcards: run_dir("baseline", wildcards.seed),
+        models=config["models"],
+        train=config["train"]["baseline"],
+    threads: threads_of("train")
+    resources:
+        **gpu_resources("train"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/train_baseline.py"
+
+
+rule finetune:
+    input:
+        train=packed("train"),
+        stats=STATS,
+        texts=texts_file("train"),
+        pretrained=f"{pretrain_dir('{src}')}/best.pt",
+        weights=lambda wildcards: fetched(
+            [wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])
+        ),
+    output:
+        model=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/best.pt",
+        metrics=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/val_metrics.json",
+        weights=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/weights.json",
+    log:
+        f"{LOGS}/finetune/{{src}}-{{txt}}-{{head}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{src}}-{{txt}}-{{head}}-seed{{seed}}.tsv"
+    params:
+        run_dir=lambda wildcards: run_dir(f"{wildcards.src}-{wildcards.txt}-{wildcards.head}", wildcards.seed),
+        pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
+        models=config["models"],
+        # only the chosen encoder's keys: changing CLIP settings leaves BERT runs alone
+        text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
+        train=config["train"]["finetune"],
+    threads: threads_of("train")
+    resources:
+        **gpu_resources("train"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/finetune.py"

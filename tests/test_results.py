@@ -1,0 +1,119 @@
+"""The results table: joins, hand-computed means/stds, intervals, errors, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from textseld.cli import main
+from textseld.results import (PROTOCOLS, ResultsError, RunRecord, aggregate, build_tables, run_records,
+                              system_name)
+
+
+def write_metrics(path, protocol, F, DOAE, RDE, ci=None):
+    data = {"protocol": protocol, "average": "macro", "F": F, "DOAE": DOAE, "RDE": RDE, "n_clips": 4}
+    if ci is not None:
+        data["ci"] = {**ci, "level": 0.95, "n_boot": 10, "seed": 0}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def make_run(tmp_path, model, seed, F, DOAE, RDE, ci=None, weights=None):
+    d = tmp_path / model / f"seed{seed}"
+    d.mkdir(parents=True)
+    metrics = {p: write_metrics(d / f"{p}.json", p, F if p == "dcase2025" else F / 2, DOAE, RDE, ci)
+               for p in PROTOCOLS}
+    w = d / "weights.json"
+    w.write_text(json.dumps(weights if weights is not None else {}))
+    return RunRecord(system_name(model), seed, metrics, w)
+
+
+def test_system_names():
+    assert system_name("baseline") == "Baseline"
+    assert system_name("beats-bert-trep") == "BEATs-BERT-TREP"
+    with pytest.raises(ValueError, match="rcc-clip-grap"):
+        system_name("rcc-clip-grap")
+
+
+def test_mean_std_over_seeds_and_units_are_hand_computed(tmp_path):
+    runs = [
+        make_run(tmp_path, "rcc-clip-grep", 0, 0.30, 20.0, 0.40, ci={"F": [0.2, 0.4], "DOAE": [15, 25], "RDE": [0.3, 0.5]}),
+        make_run(tmp_path, "rcc-clip-grep", 1, 0.34, 18.0, 0.44, ci={"F": [0.24, 0.44], "DOAE": [13, 23], "RDE": [0.34, 0.54]}),
+        make_run(tmp_path, "baseline", 0, 0.20, 25.0, None),  # RDE undefined (null)
+    ]
+    run_rows, sys_rows = build_tables(runs)
+    assert [r["system"] for r in sys_rows] == ["Baseline", "RCC-CLIP-GREP"]  # paper order
+    rcc = sys_rows[1]
+    assert rcc["n_seeds"] == 2 and rcc["seeds"] == "0 1"
+    assert rcc["dcase2025_F20_1_pct_mean"] == pytest.approx(32.0)
+    assert rcc["dcase2025_F20_1_pct_std"] == pytest.approx(math.sqrt(2 * 2.0 ** 2))  # ddof=1: sqrt(8)
+    assert rcc["strict_F20_1_pct_mean"] == pytest.approx(16.0)
+    assert rcc["dcase2025_DOAE_deg_mean"] == pytest.approx(19.0)
+    assert rcc["dcase2025_RDE_pct_mean"] == pytest.approx(42.0)
+    # interval: mean over seeds of each run's bounds, in reported units
+    assert rcc["dcase2025_F20_1_pct_ci_low"] == pytest.approx(22.0)
+    assert rcc["dcase2025_F20_1_pct_ci_high"] == pytest.approx(42.0)
+    base = sys_rows[0]
+    assert base["dcase2025_F20_1_pct_std"] is None  # one seed: no spread, not zero
+    assert math.isnan(base["dcase2025_RDE_pct_mean"])
+    assert base["dcase2025_F20_1_pct_ci_low"] is None  # no interval given: none invented
+    assert len(run_rows) == 3
+
+
+def test_aggregate_writes_csv_markdown_figure(tmp_path):
+    enc = {"file": "/w/clip/open_clip_model.safetensors", "sha256": "ab" * 32}
+    runs = [make_run(tmp_path, "beats-clip-trep", 0, 0.5, 10.0, 0.2,
+                     weights={"source_encoder": "random init", "text_encoder": enc}),
+            make_run(tmp_path, "baseline", 0, 0.25, 30.0, 0.5)]
+    out = tmp_path / "out"
+    aggregate(runs, out / "comparison.csv", out / "comparison.md", out / "comparison.png", out / "runs.csv")
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["system"] for r in rows] == ["Baseline", "BEATs-CLIP-TREP"]
+    assert rows[1]["dcase2025_F20_1_pct_mean"] == "50.0000"
+    assert rows[1]["strict_F20_1_pct_mean"] == "25.0000"
+    assert rows[1]["dcase2025_F20_1_pct_std"] == ""
+    assert rows[1]["text_weights"] == "open_clip_model.safetensors (abababababab)"
+    assert rows[1]["source_weights"] == "random init"
+    md = (out / "comparison.md").read_text()
+    assert "| BEATs-CLIP-TREP | 1 | 50.00 |" in md
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list(csv.DictReader((out / "runs.csv").open()))) == 2
+
+
+def test_errors_name_the_file_and_key(tmp_path):
+    run = make_run(tmp_path, "rcc-bert-grep", 0, 0.3, 20.0, 0.4)
+    data = json.loads(run.metrics["strict"].read_text())
+    del data["DOAE"]
+    run.metrics["strict"].write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"strict\.json: key 'DOAE' missing"):
+        build_tables([run])
+    run.metrics["strict"].write_text("{broken")
+    with pytest.raises(ResultsError, match=r"strict\.json:1: not valid JSON"):
+        build_tables([run])
+    with pytest.raises(ResultsError, match="listed twice"):
+        good = make_run(tmp_path / "b", "rcc-bert-grep", 0, 0.3, 20.0, 0.4)
+        build_tables([good, good])
+    with pytest.raises(ResultsError, match="missing key"):
+        run_records([{"system": "X"}])
+
+
+def test_wrong_protocol_file_is_rejected(tmp_path):
+    run = make_run(tmp_path, "rcc-bert-grep", 0, 0.3, 20.0, 0.4)
+    swapped = RunRecord(run.system, 0, {"dcase2025": run.metrics["strict"], "strict": run.metrics["dcase2025"]},
+                        run.weights)
+    with pytest.raises(ResultsError, match="expected 'dcase2025'"):
+        build_tables([swapped])
+
+
+def test_cli_aggregate(tmp_path, capsys):
+    runs = [make_run(tmp_path, "rcc-clip-grep", s, 0.3 + s / 10, 20.0, 0.4) for s in (0, 1)]
+    argv = ["aggregate", "--out-dir", str(tmp_path / "res")]
+    for r, model in zip(runs, ["rcc-clip-grep"] * 2):
+        argv += ["--run", model, str(r.seed), str(r.metrics["dcase2025"]), str(r.metrics["strict"]), str(r.weights)]
+    assert main(argv) == 0
+    rows = list(csv.DictReader((tmp_path / "res/comparison.csv").open()))
+    assert rows[0]["n_seeds"] == "2" and rows[0]["dcase2025_F20_1_pct_mean"] == "35.0000"
+    assert "RCC-CLIP-GREP" in capsys.readouterr().out

@@ -1,0 +1,166 @@
+"""The Snakemake workflow: lint, config validation, planned jobs, a real tiny run and
+exact stale reruns after config changes (dry-run job lists and reasons)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_helpers import REPO, dry_run, job_counts, snakemake, workflow_copy
+
+pytestmark = pytest.mark.workflow
+
+TABLE = "results/comparison.csv"
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory) -> Path:
+    """A fresh working directory running the repository's workflow."""
+    return workflow_copy(tmp_path_factory.mktemp("wf"))
+
+
+@pytest.mark.parametrize("extra", [[], ["--configfile", "config/tiny.yaml"], ["--configfile", "config/paper.yaml"]],
+                         ids=["default", "tiny", "paper"])
+def test_lint_is_clean(wf, extra):
+    proc = snakemake(wf, "--lint", *extra)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_unknown_config_key_is_rejected_with_its_name(wf):
+    proc = snakemake(wf, "--dry-run", "--config", "trian={}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "'trian' was unexpected" in out
+    proc = snakemake(wf, "--dry-run", "--config", "train={'finetune': {'lr_nwe': 1}}", check=False)
+    assert proc.returncode != 0
+    assert "'lr_nwe' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_paper_dry_run_plans_the_paper_grid(wf):
+    cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    seeds, shards = len(cfg["seeds"]), cfg["features"]["shards"]
+    jobs = dry_run(wf, "--configfile", "config/paper.yaml")
+    counts = job_counts(jobs)
+    runs = 8 * seeds + seeds  # finetunings and baselines, every seed
+    assert counts == {
+        "download_dataset": 1,
+        "download_pretrained": 3,
+        "extract_features": 2 * shards,
+        "pack_features": 2,
+        "feature_stats": 1,
+        "make_texts": 1,
+        "pretrain_tokenizer": 2,
+        "train_baseline": seeds,
+        "finetune": 8 * seeds,
+        "collect_references": 1,
+        "predict": runs,
+        "evaluate": 2 * runs,
+        "aggregate": 1,
+    }
+    finetunes = {(j.wildcards["src"], j.wildcards["txt"], j.wildcards["head"], j.wildcards["seed"])
+                 for j in jobs if j.rule == "finetune"}
+    assert finetunes == {(s, t, h, str(seed)) for s in ("beats", "rcc") for t in ("clip", "bert")
+                         for h in ("grep", "trep") for seed in cfg["seeds"]}
+    assert {j.wildcards["weight"] for j in jobs if j.rule == "download_pretrained"} == {"beats", "clip", "bert"}
+
+
+def test_default_dry_run_is_offline_and_synthetic(wf):
+    counts = job_counts(dry_run(wf))
+    assert counts["synthesize_dataset"] == 1
+    assert "download_dataset" not in counts and "download_pretrained" not in counts
+    assert counts["finetune"] == 8 and counts["train_baseline"] == 1 and counts["pretrain_tokenizer"] == 2
+
+
+def test_wildcards_only_match_configured_values(wf):
+    # a typo'd model id must not match any rule
+    proc = snakemake(wf, "--dry-run", "results/runs/rcc-clip-grap/seed0/best.pt", check=False)
+    assert proc.returncode != 0
+    assert "MissingRuleException" in proc.stdout + proc.stderr or "No rule to produce" in proc.stdout + proc.stderr
+    # a seed outside the configured list neither
+    proc = snakemake(wf, "--dry-run", "results/runs/rcc-clip-grep/seed7/best.pt", check=False)
+    assert proc.returncode != 0
+
+
+# ----------------------------------------------------------- real tiny run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny config run end to end (local executor, 2 cores)."""
+    wd = workflow_copy(tmp_path_factory.mktemp("tiny"))
+    snakemake(wd, "--cores", "2", "--configfile", "config/tiny.yaml", timeout=1500)
+    return wd
+
+
+def _override(wd: Path, name: str, patch: dict) -> str:
+    """tiny.yaml with `patch` merged in, written next to the run; returns its path."""
+    cfg = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+
+    path = wd / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(merge(cfg, patch)))
+    return str(path)
+
+
+def _planned(wd: Path, configfile: str, env: dict | None = None) -> dict[str, int]:
+    proc = snakemake(wd, "--dry-run", "--cores", "1", "--configfile", configfile, env=env)
+    from workflow_helpers import parse_dry_run
+
+    return job_counts(parse_dry_run(proc.stdout + proc.stderr))
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_the_results_table(tiny_run):
+    import csv
+
+    rows = list(csv.DictReader((tiny_run / TABLE).open()))
+    assert [r["system"] for r in rows] == [
+        "Baseline", "BEATs-CLIP-GREP", "BEATs-BERT-GREP", "RCC-CLIP-GREP", "RCC-BERT-GREP",
+        "BEATs-CLIP-TREP", "BEATs-BERT-TREP", "RCC-CLIP-TREP", "RCC-BERT-TREP"]
+    for r in rows:
+        assert r["n_seeds"] == "1"
+        assert 0.0 <= float(r["dcase2025_F20_1_pct_mean"]) <= 100.0
+        assert 0.0 <= float(r["strict_F20_1_pct_mean"]) <= 100.0
+    assert (tiny_run / "results/comparison.md").read_text().startswith("| System")
+    assert (tiny_run / "results/comparison.png").stat().st_size > 1000
+    n_test = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["data"]["synthesis"]["test_clips"]
+    assert len(list((tiny_run / "results/predictions/rcc-bert-trep/seed0").glob("*.csv"))) == n_test
+
+
+@pytest.mark.slow
+def test_nothing_is_planned_after_a_complete_run(tiny_run):
+    assert _planned(tiny_run, "config/tiny.yaml") == {}
+
+
+@pytest.mark.slow
+def test_finetuning_lr_change_reruns_only_finetunings_and_downstream(tiny_run):
+    cfg = _override(tiny_run, "lr", {"train": {"finetune": {"lr_new": 3.0e-4}}})
+    assert _planned(tiny_run, cfg) == {"finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1}
+
+
+@pytest.mark.slow
+def test_feature_change_reruns_everything_from_features_on(tiny_run):
+    cfg = _override(tiny_run, "feat", {"features": {"shards": 3}})
+    counts = _planned(tiny_run, cfg)
+    assert "synthesize_dataset" not in counts and "collect_references" not in counts
+    assert counts["extract_features"] == 6
+    for rule, n in {"pack_features": 2, "feature_stats": 1, "make_texts": 1, "pretrain_tokenizer": 2,
+                    "train_baseline": 1, "finetune": 8, "predict": 9, "evaluate": 18, "aggregate": 1}.items():
+        assert counts.get(rule) == n, (rule, counts)
+
+
+@pytest.mark.slow
+def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_path):
+    # Simulate editing one built-in template: a sitecustomize (imported at interpreter
+    # start) changes the templates the library fingerprints.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import textseld.text.store as s\n"
+        "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n"
+    )
+    counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
+    assert counts == {"make_texts": 1, "finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1}
+

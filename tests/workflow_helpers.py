@@ -1,0 +1,87 @@
+"""Helpers for the workflow tests: a private copy of the workflow, snakemake runs,
+dry-run parsing. Not a test module (no test_ prefix)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# What a run directory needs of the checkout (linked, so the tests see the real files).
+WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "profiles", "report")
+
+
+def workflow_copy(tmp: Path) -> Path:
+    """A working directory that runs the repository's workflow but writes only under `tmp`."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        link = tmp / part
+        if not link.exists():
+            link.symlink_to(REPO / part)
+    return tmp
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 600, check: bool = True,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir`; on failure the assertion shows the tail of its output."""
+    full_env = dict(os.environ)
+    # the venv's bin first: jobs (also Slurm jobs) find the same python and textseld
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    full_env.setdefault("MKL_NUM_THREADS", "1")
+    full_env.update(env or {})
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True,
+                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{(proc.stdout + proc.stderr)[-6000:]}")
+    return proc
+
+
+@dataclass
+class PlannedJob:
+    rule: str
+    wildcards: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+_RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
+
+
+def parse_dry_run(output: str) -> list[PlannedJob]:
+    """The jobs a `snakemake -n` output plans, with wildcards and reasons (the `all` rule excluded)."""
+    jobs: list[PlannedJob] = []
+    current: PlannedJob | None = None
+    for line in output.splitlines():
+        m = _RULE.match(line)
+        if m:
+            current = PlannedJob(m.group(1))
+            jobs.append(current)
+            continue
+        if current is None:
+            continue
+        stripped = line.strip()
+        if stripped.startswith("reason:"):
+            current.reason = stripped[len("reason:"):].strip()
+        elif stripped.startswith("wildcards:"):
+            for item in stripped[len("wildcards:"):].split(","):
+                key, _, value = item.strip().partition("=")
+                current.wildcards[key] = value
+        elif not line.startswith(" ") and stripped:
+            current = None
+    return [j for j in jobs if j.rule != "all"]
+
+
+def job_counts(jobs: list[PlannedJob]) -> dict[str, int]:
+    return dict(Counter(j.rule for j in jobs))
+
+
+def dry_run(workdir: Path, *args: str) -> list[PlannedJob]:
+    proc = snakemake(workdir, "--dry-run", "--cores", "1", *args)
+    return parse_dry_run(proc.stdout + proc.stderr)

@@ -1,0 +1,21 @@
+"""Rule finetune: one {source}-{text}-{head} system from the pretrained tokenizer."""
+import logging
+
+from textseld.train.runs import finetune
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+finetune(
+    run_dir=snakemake.params.run_dir,
+    train_h5=snakemake.input.train,
+    stats_h5=snakemake.input.stats,
+    texts=snakemake.input.texts,
+    pretrained_dir=snakemake.params.pretrained_dir,
+    source=snakemake.wildcards.src,
+    text=snakemake.wildcards.txt,
+    head=snakemake.wildcards.head,
+    model_cfg=snakemake.params.models,
+    text_cfg=snakemake.params.text_encoder,
+    train_cfg=snakemake.params.train,
+    seed=int(snakemake.wildcards.seed),
+)

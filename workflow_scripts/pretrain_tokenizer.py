@@ -1,0 +1,16 @@
+"""Rule pretrain_tokenizer: the tokenizer of one source encoder, ADPIT only."""
+import logging
+
+from textseld.train.runs import pretrain
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+pretrain(
+    run_dir=snakemake.params.run_dir,
+    train_h5=snakemake.input.train,
+    stats_h5=snakemake.input.stats,
+    source=snakemake.wildcards.src,
+    model_cfg=snakemake.params.models,
+    train_cfg=snakemake.params.train,
+    seed=snakemake.params.seed,
+)
