@@ -1,5 +1,41 @@
-"""Subcommands of this pipeline stage (being written)."""
+"""`textseld features` (extract one shard) and `textseld pack` (merge shards, statistics)."""
+
+from __future__ import annotations
 
 
 def register(sub) -> None:
     """Add this stage's subcommands to the `textseld` parser."""
+    p = sub.add_parser("features", help="extract features, targets and labels of one shard into HDF5")
+    p.add_argument("--data", required=True, help="dataset root (holds stereo_dev/ and metadata_dev/)")
+    p.add_argument("--split", action="append", required=True, metavar="NAME",
+                   help="split folder, e.g. dev-train-synth (repeatable)")
+    p.add_argument("--out", required=True, help="output HDF5 shard")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips (default 0/1)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
+    p.set_defaults(func=_features)
+
+    q = sub.add_parser("pack", help="merge feature shards into one file per split; optional statistics")
+    q.add_argument("--shards", nargs="+", required=True, metavar="FILE", help="shard files from `features`")
+    q.add_argument("--out", required=True, help="packed HDF5 file")
+    q.add_argument("--stats-out", metavar="STATS.h5",
+                   help="also write per-channel, per-band mean/std of the packed file (training split only)")
+    q.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch (default 64)")
+    q.set_defaults(func=_pack)
+
+
+def _features(args) -> int:
+    from textseld.features.pipeline import extract_shard, parse_shard
+
+    extract_shard(args.data, args.split, args.out, shard=parse_shard(args.shard), device=args.device,
+                  batch_size=args.batch_size)
+    return 0
+
+
+def _pack(args) -> int:
+    from textseld.data.hdf5 import compute_stats, merge_shards
+
+    merge_shards(args.shards, args.out, batch_size=args.batch_size)
+    if args.stats_out:
+        compute_stats(args.out, args.stats_out, batch_size=args.batch_size)
+    return 0

@@ -1,0 +1,88 @@
+"""Clips per second of the batched torch extractor vs a per-clip librosa + nara_wpe reference.
+
+Same clips, same run, same thread count. The reference is the plain per-clip computation
+of SPEC section 2 written in tests/test_features.py (float64, which our outputs match to
+< 1e-3 dB); a float32 variant of the reference (librosa's default dtype for float32 audio,
+nara_wpe in complex64) is timed too, as the cheapest per-clip baseline.
+
+    .venv/bin/python benchmarks/bench_features.py [--clips 8] [--batch-size 8] [--threads 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_features import reference_features, synth_clip  # noqa: E402  (the reference lives with its test)
+
+from textseld.features.extract import compute_features  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-reference", action="store_true", help="time only the batched extractor")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"command: python {' '.join(sys.argv)}  (torch threads {args.threads})")
+    rng = np.random.default_rng(0)
+    clips = np.stack([synth_clip(rng, *rng.uniform(0.2, 1.0, 2)) for _ in range(args.clips)])
+
+    compute_features(torch.from_numpy(clips[:1]), device=args.device)  # warm-up (filterbank, allocator)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    got = {k: [] for k in ("logmel_lr", "ild", "ivy", "direct", "reverb", "src")}
+    for start in range(0, len(clips), args.batch_size):
+        out = compute_features(torch.from_numpy(clips[start:start + args.batch_size]), device=args.device)
+        for k in got:
+            got[k].append(out[k].numpy())
+    batched_s = time.perf_counter() - t
+    got = {k: np.concatenate(v) for k, v in got.items()}
+    print(f"batched torch extractor ({args.device}, batch {args.batch_size}): {batched_s:7.2f} s, "
+          f"{len(clips) / batched_s:7.3f} clips/s")
+    if args.skip_reference:
+        return
+
+    t = time.perf_counter()
+    refs = [reference_features(c) for c in clips]
+    ref_s = time.perf_counter() - t
+    worst = max(float(np.abs(got[k][b] - refs[b][k]).max()) for b in range(len(clips))
+                for k in ("logmel_lr", "ild", "direct", "reverb", "src"))
+    print(f"per-clip librosa + nara_wpe, float64: {ref_s:7.2f} s, {len(clips) / ref_s:7.3f} clips/s; "
+          f"max |difference| {worst:.2e} dB")
+
+    import librosa
+    from nara_wpe.wpe import wpe as nara_wpe
+
+    t = time.perf_counter()
+    for c in clips:  # float32 reference: same steps, librosa/nara in single precision
+        x = c / np.abs(c).max()
+        kw = dict(n_fft=1024, hop_length=480, win_length=960, window="hann", center=True, pad_mode="constant")
+        fb = librosa.filters.mel(sr=24000, n_fft=1024, n_mels=64)
+        sl, sr = librosa.stft(x[0], **kw), librosa.stft(x[1], **kw)
+        sw, sy = (sl + sr) / 2, (sl - sr) / 2
+        mel = [fb @ np.abs(s) ** 2 for s in (sl, sr)]
+        ivy = fb @ (np.real(sy * np.conj(sw)) / (np.abs(sw) ** 2 + np.abs(sy) ** 2 + 1e-8))
+        direct = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
+        w = (x[0] + x[1]) / 2
+        resid = w - librosa.istft(direct, hop_length=480, win_length=960, n_fft=1024, length=len(w))
+        _ = [10 * np.log10(np.maximum(m, 1e-10)) for m in (*mel, fb @ np.abs(direct) ** 2,
+                                                          fb @ np.abs(librosa.stft(resid, **kw)) ** 2)], ivy
+    ref32_s = time.perf_counter() - t
+    print(f"per-clip librosa + nara_wpe, float32: {ref32_s:7.2f} s, {len(clips) / ref32_s:7.3f} clips/s")
+    print(f"speed-up of the batched extractor: {ref_s / batched_s:.2f}x vs the float64 reference, "
+          f"{ref32_s / batched_s:.2f}x vs the float32 reference")
+
+
+if __name__ == "__main__":
+    main()

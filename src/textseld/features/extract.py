@@ -1,0 +1,126 @@
+"""Per-clip features of a batch of stereo clips (SPEC section 2), on a torch device.
+
+Shapes: B clips, N = 120 000 samples, T = 251 frames, F = 64 mel bands.
+Internally float64 (the STFTs are cheap next to WPE, and float64 keeps WPE and the dB
+values within ~1e-6 dB of a float64 librosa + nara_wpe reference); outputs float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from textseld.constants import CLIP_SAMPLES, HOP, N_CHANNELS, N_FFT, N_MELS, SAMPLE_RATE, WIN
+from textseld.features import spatial, spectral, wpe
+
+FEATURE_NAMES = ("logmel_lr", "ild", "ivy", "direct", "reverb", "src", "doa", "dist")
+
+# Written into every packed file (attr `feature_config`): what produced the numbers.
+FEATURE_CONFIG = {
+    "sample_rate": SAMPLE_RATE,
+    "clip_samples": CLIP_SAMPLES,
+    "stft": {"n_fft": N_FFT, "hop": HOP, "win": WIN, "window": "hann (periodic), centred in n_fft",
+             "center": True, "pad_mode": "constant (zeros)"},
+    "mel": {"n_mels": N_MELS, "fmin": 0.0, "fmax": SAMPLE_RATE / 2, "scale": "slaney", "norm": "slaney",
+            "source": "librosa.filters.mel defaults"},
+    "db": {"floor": spectral.DB_FLOOR, "top_db": None},
+    "peak_normalise": "both channels / max |sample| over both channels",
+    "ivy_eps": spatial.IVY_EPS,
+    "wpe": {"taps": wpe.TAPS, "delay": wpe.DELAY, "iterations": wpe.ITERATIONS, "psd_context": 0,
+            "statistics_mode": "full", "input": "STFT of w = (l + r) / 2"},
+    "channels": {"src": ["mean L/R mel power (dB)"], "doa": ["logmel L", "logmel R", "ivy", "ild"],
+                 "dist": ["direct", "reverb"]},
+}
+
+
+def feature_config_json() -> str:
+    """The feature configuration as canonical JSON (sorted keys)."""
+    return json.dumps(FEATURE_CONFIG, sort_keys=True)
+
+
+class AudioError(ValueError):
+    """A clip's audio is unusable; the message names the clip or file."""
+
+
+def load_audio(path: str | os.PathLike) -> np.ndarray:
+    """Read one clip. Returns (2, N=120000) float32 [L, R]; raises AudioError naming the file."""
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for unreadable files
+        raise AudioError(f"{path}: cannot read audio ({exc})") from None
+    if rate != SAMPLE_RATE:
+        raise AudioError(f"{path}: sample rate must be {SAMPLE_RATE} Hz, got {rate}")
+    if data.shape[1] != N_CHANNELS:
+        raise AudioError(f"{path}: expected {N_CHANNELS} channels [L, R], got {data.shape[1]}")
+    if data.shape[0] != CLIP_SAMPLES:
+        raise AudioError(f"{path}: expected {CLIP_SAMPLES} samples (5 s), got {data.shape[0]}")
+    return np.ascontiguousarray(data.T)
+
+
+def check_finite(audio: torch.Tensor, names: Sequence[str] | None = None) -> None:
+    """Raise AudioError naming every clip whose audio (B, 2, N) holds NaN or inf."""
+    bad = (~torch.isfinite(audio)).flatten(1).any(dim=1)
+    if bool(bad.any()):
+        idx = torch.nonzero(bad).flatten().tolist()
+        labels = [names[i] if names is not None else f"clip {i} of the batch" for i in idx]
+        raise AudioError(f"audio contains NaN or inf: {', '.join(labels)}")
+
+
+def peak_normalise(audio: torch.Tensor) -> torch.Tensor:
+    """Divide both channels of each clip by its max |sample| over both (keeps the level
+    difference); an all-zero clip stays zero. (B, 2, N) -> (B, 2, N)."""
+    peak = audio.abs().amax(dim=(1, 2), keepdim=True)
+    return audio / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+@torch.no_grad()
+def compute_features(
+    audio: torch.Tensor | np.ndarray,
+    names: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """All features of a batch of clips.
+
+    audio: (B, 2, N) [L, R] samples (any float dtype); names label errors.
+    Returns float32 CPU tensors: logmel_lr (B, 2, T, F), ild (B, T, F), ivy (B, T, F),
+    direct (B, T, F), reverb (B, T, F) and the tokenizer inputs src (B, 1, T, F),
+    doa (B, 4, T, F) = [logmel L, logmel R, ivy, ild], dist (B, 2, T, F) = [direct, reverb].
+    """
+    x = torch.as_tensor(audio)
+    if x.ndim != 3 or x.shape[1] != N_CHANNELS:
+        raise ValueError(f"audio must have shape (B, {N_CHANNELS}, N), got {tuple(x.shape)}")
+    check_finite(x, names)
+    x = peak_normalise(x.to(device=device, dtype=torch.float64))
+    n_samples = x.shape[-1]
+
+    spec_lr = spectral.stft(x)  # (B, 2, 513, T)
+    spec_w = 0.5 * (spec_lr[:, 0] + spec_lr[:, 1])  # STFT is linear: = STFT((l + r) / 2)
+    spec_y = 0.5 * (spec_lr[:, 0] - spec_lr[:, 1])
+    mel_lr = spectral.mel_power(spec_lr)  # (B, 2, T, F)
+    logmel_lr = spectral.power_to_db(mel_lr)
+    ild = spatial.ild(logmel_lr)
+    ivy = spatial.ivy(spec_w, spec_y)
+    src = spectral.power_to_db(mel_lr.mean(dim=1, keepdim=True))  # deterministic (no random channel)
+
+    direct_spec = wpe.wpe(spec_w)  # (B, 513, T)
+    w = 0.5 * (x[:, 0] + x[:, 1])
+    reverb_spec = spectral.stft(w - spectral.istft(direct_spec, n_samples))
+    direct = spectral.power_to_db(spectral.mel_power(direct_spec))
+    reverb = spectral.power_to_db(spectral.mel_power(reverb_spec))
+
+    out = {
+        "logmel_lr": logmel_lr,
+        "ild": ild,
+        "ivy": ivy,
+        "direct": direct,
+        "reverb": reverb,
+        "src": src,
+        "doa": torch.stack([logmel_lr[:, 0], logmel_lr[:, 1], ivy, ild], dim=1),
+        "dist": torch.stack([direct, reverb], dim=1),
+    }
+    return {k: v.to(device="cpu", dtype=torch.float32).contiguous() for k, v in out.items()}

@@ -1,0 +1,78 @@
+"""Batched torch WPE vs nara_wpe.wpe.wpe on the same STFTs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nara_wpe.wpe import wpe as nara_wpe
+
+from textseld.features.wpe import wpe
+
+
+def reverberant_stft(rng: np.random.Generator, n_frames: int = 120, n_bins: int = 40) -> np.ndarray:
+    """A toy STFT (F, T) complex128: sparse 'speech-like' frames convolved per bin with a decaying tail."""
+    dry = (rng.standard_normal((n_bins, n_frames)) + 1j * rng.standard_normal((n_bins, n_frames)))
+    dry *= rng.random((n_bins, n_frames)) < 0.4
+    taps = 25
+    tail = (rng.standard_normal((n_bins, taps)) + 1j * rng.standard_normal((n_bins, taps)))
+    tail *= 0.5 * np.exp(-np.arange(taps) / 6.0)
+    tail[:, 0] = 1.0
+    wet = np.stack([np.convolve(dry[f], tail[f])[:n_frames] for f in range(n_bins)])
+    return wet * rng.uniform(0.01, 3.0, size=(n_bins, 1))  # very different levels per bin
+
+
+def _relative_power_error(got: np.ndarray, ref: np.ndarray) -> float:
+    p, q = np.abs(got) ** 2, np.abs(ref) ** 2
+    return float(np.abs(p - q).sum() / q.sum())
+
+
+@pytest.mark.parametrize("taps,delay,iterations", [(60, 5, 5), (10, 3, 3), (5, 1, 1)])
+def test_matches_nara_wpe_batched(taps, delay, iterations):
+    rng = np.random.default_rng(taps)
+    clips = [reverberant_stft(rng, n_frames=251, n_bins=24) for _ in range(3)]
+    clips[1] = clips[1] * 1e-4  # a quiet clip: the power floor is relative to each clip's peak
+    got = wpe(torch.from_numpy(np.stack(clips)), taps=taps, delay=delay, iterations=iterations,
+              clips_per_chunk=2)  # a chunk boundary inside the batch
+    assert got.dtype == torch.complex128 and got.shape == (3, 24, 251)
+    for b, y in enumerate(clips):
+        ref = nara_wpe(y[:, None, :], taps=taps, delay=delay, iterations=iterations)[:, 0]
+        assert _relative_power_error(got[b].numpy(), ref) < 1e-4
+        # and far more: the same arithmetic in float64 (R can be ill-conditioned: not bit-exact)
+        np.testing.assert_allclose(got[b].numpy(), ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+def test_dereverberates():
+    rng = np.random.default_rng(0)
+    y = reverberant_stft(rng)
+    x = wpe(torch.from_numpy(y)[None], taps=30, delay=1, iterations=3)[0].numpy()
+    assert (np.abs(x) ** 2).sum() < 0.8 * (np.abs(y) ** 2).sum()
+
+
+def test_complex64_input_and_silent_bins():
+    rng = np.random.default_rng(1)
+    y = reverberant_stft(rng)
+    y[5] = 0  # one silent bin: R is zero there, the minimum-norm filter is zero
+    got = wpe(torch.from_numpy(y.astype(np.complex64))[None], taps=10, delay=3, iterations=2)[0].numpy()
+    ref = nara_wpe(y.astype(np.complex128)[:, None, :], taps=10, delay=3, iterations=2)[:, 0]
+    assert np.all(got[5] == 0)
+    assert _relative_power_error(got, ref) < 1e-4
+
+
+def test_all_zero_clip_stays_zero():
+    got = wpe(torch.zeros(2, 16, 80, dtype=torch.complex64), taps=10, delay=3, iterations=2)
+    assert torch.all(got == 0)
+
+
+def test_rejects_real_input():
+    with pytest.raises(ValueError, match="complex"):
+        wpe(torch.zeros(1, 4, 10))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    rng = np.random.default_rng(2)
+    y = torch.from_numpy(np.stack([reverberant_stft(rng) for _ in range(4)]))
+    cpu = wpe(y)
+    gpu = wpe(y.cuda()).cpu()
+    assert _relative_power_error(gpu.numpy(), cpu.numpy()) < 1e-8
