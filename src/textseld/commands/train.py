@@ -1,5 +1,140 @@
-"""Subcommands of this pipeline stage (being written)."""
+"""`textseld pretrain | finetune | train-baseline | predict`: training and prediction steps.
+
+Each handler calls the same `textseld.train` function as the workflow rule.
+`--config FILE` is a YAML or JSON mapping with any of the sections
+`models`, `text_encoders`, `train` (the workflow config's sections); the train
+section is applied on top of the step's preset (pretrain / finetune / baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SECTIONS = ("models", "text_encoders", "train")
+
+
+def load_sections(path: str | None) -> dict:
+    """Read a --config file: a mapping whose keys are among SECTIONS."""
+    if path is None:
+        return {}
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not valid YAML/JSON ({exc})") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a mapping with sections {', '.join(SECTIONS)}")
+    unknown = [k for k in data if k not in SECTIONS]
+    if unknown:
+        raise ValueError(f"{p}: unknown section(s) {', '.join(map(repr, unknown))}; "
+                         f"valid sections: {', '.join(SECTIONS)}")
+    for key, value in data.items():
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{p}: section {key!r} must be a mapping, got {type(value).__name__}")
+    return {k: dict(v or {}) for k, v in data.items()}
+
+
+def _sections(args) -> tuple[dict, dict, dict]:
+    sec = load_sections(args.config)
+    model = sec.get("models", {})
+    if args.size is not None:
+        model["size"] = args.size
+    model.setdefault("size", "small")
+    train = sec.get("train", {})
+    for key in ("epochs", "device", "batch_size"):
+        value = getattr(args, key, None)
+        if value is not None:
+            train[key] = value
+    return model, sec.get("text_encoders", {}), train
+
+
+def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    if data:
+        p.add_argument("--train-h5", required=True, help="packed features of the training split (HDF5)")
+        p.add_argument("--stats", required=True, help="normalisation statistics (stats.h5 of the training split)")
+    p.add_argument("--run-dir", required=True, help="run directory (resumed if it holds last.pt)")
+    p.add_argument("--size", choices=("tiny", "small", "paper"), default=None,
+                   help="model size preset (default: the config's, else small)")
+    p.add_argument("--config", default=None, help="YAML/JSON file with sections models, text_encoders, train")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override train.batch_size")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override train.device")
+
+
+def _print(result: dict) -> int:
+    print(json.dumps({k: result[k] for k in ("epoch", "F", "DOAE", "RDE") if k in result}))
+    return 0
+
+
+def _pretrain(args) -> int:
+    from textseld.train.runs import pretrain
+
+    model, _, train = _sections(args)
+    return _print(pretrain(args.run_dir, args.train_h5, args.stats, args.source, model, train, args.seed))
+
+
+def _finetune(args) -> int:
+    from textseld.train.runs import finetune
+
+    model, text, train = _sections(args)
+    return _print(finetune(args.run_dir, args.train_h5, args.stats, args.texts, args.pretrained, args.source,
+                           args.text, args.head, model, text, train, args.seed))
+
+
+def _baseline(args) -> int:
+    from textseld.train.runs import train_baseline
+
+    model, _, train = _sections(args)
+    return _print(train_baseline(args.run_dir, args.train_h5, args.stats, model, train, args.seed))
+
+
+def _predict(args) -> int:
+    from textseld.train.predict import predict_audio, predict_split
+
+    if (args.features is None) == (not args.audio):
+        raise ValueError("give either --features (a packed split) or --audio WAV files, not both")
+    if args.features is not None:
+        paths = predict_split(args.run_dir, args.features, args.stats, args.out_dir, args.checkpoint, args.device)
+    else:
+        paths = predict_audio(args.run_dir, args.audio, args.out_dir, args.checkpoint, args.stats, args.device)
+    print(f"wrote {len(paths)} prediction file(s) to {args.out_dir}")
+    return 0
 
 
 def register(sub) -> None:
     """Add this stage's subcommands to the `textseld` parser."""
+    p = sub.add_parser("pretrain", help="pretrain a tokenizer (source encoder + DOA/distance encoders), ADPIT")
+    p.add_argument("--source", required=True, choices=("rcc", "beats"))
+    _common(p)
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("finetune", help="finetune tokenizer + frozen text encoder + head")
+    p.add_argument("--source", required=True, choices=("rcc", "beats"))
+    p.add_argument("--text", required=True, choices=("clip", "bert"))
+    p.add_argument("--head", required=True, choices=("grep", "trep"))
+    p.add_argument("--texts", required=True, help="text store (HDF5) of the training split")
+    p.add_argument("--pretrained", required=True, help="run directory of the matching pretraining")
+    _common(p)
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("train-baseline", help="train the DCASE2025 audio-only baseline")
+    _common(p)
+    p.set_defaults(func=_baseline)
+
+    p = sub.add_parser("predict", help="write DCASE CSVs with a trained run")
+    p.add_argument("--run-dir", required=True, help="run directory (config.json + best.pt)")
+    p.add_argument("--out-dir", required=True, help="folder for the CSV files")
+    p.add_argument("--features", default=None, help="packed features of a split (HDF5)")
+    p.add_argument("--audio", nargs="*", default=[], help="stereo WAV files (any length / sample rate)")
+    p.add_argument("--stats", default=None, help="stats.h5 (default for --audio: the run's)")
+    p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.set_defaults(func=_predict)

@@ -1,0 +1,193 @@
+"""Training configuration: one dataclass, three presets, strict construction from dicts.
+
+The workflow's `train` config sections are plain dicts; `TrainConfig.from_dict`
+builds the dataclass on top of a preset and rejects unknown keys, so that a
+typo in a config file fails loudly instead of silently training with defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEDULES = ("cosine", "multistep", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("pretrain", "finetune", "baseline")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (SPEC section 6).
+
+    `lr` is the single learning rate of pretraining and of the baseline;
+    finetuning uses two Adam groups: `lr_pretrained` for the loaded tokenizer
+    and `lr_new` for everything added on top (heads). The schedule is a
+    per-epoch multiplier of every group's base learning rate.
+    """
+
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 1e-4
+    lr_pretrained: float = 1e-6
+    lr_new: float = 1e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: dict = field(default_factory=lambda: {"name": "cosine"})
+    mae_weight: float = 0.01
+    adpit_weight: float = 1.0
+    distance_scale: float = 1.0
+    val_fraction: float = 0.1
+    val_batch_size: int | None = None      # None: same as batch_size
+    val_protocol: str = "dcase2025"
+    num_workers: int = 0
+    # Frames per clip sent through the text encoder during training (random
+    # subset, seeded); None = all L frames. Evaluation always uses all frames.
+    text_frames_per_clip: int | None = None
+    deterministic: bool = True
+    max_steps_per_epoch: int | None = None
+    checkpoint_every_steps: int | None = None  # besides the end of every epoch
+    grad_clip: float | None = None
+    device: str = "auto"
+    # CPU threads for torch (None = torch's default, all cores). Set it to the
+    # job's cores: oversubscribed OpenMP threads slow CPU training many-fold.
+    torch_threads: int | None = None
+    progress: bool = True                  # tqdm bars
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The paper's settings for `name` in PRESETS, with `overrides` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; expected one of {', '.join(PRESETS)}")
+        base: dict[str, Any]
+        if name == "pretrain":
+            base = dict(epochs=100, batch_size=8, lr=1e-4, schedule={"name": "cosine"})
+        elif name == "finetune":
+            base = dict(
+                epochs=50, batch_size=8, lr_pretrained=1e-6, lr_new=1e-4,
+                schedule={"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1},
+                mae_weight=0.01, adpit_weight=1.0,
+            )
+        else:
+            base = dict(epochs=100, batch_size=8, lr=1e-3, schedule={"name": "constant"})
+        base.update(overrides)
+        return cls.from_dict(base, preset=None)
+
+    @classmethod
+    def from_dict(cls, values: dict | None, preset: str | None = None) -> "TrainConfig":
+        """Build from a plain dict (a config section) on top of `preset` (or the defaults).
+
+        Unknown keys raise ValueError naming the key and listing the valid ones.
+        """
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ValueError(
+                f"unknown training config key(s) {', '.join(map(repr, unknown))}; "
+                f"valid keys: {', '.join(names)}"
+            )
+        cfg = cls.preset(preset, **values) if preset is not None else cls(**values)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def coerce(cls, value: "TrainConfig | dict | None", preset: str) -> "TrainConfig":
+        """Accept a ready TrainConfig or a dict section (applied on top of `preset`)."""
+        if isinstance(value, cls):
+            value.validate()
+            return value
+        return cls.from_dict(value, preset=preset)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # --------------------------------------------------------------- validate
+    def validate(self) -> None:
+        """Raise ValueError naming the offending key."""
+
+        def need(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"training config key {key!r}: expected {what}, got {getattr(self, key)!r}")
+
+        def pos_int(key: str, optional: bool = False) -> None:
+            v = getattr(self, key)
+            if optional and v is None:
+                return
+            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, key,
+                 "a positive integer" + (" or null" if optional else ""))
+
+        def nonneg(key: str) -> None:
+            v = getattr(self, key)
+            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+                 key, "a non-negative number")
+
+        for key in ("epochs", "batch_size"):
+            pos_int(key)
+        for key in ("val_batch_size", "text_frames_per_clip", "max_steps_per_epoch", "checkpoint_every_steps",
+                    "torch_threads"):
+            pos_int(key, optional=True)
+        for key in ("lr", "lr_pretrained", "lr_new", "weight_decay", "mae_weight", "adpit_weight"):
+            nonneg(key)
+        need(isinstance(self.distance_scale, (int, float)) and self.distance_scale > 0,
+             "distance_scale", "a positive number")
+        need(isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
+             "val_fraction", "a number in (0, 1)")
+        need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
+        need(self.optimizer == "adam", "optimizer", "'adam'")
+        need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")
+        need(self.val_protocol in ("dcase2025", "strict"), "val_protocol", "'dcase2025' or 'strict'")
+        need(self.grad_clip is None or (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0),
+             "grad_clip", "a positive number or null")
+        self._validate_schedule()
+
+    def _validate_schedule(self) -> None:
+        s = self.schedule
+        if not isinstance(s, dict) or s.get("name") not in SCHEDULES:
+            raise ValueError(
+                f"training config key 'schedule': expected a mapping with 'name' one of "
+                f"{', '.join(SCHEDULES)}, got {s!r}"
+            )
+        allowed = {"cosine": {"name", "min_factor"}, "multistep": {"name", "milestones", "gamma"},
+                   "constant": {"name"}}[s["name"]]
+        unknown = sorted(set(s) - allowed)
+        if unknown:
+            raise ValueError(
+                f"training config key 'schedule': unknown key(s) {', '.join(map(repr, unknown))} for "
+                f"schedule {s['name']!r}; valid keys: {', '.join(sorted(allowed))}"
+            )
+        if s["name"] == "multistep":
+            ms = s.get("milestones")
+            if not (isinstance(ms, list) and all(isinstance(m, int) and m > 0 for m in ms)
+                    and ms == sorted(ms)):
+                raise ValueError(f"training config key 'schedule.milestones': expected an increasing "
+                                 f"list of positive epochs, got {ms!r}")
+            gamma = s.get("gamma", 0.1)
+            if not (isinstance(gamma, (int, float)) and 0 < gamma <= 1):
+                raise ValueError(f"training config key 'schedule.gamma': expected a number in (0, 1], got {gamma!r}")
+        if s["name"] == "cosine":
+            mf = s.get("min_factor", 0.0)
+            if not (isinstance(mf, (int, float)) and 0 <= mf <= 1):
+                raise ValueError(f"training config key 'schedule.min_factor': expected a number in [0, 1], got {mf!r}")
+
+
+def lr_factor(schedule: dict, epoch: int, epochs: int) -> float:
+    """Multiplier of the base learning rate during 0-based `epoch` of `epochs`.
+
+    cosine: 0.5 (1 + cos(pi epoch / epochs)), floored at min_factor (as
+    torch's CosineAnnealingLR stepped once per epoch, eta_min = 0);
+    multistep: gamma ** (number of milestones <= epoch) (as torch's MultiStepLR);
+    constant: 1.
+    """
+    name = schedule["name"]
+    if name == "constant":
+        return 1.0
+    if name == "multistep":
+        gamma = float(schedule.get("gamma", 0.1))
+        return gamma ** sum(1 for m in schedule["milestones"] if epoch >= m)
+    if name == "cosine":
+        mf = float(schedule.get("min_factor", 0.0))
+        return mf + (1.0 - mf) * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+    raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULES)}")

@@ -1,0 +1,257 @@
+"""The generic epoch loop: train, validate, log, checkpoint, resume exactly.
+
+What is trained is a `Task` (see `textseld.train.tasks`): it owns the model
+and knows how to turn a batch into losses and into network outputs. The loop
+owns everything else:
+
+- the data order: a fresh permutation per epoch from a generator seeded by
+  (seed, epoch), so that resuming mid-epoch only needs the number of batches
+  already done (the sampler skips them without loading them);
+- the RNG states (python, numpy, torch, and the task's own generator) saved
+  in every checkpoint, so that a resumed run draws the same numbers;
+- `last.pt` after every epoch (and every `checkpoint_every_steps` steps),
+  `best.pt` + `val_metrics.json` when validation F20/1 improves, and the
+  per-epoch `log.csv` (rewritten atomically; rows of epochs redone after a
+  resume replace the old ones).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from textseld.atomic import write_text_atomic
+from textseld.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
+from textseld.train.config import TrainConfig, lr_factor
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("loss", "adpit", "mae")
+
+
+class Task(Protocol):
+    """What the loop trains. `model` holds every parameter the optimizer sees."""
+
+    model: torch.nn.Module
+
+    def losses(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Training losses of one batch: "loss" (the total to minimise) plus parts (adpit, mae)."""
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        """Network output in metres (B, L, K*3*C), all frames, eval mode, fixed templates."""
+
+
+# ------------------------------------------------------------------- data order
+class EpochSampler(Sampler[int]):
+    """Permutation of range(n) for one epoch, seeded by (seed, epoch), from batch `start_batch` on.
+
+    The permutation depends only on (seed, epoch), never on the global RNG,
+    so the data order of a resumed epoch is the interrupted one.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
+                 max_batches: int | None = None):
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+        perm = torch.randperm(n, generator=g).tolist()
+        n_batches = math.ceil(n / batch_size)
+        if max_batches is not None:
+            n_batches = min(n_batches, max_batches)
+        self.indices = perm[start_batch * batch_size: n_batches * batch_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def batches_per_epoch(n: int, cfg: TrainConfig) -> int:
+    n_batches = math.ceil(n / cfg.batch_size)
+    return min(n_batches, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n_batches
+
+
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, num_workers: int,
+                seed: int) -> DataLoader:
+    # An explicit generator: otherwise creating the iterator draws a worker
+    # seed from the global torch RNG, which a resumed run would draw elsewhere.
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, generator=torch.Generator().manual_seed(int(seed)),
+                      persistent_workers=False, pin_memory=False)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------- settings
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training config asks for device 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this before its first use to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-epoch multiplier of every group's base lr (state is plain numbers: weights_only-safe)."""
+    schedule, epochs = dict(cfg.schedule), cfg.epochs
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(schedule, e, epochs))
+
+
+# ---------------------------------------------------------------------- logging
+def _write_log(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _metric_key(value: float | None) -> float:
+    return -math.inf if value is None or not math.isfinite(value) else float(value)
+
+
+# ------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(task: Task, dataset: Dataset, refs: dict[str, np.ndarray], cfg: TrainConfig,
+             device: torch.device, seed: int) -> dict[str, Any]:
+    """Decode every validation clip and score it against its reference rows (F, DOAE, RDE)."""
+    from textseld.metrics.decode import decode_output
+    from textseld.metrics.seld import score
+
+    task.model.eval()
+    preds: dict[str, np.ndarray] = {}
+    loader = make_loader(dataset, cfg.val_batch_size or cfg.batch_size, None, cfg.num_workers, seed)
+    for batch in tqdm(loader, desc="validate", leave=False, disable=not cfg.progress):
+        out = task.predict(to_device(batch, device)).float().cpu()
+        for name, clip_out in zip(batch["name"], out):
+            preds[name] = decode_output(clip_out)
+    metrics = score(refs, preds, protocol=cfg.val_protocol, average="macro")
+    return json.loads(json.dumps(metrics, default=float))  # plain JSON-able values
+
+
+# ------------------------------------------------------------------------- fit
+def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer,
+        train_set: Dataset, val_set: Dataset, val_refs: dict[str, np.ndarray], cfg: TrainConfig,
+        seed: int, device: torch.device,
+        on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Train `task` for cfg.epochs, resuming from run_dir/last.pt if it exists.
+
+    Returns the validation metrics of the best epoch (also in val_metrics.json).
+    on_step(epoch, step) is called after every optimizer step (tests use it
+    to kill the process mid-epoch).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    log_path, metrics_path = run_dir / "log.csv", run_dir / "val_metrics.json"
+    scheduler = make_scheduler(optimizer, cfg)
+    task_gen = torch.Generator().manual_seed(int(seed) + 7919)
+    epoch, step, batch_in_epoch = 0, 0, 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    partial: dict[str, Any] = {}
+    if last_path.is_file():
+        state = read_checkpoint(last_path)
+        restore_checkpoint(state, last_path, model=task.model, optimizers=[optimizer], schedulers=[scheduler])
+        task_gen.set_state(state["extra_rng"]["task"])
+        epoch, step, batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        best_metric, best_epoch = state["best_metric"], state["best_epoch"]
+        partial = state["extra"].get("partial", {}) if batch_in_epoch else {}
+        log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch, batch_in_epoch, step)
+    rows = [r for r in _read_log(log_path) if int(r["epoch"]) < epoch]
+
+    def checkpoint(path: Path, at_epoch: int, at_batch: int, extra: dict, full: bool = True) -> None:
+        save_checkpoint(path, model=task.model, optimizers=[optimizer] if full else [],
+                        schedulers=[scheduler] if full else [], epoch=at_epoch, step=step,
+                        batch_in_epoch=at_batch, best_metric=best_metric, best_epoch=best_epoch,
+                        extra_rng={"task": task_gen.get_state()}, extra=extra)
+
+    n_train = len(train_set)
+    n_batches = batches_per_epoch(n_train, cfg)
+    while epoch < cfg.epochs:
+        t0 = time.monotonic() - float(partial.get("seconds", 0.0))
+        sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
+        done = int(partial.get("batches", 0))
+        sampler = EpochSampler(n_train, cfg.batch_size, seed, epoch, batch_in_epoch, cfg.max_steps_per_epoch)
+        loader = make_loader(train_set, cfg.batch_size, sampler, cfg.num_workers, seed)
+        task.model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), leave=False,
+                   disable=not cfg.progress)
+        for batch in bar:
+            losses = task.losses(to_device(batch, device), task_gen)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            batch_in_epoch += 1
+            done += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
+            if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
+                    and batch_in_epoch < n_batches:
+                checkpoint(last_path, epoch, batch_in_epoch, {"partial": {
+                    "sums": sums, "batches": done, "seconds": time.monotonic() - t0}})
+            if on_step is not None:
+                on_step(epoch, step)
+        lrs = {f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}
+        scheduler.step()
+        metrics = validate(task, val_set, val_refs, cfg, device, seed)
+        row: dict[str, Any] = {"epoch": epoch, "step": step}
+        row.update({k: sums.get(k, math.nan) / max(done, 1) for k in LOSS_KEYS})
+        row.update({"val_F": metrics["F"], "val_DOAE": metrics["DOAE"], "val_RDE": metrics["RDE"]})
+        row.update(lrs)
+        row["seconds"] = round(time.monotonic() - t0, 3)
+        rows.append(row)
+        if best_metric is None or _metric_key(metrics["F"]) > _metric_key(best_metric):
+            best_metric, best_epoch = metrics["F"], epoch
+            checkpoint(best_path, epoch + 1, 0, {}, full=False)
+            write_text_atomic(metrics_path, json.dumps(
+                {"epoch": epoch, "step": step, **metrics}, indent=2, default=float) + "\n")
+        _write_log(log_path, rows)
+        epoch, batch_in_epoch, partial = epoch + 1, 0, {}
+        checkpoint(last_path, epoch, 0, {})
+        log.info("epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f", epoch, cfg.epochs,
+                 row["loss"], metrics["F"], metrics["DOAE"], metrics["RDE"])
+    if not metrics_path.is_file():
+        raise RuntimeError(f"{run_dir}: training finished without a validation result")
+    return json.loads(metrics_path.read_text(encoding="utf-8"))

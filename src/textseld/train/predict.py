@@ -1,0 +1,148 @@
+"""Prediction with a trained run: DCASE CSVs for a packed split or for arbitrary WAV files.
+
+The model is rebuilt from the run's `config.json` (frozen pretrained parts
+from their files, under the run's seed), its trainable weights from
+`best.pt` (or `last.pt`, or a given file). Text models use each clip's fixed
+template (derived from its name) and all frames: no randomness at test time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
+from textseld.train.checkpoint import load_trainable_state, read_checkpoint
+from textseld.train.config import TrainConfig
+from textseld.train.loop import make_loader, resolve_device, to_device
+
+log = logging.getLogger(__name__)
+
+
+class AudioInputError(ValueError):
+    """An input WAV cannot be used; the message names the file."""
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None):
+    """(config dict, predict-only Task on `device`, TrainConfig) of a finished or running run."""
+    from textseld.train.runs import build_run_model, make_task
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: run configuration not found (is {run_dir} a run directory?)")
+    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    train_cfg = TrainConfig.from_dict(config["train"])
+    ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
+    state = read_checkpoint(ckpt)
+    dev = resolve_device(device or train_cfg.device)
+    model, _ = build_run_model(config, device="cpu")
+    load_trainable_state(model, state["model"], ckpt)
+    model.to(dev).eval()
+    return config, make_task(config, model, train_cfg), train_cfg, dev
+
+
+@torch.no_grad()
+def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, stats_h5: str | os.PathLike | None,
+                  out_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None,
+                  batch_size: int | None = None) -> list[Path]:
+    """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only)."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.metrics.predictions import write_outputs
+
+    config, task, train_cfg, dev = load_run(run_dir, checkpoint, device)
+    dataset = PackedDataset(features_h5, stats_h5)
+    loader = make_loader(dataset, batch_size or train_cfg.val_batch_size or train_cfg.batch_size, None,
+                         train_cfg.num_workers, int(config["seed"]))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for batch in tqdm(loader, desc=f"predict {Path(features_h5).name}", disable=not train_cfg.progress):
+        out = task.predict(to_device(batch, dev)).float().cpu()
+        paths += write_outputs(out_dir, list(batch["name"]), out)
+    log.info("wrote %d prediction files to %s", len(paths), out_dir)
+    return paths
+
+
+# ------------------------------------------------------------------ raw audio
+def read_stereo(path: str | os.PathLike) -> np.ndarray:
+    """(2, N) float32 at SAMPLE_RATE (resampled if needed); errors name the file."""
+    import soundfile as sf
+
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioInputError(f"{path}: cannot read audio ({exc})") from None
+    if audio.shape[1] != N_CHANNELS:
+        raise AudioInputError(f"{path}: expected a stereo (2-channel) file, got {audio.shape[1]} channel(s)")
+    if audio.shape[0] == 0:
+        raise AudioInputError(f"{path}: the file holds no samples")
+    audio = audio.T
+    if sr != SAMPLE_RATE:
+        import soxr
+
+        audio = soxr.resample(audio.T, sr, SAMPLE_RATE).T.astype(np.float32)
+    return np.ascontiguousarray(audio)
+
+
+def windows(audio: np.ndarray) -> list[np.ndarray]:
+    """Cut (2, N) into 5 s windows (2, CLIP_SAMPLES); the last one zero-padded."""
+    n = audio.shape[1]
+    out = []
+    for start in range(0, max(n, 1), CLIP_SAMPLES):
+        chunk = audio[:, start:start + CLIP_SAMPLES]
+        if chunk.shape[1] < CLIP_SAMPLES:
+            chunk = np.pad(chunk, ((0, 0), (0, CLIP_SAMPLES - chunk.shape[1])))
+        out.append(chunk)
+    return out
+
+
+def _standardise(feats: dict[str, torch.Tensor], stats_h5) -> dict[str, torch.Tensor]:
+    """Standardise like PackedDataset does: (x - mean) / std per channel and band."""
+    from textseld.data.hdf5 import read_stats
+
+    if stats_h5 is None:
+        return feats
+    for key, (mean, std) in read_stats(stats_h5).items():
+        feats[key] = (feats[key] - torch.from_numpy(mean)[:, None, :]) / torch.from_numpy(std)[:, None, :]
+    return feats
+
+
+@torch.no_grad()
+def predict_audio(run_dir: str | os.PathLike, audio: list[str | os.PathLike], out_dir: str | os.PathLike,
+                  checkpoint: str = "best", stats_h5: str | os.PathLike | None = None,
+                  device: str | None = None) -> list[Path]:
+    """Write `<out_dir>/<wav stem>.csv` for each stereo WAV of any length and sample rate.
+
+    Long files are processed in 5 s windows, frame indices continuing across
+    windows (window w's frame f is written as w * 50 + f); the last window is
+    zero-padded. stats_h5 defaults to the run's training statistics.
+    """
+    from textseld.constants import N_LABEL_FRAMES
+    from textseld.features.extract import compute_features
+    from textseld.metrics.decode import decode_output
+    from textseld.metrics.predictions import write_prediction
+
+    config, task, _, dev = load_run(run_dir, checkpoint, device)
+    stats_h5 = stats_h5 if stats_h5 is not None else config["inputs"].get("stats_h5")
+    signals = [(Path(p), read_stereo(p)) for p in audio]  # fail on a bad file before any work
+    paths = []
+    for path, signal in tqdm(signals, desc="predict audio", disable=len(signals) < 2):
+        chunks = windows(signal)
+        labels = [f"{path} (window {w})" for w in range(len(chunks))]
+        # One window at a time: each is peak-normalised on its own, like a 5 s dataset clip.
+        rows = []
+        for w, chunk in enumerate(chunks):
+            feats = _standardise(compute_features(chunk[None], names=labels[w:w + 1]), stats_h5)
+            batch = {k: feats[k].to(dev) for k in ("src", "doa", "dist")}
+            batch["name"] = [path.stem]
+            r = decode_output(task.predict(batch)[0].float().cpu())
+            r[:, 0] += w * N_LABEL_FRAMES
+            rows.append(r)
+        paths.append(write_prediction(out_dir, path.stem, np.concatenate(rows, axis=0)))
+    return paths

@@ -1,0 +1,324 @@
+"""Entry points that train one model into one run directory (SPEC section 6).
+
+`pretrain` (tokenizer + linear head, ADPIT), `finetune` (pretrained tokenizer
++ frozen text encoder + GREP/TREP head, MAE + ADPIT, two Adam groups) and
+`train_baseline`. Each carves the validation split out of the training file
+(grouped by recording; the test split is never seen), writes `config.json`
+and `weights.json`, and runs the generic loop, which resumes from `last.pt`.
+`build_run_model` rebuilds a run's model from its `config.json` (prediction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from textseld import __version__
+from textseld.atomic import write_text_atomic
+from textseld.train.checkpoint import load_full_state, load_trainable_state, read_checkpoint
+from textseld.train.config import TrainConfig
+from textseld.train.loop import fit, resolve_device, seed_everything
+from textseld.train.tasks import AudioTask, TextTask
+
+log = logging.getLogger(__name__)
+
+KINDS = ("pretrain", "finetune", "baseline")
+TEXTS = ("clip", "bert")
+HEADS = ("grep", "trep")
+SOURCES = ("rcc", "beats")
+# Training keys that may differ between an interrupted run and its resumption.
+RESUME_FREE_KEYS = ("device", "num_workers", "progress", "checkpoint_every_steps", "val_batch_size",
+                    "torch_threads")
+
+
+class RunConfigError(ValueError):
+    """A run's inputs or its directory do not fit together; the message names them."""
+
+
+# ------------------------------------------------------------------ helpers
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise RunConfigError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _model_cfg(value):
+    from textseld.models.config import ModelConfig
+
+    return value if isinstance(value, ModelConfig) else ModelConfig.from_dict(value or {})
+
+
+def _text_cfg(value):
+    from textseld.models.text_encoders import TextEncoderConfig
+
+    return value if isinstance(value, TextEncoderConfig) else TextEncoderConfig.from_dict(value or {})
+
+
+def _plain(cfg) -> dict:
+    if hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
+    elif dataclasses.is_dataclass(cfg):
+        cfg = dataclasses.asdict(cfg)
+    return json.loads(json.dumps(cfg, default=str))
+
+
+def _weights_entry(info: dict | None) -> dict | str:
+    return dict(info) if info else "random init"
+
+
+# --------------------------------------------------------------- model build
+def build_run_model(config: dict, device: torch.device | str = "cpu",
+                    load_pretrained: bool = True) -> tuple[nn.Module, Any]:
+    """Rebuild the model of a run from its config.json content (under the run's seed).
+
+    Returns (model, text_encoder or None). Frozen pretrained parts are loaded
+    from their files here, and a finetuning model's tokenizer from its
+    pretrain run (unless load_pretrained=False); trainable weights come from
+    a checkpoint later.
+    """
+    from textseld.models.factory import build_baseline, build_model
+
+    torch.manual_seed(int(config["seed"]))  # random-init frozen parts are rebuilt identically
+    cfg = _model_cfg(config["model"])
+    kind = config["kind"]
+    encoder = None
+    if kind == "baseline":
+        model = build_baseline(cfg)
+    elif kind == "pretrain":
+        model = build_model(source=config["source"], text=None, head="pretrain", cfg=cfg)
+    else:
+        from textseld.models.text_encoders import build_text_encoder
+
+        encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
+        encoder.lock()
+        if encoder.width != cfg.token_width:
+            raise RunConfigError(f"text encoder {config['text']!r} has width {encoder.width} but the model "
+                                 f"config's token_width is {cfg.token_width}; they must be equal")
+        model = build_model(source=config["source"], text=config["text"], head=config["head"], cfg=cfg,
+                            text_encoder=encoder)
+        if load_pretrained:
+            load_pretrained_tokenizer(model, config["inputs"]["pretrained_dir"], config["source"])
+    return model.to(device), encoder
+
+
+def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=None, gt_embed=None):
+    """The loop's Task for a run's kind (predict-only when sentence/gt_embed are None)."""
+    if config["kind"] != "finetune":
+        return AudioTask(model, train_cfg.distance_scale, train_cfg.adpit_weight)
+    from textseld.text.templates import TEMPLATES
+
+    return TextTask(model, sentence, gt_embed, len(TEMPLATES), train_cfg.mae_weight, train_cfg.adpit_weight,
+                    train_cfg.distance_scale, train_cfg.text_frames_per_clip)
+
+
+def weights_record(config: dict, model: nn.Module, encoder) -> dict:
+    """Which weights the run's pretrained components started from (file + sha256, or random init)."""
+    record: dict[str, Any] = {}
+    if config["kind"] in ("pretrain", "finetune"):
+        tok = getattr(model, "tokenizer", None)
+        record["source_encoder"] = _weights_entry(getattr(tok, "weights_info", None))
+    if encoder is not None:
+        record["text_encoder"] = _weights_entry(encoder.weights_info)
+    if config["kind"] == "finetune":
+        best = Path(config["inputs"]["pretrained_dir"]) / "best.pt"
+        record["pretrained_tokenizer"] = {"file": str(best), "sha256": sha256_file(best)}
+    return record
+
+
+# --------------------------------------------------------------- run directory
+def _prepare_run_dir(run_dir: Path, config: dict) -> None:
+    """Write config.json; refuse to resume a run that was started with another config."""
+    path = run_dir / "config.json"
+    if path.is_file() and (run_dir / "last.pt").is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(old) | set(config)
+                         if k not in ("inputs", "textseld_version", "train") and old.get(k) != config.get(k))
+        # How a run is executed may change on resume (device, workers, ...), what it computes not.
+        old_train, new_train = dict(old.get("train") or {}), dict(config.get("train") or {})
+        changed += sorted(f"train.{k}" for k in set(old_train) | set(new_train)
+                          if k not in RESUME_FREE_KEYS and old_train.get(k) != new_train.get(k))
+        if changed:
+            raise RunConfigError(f"{run_dir}: holds a run started with a different configuration "
+                                 f"(differs in: {', '.join(changed)}); use a fresh run directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _splits(train_h5, stats_h5, fraction: float, seed: int):
+    """Train / validation PackedDatasets carved from the training file, and the validation refs."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.data.splits import validation_split
+
+    full = PackedDataset(train_h5, stats_h5)
+    names = list(full.names)
+    train_idx, val_idx = validation_split(names, fraction, seed)
+    refs = {names[i]: np.asarray(full.label_rows(int(i)), dtype=np.float64) for i in val_idx}
+    log.info("%s: %d training clips, %d validation clips", train_h5, len(train_idx), len(val_idx))
+    return (PackedDataset(train_h5, stats_h5, indices=train_idx.tolist()),
+            PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()), refs)
+
+
+def _param_groups(model: nn.Module, train_cfg: TrainConfig, kind: str) -> list[dict]:
+    """One Adam group per learning rate; every trainable parameter in exactly one group.
+
+    Finetuning: the model's `parameter_groups()` {"pretrained", "new"}; the
+    frozen text encoder is in neither. Checked here, because a parameter in
+    no group silently stops training and one in two groups trains twice.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if kind != "finetune":
+        return [{"params": trainable, "lr": train_cfg.lr, "name": "all"}]
+    groups = model.parameter_groups()
+    pretrained, new = list(groups["pretrained"]), list(groups["new"])
+    ids = [id(p) for p in pretrained + new]
+    if len(set(ids)) != len(ids) or set(ids) != {id(p) for p in trainable}:
+        raise RuntimeError("model.parameter_groups() must put every trainable parameter in exactly one group")
+    text_trainable = [n for n, p in model.text_encoder.named_parameters() if p.requires_grad]
+    if text_trainable:
+        raise RuntimeError(f"text encoder parameters are trainable after lock(): {text_trainable[:3]}")
+    return [{"params": pretrained, "lr": train_cfg.lr_pretrained, "name": "pretrained"},
+            {"params": new, "lr": train_cfg.lr_new, "name": "new"}]
+
+
+def make_optimizer(model: nn.Module, train_cfg: TrainConfig, kind: str) -> torch.optim.Adam:
+    groups = [g for g in _param_groups(model, train_cfg, kind) if g["params"]]
+    return torch.optim.Adam(groups, weight_decay=train_cfg.weight_decay)
+
+
+def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
+    """config.json of a finished pretrain run of `source`; clear errors otherwise."""
+    pdir = Path(pretrained_dir)
+    best, cfg_path = pdir / "best.pt", pdir / "config.json"
+    if not best.is_file() or not cfg_path.is_file():
+        missing = best if not best.is_file() else cfg_path
+        raise RunConfigError(f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain "
+                             f"--source {source} --run-dir {pdir}` first)")
+    pcfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if pcfg.get("kind") != "pretrain" or pcfg.get("source") != source:
+        raise RunConfigError(f"{pdir}: is a {pcfg.get('kind')} run with source {pcfg.get('source')!r}; "
+                             f"finetuning needs a pretrain run with source {source!r}")
+    return pcfg
+
+
+def load_pretrained_tokenizer(model: nn.Module, pretrained_dir: str | os.PathLike, source: str) -> None:
+    """Put the tokenizer of a pretrain run (its best.pt) into `model.tokenizer`, frozen parts included.
+
+    The pretrain model is rebuilt from its own config.json (so frozen parts
+    that were randomly initialised, e.g. a BEATs transformer without a
+    checkpoint file, are exactly the ones it was trained with), its best.pt
+    loaded, and its whole tokenizer state copied.
+    """
+    pcfg = pretrain_run_config(pretrained_dir, source)
+    best = Path(pretrained_dir) / "best.pt"
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+        pre_model, _ = build_run_model(pcfg)
+    load_trainable_state(pre_model, read_checkpoint(best)["model"], best)
+    load_full_state(model.tokenizer, pre_model.tokenizer.state_dict(), best)
+
+
+def _check_store_names(store, train_h5) -> None:
+    """The text store must list the packed file's clips in the same order (clip indices are shared)."""
+    from textseld.data.hdf5 import PackedDataset
+
+    names = list(PackedDataset(train_h5).names)
+    if list(store.names) != names:
+        raise RunConfigError(f"{store.path}: its clips are not those of {train_h5} in the same order; "
+                             f"rebuild it from that file with `textseld texts`")
+
+
+# ------------------------------------------------------------------ training
+def _train(run_dir, config: dict, train_cfg: TrainConfig,
+           make: Callable[[nn.Module, Any], Any], on_step=None) -> dict:
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, config)
+    seed = int(config["seed"])
+    seed_everything(seed, train_cfg.deterministic)
+    if train_cfg.torch_threads:
+        torch.set_num_threads(train_cfg.torch_threads)
+    device = resolve_device(train_cfg.device)
+    model, encoder = build_run_model(config, device="cpu")
+    task = make(model, encoder)
+    write_text_atomic(run_dir / "weights.json",
+                      json.dumps(weights_record(config, model, encoder), indent=2) + "\n")
+    model.to(device)
+    optimizer = make_optimizer(model, train_cfg, config["kind"])
+    train_set, val_set, refs = _splits(config["inputs"]["train_h5"], config["inputs"]["stats_h5"],
+                                       train_cfg.val_fraction, seed)
+    return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
+
+
+def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs: dict, **names) -> dict:
+    return {"kind": kind, "seed": int(seed), **names, "model": _plain(model_cfg), "train": _plain(train_cfg),
+            "inputs": {k: str(v) for k, v in inputs.items()}, "textseld_version": __version__}
+
+
+def pretrain(run_dir, train_h5, stats_h5, source: str, model_cfg=None, train_cfg=None, seed: int = 0,
+             on_step=None) -> dict:
+    """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT."""
+    _choice(source, SOURCES, "source encoder")
+    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "pretrain")
+    config = _base_config("pretrain", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5},
+                          source=source, text=None, head="pretrain")
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step)
+
+
+def train_baseline(run_dir, train_h5, stats_h5, model_cfg=None, train_cfg=None, seed: int = 0,
+                   on_step=None) -> dict:
+    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3)."""
+    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "baseline")
+    config = _base_config("baseline", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5},
+                          source=None, text=None, head=None)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step)
+
+
+def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, text: str, head: str,
+             model_cfg=None, text_cfg=None, train_cfg=None, seed: int = 0, on_step=None,
+             cache_gt: bool = True) -> dict:
+    """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
+
+    texts: the TextStore file of the training split. cache_gt=False embeds
+    the ground-truth sentences anew every step (for benchmarks only).
+    """
+    _choice(source, SOURCES, "source encoder")
+    _choice(text, TEXTS, "text encoder")
+    _choice(head, HEADS, "head")
+    mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
+    pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
+    config = _base_config("finetune", seed, mcfg, tcfg,
+                          {"train_h5": train_h5, "stats_h5": stats_h5, "texts": texts,
+                           "pretrained_dir": pretrained_dir},
+                          source=source, text=text, head=head)
+    config["text_encoder"] = _plain(xcfg)
+
+    def make(model, encoder):
+        from textseld.models.text_encoders import GroundTruthCache
+        from textseld.text.store import TextStore
+
+        store = TextStore(texts)
+        _check_store_names(store, train_h5)
+        if cache_gt:
+            gt_embed = GroundTruthCache(encoder).embed
+        else:
+            def gt_embed(sentences):
+                with torch.no_grad():
+                    return encoder.embed_sentences(sentences)
+        return make_task(config, model, tcfg, store.sentence, gt_embed)
+
+    return _train(run_dir, config, tcfg, make, on_step)

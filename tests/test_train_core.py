@@ -1,0 +1,211 @@
+"""Training config, checkpoints and the generic loop (fake task: no other engineer's models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from textseld.constants import N_CLASSES, N_LABEL_FRAMES, N_TRACKS
+from textseld.train.checkpoint import (CheckpointError, load_trainable_state, read_checkpoint,
+                                       rng_state, save_checkpoint, set_rng_state)
+from textseld.train.config import TrainConfig, lr_factor
+from textseld.train.loop import EpochSampler, fit
+
+OUT = N_TRACKS * 3 * N_CLASSES
+
+
+# ----------------------------------------------------------------------- config
+def test_presets_follow_the_paper():
+    pre = TrainConfig.preset("pretrain")
+    assert (pre.epochs, pre.batch_size, pre.lr, pre.schedule["name"]) == (100, 8, 1e-4, "cosine")
+    fin = TrainConfig.preset("finetune")
+    assert (fin.epochs, fin.lr_pretrained, fin.lr_new, fin.mae_weight, fin.adpit_weight) == (50, 1e-6, 1e-4, 0.01, 1.0)
+    assert fin.schedule == {"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1}
+    assert TrainConfig.preset("baseline").lr == 1e-3
+
+
+def test_from_dict_applies_section_on_preset_and_rejects_unknown_keys():
+    cfg = TrainConfig.from_dict({"epochs": 3, "text_frames_per_clip": 5}, preset="finetune")
+    assert cfg.epochs == 3 and cfg.text_frames_per_clip == 5 and cfg.lr_new == 1e-4
+    with pytest.raises(ValueError, match=r"'epoch'.*valid keys:.*epochs"):
+        TrainConfig.from_dict({"epoch": 3}, preset="pretrain")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig.from_dict({"batch_size": 0})
+    with pytest.raises(ValueError, match="milestones"):
+        TrainConfig.from_dict({"schedule": {"name": "multistep", "milestones": [5, 2]}})
+    with pytest.raises(ValueError, match="'step'"):
+        TrainConfig.from_dict({"schedule": {"name": "cosine", "step": 1}})
+    with pytest.raises(ValueError, match="unknown training preset"):
+        TrainConfig.preset("warmup")
+
+
+def test_lr_factors_match_torch_schedulers():
+    p = nn.Parameter(torch.zeros(1))
+    opt_m = torch.optim.SGD([p], lr=1.0)
+    ms = torch.optim.lr_scheduler.MultiStepLR(opt_m, [10, 20, 30, 40, 45], gamma=0.1)
+    opt_c = torch.optim.SGD([p], lr=1.0)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt_c, T_max=50)
+    sched = TrainConfig.preset("finetune").schedule
+    for epoch in range(50):
+        assert lr_factor(sched, epoch, 50) == pytest.approx(opt_m.param_groups[0]["lr"], rel=1e-9)
+        assert lr_factor({"name": "cosine"}, epoch, 50) == pytest.approx(opt_c.param_groups[0]["lr"], abs=1e-12)
+        opt_m.step(), opt_c.step()
+        ms.step(), cos.step()
+    assert lr_factor(sched, 45, 50) == pytest.approx(1e-5)
+    assert lr_factor({"name": "constant"}, 7, 10) == 1.0
+
+
+# ------------------------------------------------------------------- checkpoint
+def _draws():
+    return (random.random(), float(np.random.rand()), float(torch.rand(1)))
+
+
+def test_rng_state_round_trip_through_weights_only_file(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    model = nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters())
+    save_checkpoint(tmp_path / "c.pt", model=model, optimizers=[opt], schedulers=[], epoch=0, step=0,
+                    batch_in_epoch=0, best_metric=None, best_epoch=None)
+    expected = _draws()
+    state = torch.load(tmp_path / "c.pt", weights_only=True)  # no pickled objects inside
+    set_rng_state(state["rng"])
+    assert _draws() == expected
+    s = rng_state()
+    first = _draws()
+    set_rng_state(s)
+    assert _draws() == first
+
+
+def test_frozen_parameters_are_not_stored_and_shapes_are_checked(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    save_checkpoint(tmp_path / "c.pt", model=model, optimizers=[], schedulers=[], epoch=1, step=5,
+                    batch_in_epoch=0, best_metric=0.5, best_epoch=0)
+    state = read_checkpoint(tmp_path / "c.pt")
+    assert "0.weight" not in state["model"] and "1.running_mean" in state["model"] and "2.weight" in state["model"]
+    other = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    other[0].requires_grad_(False)
+    load_trainable_state(other, state["model"], "c.pt")
+    assert torch.equal(other[2].weight, model[2].weight)
+    wrong = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 5))
+    wrong[0].requires_grad_(False)
+    with pytest.raises(CheckpointError, match=r"c\.pt: weights do not fit.*2\.(weight|bias)"):
+        load_trainable_state(wrong, state["model"], "c.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        read_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="missing.pt: checkpoint not found"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_epoch_sampler_depends_on_seed_and_epoch_and_skips_done_batches():
+    full = list(EpochSampler(10, 3, seed=4, epoch=2))
+    assert sorted(full) == list(range(10))
+    assert list(EpochSampler(10, 3, seed=4, epoch=2, start_batch=2)) == full[6:]
+    assert list(EpochSampler(10, 3, seed=4, epoch=2, max_batches=2)) == full[:6]
+    assert full != list(EpochSampler(10, 3, seed=4, epoch=3))
+
+
+# -------------------------------------------------------------------- the loop
+class ToyData(torch.utils.data.Dataset):
+    """Clips whose single event's class is encoded in the input."""
+
+    def __init__(self, n: int, offset: int = 0):
+        self.items = []
+        for i in range(n):
+            cls = (i + offset) % 3
+            src = torch.zeros(1, 8, 4)
+            src[0, :, cls] = 1.0
+            target = torch.zeros(N_LABEL_FRAMES, 6, 4, N_CLASSES)
+            target[:, 0, 0, cls] = 1.0
+            target[:, 0, 1, cls] = 1.0  # x = 1 (azimuth 0)
+            target[:, 0, 3, cls] = 2.0
+            self.items.append({"src": src, "target": target, "index": i, "name": f"clip{i + offset:03d}"})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def refs(self):
+        return {it["name"]: np.array([[f, int(it["src"][0, 0].argmax()), 0, 0, 200, 0] for f in range(N_LABEL_FRAMES)],
+                                     dtype=np.float64) for it in self.items}
+
+
+class ToyTask:
+    def __init__(self):
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(32, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, OUT))
+
+    def predict(self, batch):
+        return self.model(batch["src"]).unsqueeze(1).expand(-1, N_LABEL_FRAMES, -1)
+
+    def losses(self, batch, generator):
+        out = self.predict(batch).reshape(-1, N_LABEL_FRAMES, N_TRACKS, 3, N_CLASSES)
+        t = batch["target"][:, :, 0]  # (B, L, 4, C): A0 slot
+        want = torch.cat([t[:, :, 1:3] * t[:, :, :1], t[:, :, 3:4]], dim=2)
+        noise = 1 + 0.01 * torch.randn(1, generator=generator)  # exercises the task generator
+        loss = ((out[:, :, 0] - want) ** 2).mean() * noise.item()
+        return {"loss": loss, "adpit": loss.detach()}
+
+
+def _run(run_dir, epochs=3, on_step=None):
+    torch.manual_seed(0)
+    task = ToyTask()
+    opt = torch.optim.Adam(task.model.parameters(), lr=1e-2)
+    cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 4, "checkpoint_every_steps": 1,
+                                 "progress": False}, preset="pretrain")
+    val = ToyData(6, offset=100)
+    result = fit(run_dir, task, opt, ToyData(10), val, val.refs(), cfg, seed=3, device=torch.device("cpu"),
+                 on_step=on_step)
+    return task, result
+
+
+def test_fit_writes_run_files_and_learns(tmp_path):
+    task, result = _run(tmp_path / "run", epochs=4)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r["step"]) for r in rows] == [3, 6, 9, 12]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert float(rows[0]["lr_0"]) == pytest.approx(1e-2)
+    assert float(rows[1]["lr_0"]) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi / 4)))
+    best = json.loads((tmp_path / "run" / "val_metrics.json").read_text())
+    assert best == result
+    assert best["F"] == max(float(r["val_F"]) for r in rows)
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert (last["epoch"], last["step"], last["batch_in_epoch"]) == (4, 12, 0)
+    assert read_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == best["epoch"] + 1
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_mid_epoch_is_exact(tmp_path):
+    ref_task, ref_result = _run(tmp_path / "ref")
+
+    def die(epoch, step):
+        if step == 5:  # epoch 1, after its 2nd of 3 batches
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(tmp_path / "cut", on_step=die)
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["batch_in_epoch"] == 2
+    task, result = _run(tmp_path / "cut")
+    for a, b in zip(ref_task.model.parameters(), task.model.parameters()):
+        assert torch.equal(a, b)
+    assert result == ref_result
+    ref_rows = list(csv.DictReader(open(tmp_path / "ref" / "log.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "log.csv")))
+    for a, b in zip(ref_rows, rows):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    # A finished run is not retrained.
+    again_task, again = _run(tmp_path / "cut")
+    assert again == ref_result
