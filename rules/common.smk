@@ -9,6 +9,20 @@ from snakemake.utils import validate
 validate(config, "../config/schema.yaml", set_default=True)
 
 
+def _canonical(value):
+    """Nested mappings with sorted keys. Snakemake compares rule params by their
+    rendering, so the key order of a config file must not make a rule stale."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+for _key in list(config):
+    config[_key] = _canonical(config[_key])
+
+
 # ----------------------------------------------------------------------- paths
 RESULTS = "results"
 LOGS = "logs"

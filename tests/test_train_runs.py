@@ -368,3 +368,19 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
     _prepare_run_dir(tmp_path, {**config, "train": {"epochs": 3, "device": "cuda"}, "inputs": {"train_h5": "b.h5"}})
     with pytest.raises(RunConfigError, match=r"differs in: seed, train\.epochs"):
         _prepare_run_dir(tmp_path, {**config, "seed": 1, "train": {"epochs": 4, "device": "cpu"}})
+
+
+def test_restart_on_configuration_change_discards_the_old_run(tmp_path):
+    from textseld.train.runs import RUN_STATE_FILES, _prepare_run_dir
+
+    config = {"kind": "pretrain", "seed": 0, "train": {"epochs": 3}, "inputs": {}}
+    _prepare_run_dir(tmp_path, config)
+    for name in RUN_STATE_FILES:
+        (tmp_path / name).write_bytes(b"old")
+    # same configuration: the run state is kept (resume)
+    _prepare_run_dir(tmp_path, config, on_config_change="restart")
+    assert all((tmp_path / n).exists() for n in RUN_STATE_FILES)
+    # changed configuration: the old state goes, the new config is written
+    _prepare_run_dir(tmp_path, {**config, "train": {"epochs": 4}}, on_config_change="restart")
+    assert not any((tmp_path / n).exists() for n in RUN_STATE_FILES)
+    assert '"epochs": 4' in (tmp_path / "config.json").read_text()

@@ -16,6 +16,7 @@ finetune(
     head=snakemake.wildcards.head,
     model_cfg=snakemake.params.models,
     text_cfg=snakemake.params.text_encoder,
-    train_cfg=snakemake.params.train,
+    train_cfg={**snakemake.params.train, "torch_threads": snakemake.threads},
     seed=int(snakemake.wildcards.seed),
+    on_config_change="restart",  # Snakemake decided the run is stale
 )

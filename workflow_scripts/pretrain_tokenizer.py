@@ -11,6 +11,7 @@ pretrain(
     stats_h5=snakemake.input.stats,
     source=snakemake.wildcards.src,
     model_cfg=snakemake.params.models,
-    train_cfg=snakemake.params.train,
+    train_cfg={**snakemake.params.train, "torch_threads": snakemake.threads},
     seed=snakemake.params.seed,
+    on_config_change="restart",  # Snakemake decided the run is stale
 )

@@ -10,6 +10,7 @@ train_baseline(
     train_h5=snakemake.input.train,
     stats_h5=snakemake.input.stats,
     model_cfg=snakemake.params.models,
-    train_cfg=snakemake.params.train,
+    train_cfg={**snakemake.params.train, "torch_threads": snakemake.threads},
     seed=int(snakemake.wildcards.seed),
+    on_config_change="restart",  # Snakemake decided the run is stale
 )

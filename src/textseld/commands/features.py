@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips (default 0/1)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
+    p.add_argument("--wpe-taps", type=int, default=60, help="WPE filter taps (default 60, SPEC)")
+    p.add_argument("--wpe-delay", type=int, default=5, help="WPE prediction delay in frames (default 5, SPEC)")
+    p.add_argument("--wpe-iterations", type=int, default=5, help="WPE iterations (default 5, SPEC)")
     p.set_defaults(func=_features)
 
     q = sub.add_parser("pack", help="merge feature shards into one file per split; optional statistics")
@@ -28,7 +31,8 @@ def _features(args) -> int:
     from textseld.features.pipeline import extract_shard, parse_shard
 
     extract_shard(args.data, args.split, args.out, shard=parse_shard(args.shard), device=args.device,
-                  batch_size=args.batch_size)
+                  batch_size=args.batch_size,
+                  wpe={"taps": args.wpe_taps, "delay": args.wpe_delay, "iterations": args.wpe_iterations})
     return 0
 
 

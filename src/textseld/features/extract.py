@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -38,9 +38,23 @@ FEATURE_CONFIG = {
 }
 
 
-def feature_config_json() -> str:
-    """The feature configuration as canonical JSON (sorted keys)."""
-    return json.dumps(FEATURE_CONFIG, sort_keys=True)
+def wpe_settings(params: Mapping[str, int] | None = None) -> dict[str, int]:
+    """WPE settings (SPEC: taps 60, delay 5, iterations 5) with `params` applied;
+    an unknown key or a bad value is an error naming it."""
+    settings = {"taps": wpe.TAPS, "delay": wpe.DELAY, "iterations": wpe.ITERATIONS}
+    for key, value in dict(params or {}).items():
+        if key not in settings:
+            raise ValueError(f"WPE settings: unknown key {key!r}; expected some of {sorted(settings)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "delay" else 1):
+            raise ValueError(f"WPE settings: {key} must be an integer >= {0 if key == 'delay' else 1}, got {value!r}")
+        settings[key] = value
+    return settings
+
+
+def feature_config_json(wpe_params: Mapping[str, int] | None = None) -> str:
+    """The feature configuration (with these WPE settings) as canonical JSON (sorted keys)."""
+    config = {**FEATURE_CONFIG, "wpe": {**FEATURE_CONFIG["wpe"], **wpe_settings(wpe_params)}}
+    return json.dumps(config, sort_keys=True)
 
 
 class AudioError(ValueError):
@@ -83,10 +97,12 @@ def compute_features(
     audio: torch.Tensor | np.ndarray,
     names: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
+    wpe_params: Mapping[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """All features of a batch of clips.
 
-    audio: (B, 2, N) [L, R] samples (any float dtype); names label errors.
+    audio: (B, 2, N) [L, R] samples (any float dtype); names label errors;
+    wpe_params: taps / delay / iterations (default SPEC's 60 / 5 / 5).
     Returns float32 CPU tensors: logmel_lr (B, 2, T, F), ild (B, T, F), ivy (B, T, F),
     direct (B, T, F), reverb (B, T, F) and the tokenizer inputs src (B, 1, T, F),
     doa (B, 4, T, F) = [logmel L, logmel R, ivy, ild], dist (B, 2, T, F) = [direct, reverb].
@@ -107,7 +123,7 @@ def compute_features(
     ivy = spatial.ivy(spec_w, spec_y)
     src = spectral.power_to_db(mel_lr.mean(dim=1, keepdim=True))  # deterministic (no random channel)
 
-    direct_spec = wpe.wpe(spec_w)  # (B, 513, T)
+    direct_spec = wpe.wpe(spec_w, **wpe_settings(wpe_params))  # (B, 513, T)
     w = 0.5 * (x[:, 0] + x[:, 1])
     reverb_spec = spectral.stft(w - spectral.istft(direct_spec, n_samples))
     direct = spectral.power_to_db(spectral.mel_power(direct_spec))

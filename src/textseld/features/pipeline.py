@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -42,15 +42,18 @@ def extract_shard(
     shard: tuple[int, int] = (0, 1),
     device: str = "cpu",
     batch_size: int = 8,
+    wpe: Mapping[str, int] | None = None,
 ) -> int:
     """Write features (src, doa, dist), ADPIT targets and label rows of shard I of N of the
-    sorted clips of `splits` under `root` to the packed file `out`. Returns the clip count."""
+    sorted clips of `splits` under `root` to the packed file `out`. Returns the clip count.
+    wpe: WPE settings (taps, delay, iterations; default SPEC's), recorded in the file."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     clips = shard_clips(list_clips(root, splits), *shard)
     log.info("extracting %d clips (shard %d/%d of %s) on %s", len(clips), shard[0], shard[1],
              "+".join(splits), device)
-    with PackedWriter(out, "+".join(splits), feature_config_json()) as writer:
+    config = feature_config_json(wpe)  # validates the WPE settings before any work
+    with PackedWriter(out, "+".join(splits), config) as writer:
         for start in tqdm(range(0, len(clips), batch_size), desc=f"features {os.path.basename(out)}",
                           unit="batch"):
             batch = clips[start:start + batch_size]
@@ -58,6 +61,6 @@ def extract_shard(
             audio = np.stack([load_audio(c.wav) for c in batch])
             rows = [read_labels(c.csv) for c in batch]
             targets = np.stack([build_targets(r, name=c.name) for r, c in zip(rows, batch)])
-            feats = compute_features(audio, names=names, device=device)
+            feats = compute_features(audio, names=names, device=device, wpe_params=wpe)
             writer.append(names, feats["src"].numpy(), feats["doa"].numpy(), feats["dist"].numpy(), targets, rows)
     return len(clips)

@@ -143,8 +143,17 @@ def weights_record(config: dict, model: nn.Module, encoder) -> dict:
 
 
 # --------------------------------------------------------------- run directory
-def _prepare_run_dir(run_dir: Path, config: dict) -> None:
-    """Write config.json; refuse to resume a run that was started with another config."""
+# Files of a run that a restart after a configuration change discards.
+RUN_STATE_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json", "weights.json")
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error") -> None:
+    """Write config.json. A run directory holding a run started with another
+    configuration is refused (on_config_change="error", the CLI default) or
+    discarded and started afresh ("restart": the workflow, where Snakemake has
+    already decided that the run is stale)."""
+    if on_config_change not in ("error", "restart"):
+        raise ValueError(f"on_config_change must be 'error' or 'restart', got {on_config_change!r}")
     path = run_dir / "config.json"
     if path.is_file() and (run_dir / "last.pt").is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -154,7 +163,12 @@ def _prepare_run_dir(run_dir: Path, config: dict) -> None:
         old_train, new_train = dict(old.get("train") or {}), dict(config.get("train") or {})
         changed += sorted(f"train.{k}" for k in set(old_train) | set(new_train)
                           if k not in RESUME_FREE_KEYS and old_train.get(k) != new_train.get(k))
-        if changed:
+        if changed and on_config_change == "restart":
+            log.warning("%s: configuration changed (%s); discarding the old run and starting afresh",
+                        run_dir, ", ".join(changed))
+            for name in RUN_STATE_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+        elif changed:
             raise RunConfigError(f"{run_dir}: holds a run started with a different configuration "
                                  f"(differs in: {', '.join(changed)}); use a fresh run directory")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,9 +259,9 @@ def _check_store_names(store, train_h5) -> None:
 
 # ------------------------------------------------------------------ training
 def _train(run_dir, config: dict, train_cfg: TrainConfig,
-           make: Callable[[nn.Module, Any], Any], on_step=None) -> dict:
+           make: Callable[[nn.Module, Any], Any], on_step=None, on_config_change: str = "error") -> dict:
     run_dir = Path(run_dir)
-    _prepare_run_dir(run_dir, config)
+    _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
     seed_everything(seed, train_cfg.deterministic)
     if train_cfg.torch_threads:
@@ -270,31 +284,35 @@ def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs
 
 
 def pretrain(run_dir, train_h5, stats_h5, source: str, model_cfg=None, train_cfg=None, seed: int = 0,
-             on_step=None) -> dict:
-    """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT."""
+             on_step=None, on_config_change: str = "error") -> dict:
+    """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT.
+
+    on_config_change: what to do when run_dir holds a run with another
+    configuration: "error" (default) or "restart" (discard it)."""
     _choice(source, SOURCES, "source encoder")
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "pretrain")
     config = _base_config("pretrain", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5},
                           source=source, text=None, head="pretrain")
-    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
 
 
 def train_baseline(run_dir, train_h5, stats_h5, model_cfg=None, train_cfg=None, seed: int = 0,
-                   on_step=None) -> dict:
-    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3)."""
+                   on_step=None, on_config_change: str = "error") -> dict:
+    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change as in pretrain."""
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "baseline")
     config = _base_config("baseline", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5},
                           source=None, text=None, head=None)
-    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
 
 
 def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, text: str, head: str,
              model_cfg=None, text_cfg=None, train_cfg=None, seed: int = 0, on_step=None,
-             cache_gt: bool = True) -> dict:
+             cache_gt: bool = True, on_config_change: str = "error") -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
     texts: the TextStore file of the training split. cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
+    on_config_change as in `pretrain`.
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
@@ -321,4 +339,4 @@ def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, te
                     return encoder.embed_sentences(sentences)
         return make_task(config, model, tcfg, store.sentence, gt_embed)
 
-    return _train(run_dir, config, tcfg, make, on_step)
+    return _train(run_dir, config, tcfg, make, on_step, on_config_change)
