@@ -28,6 +28,7 @@ localrules:
     download_dataset,
     download_pretrained,
     aggregate,
+    training_curves,
 
 
 rule all:

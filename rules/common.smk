@@ -198,4 +198,19 @@ def results_table():
         "md": f"{RESULTS}/comparison.md",
         "runs": f"{RESULTS}/runs.csv",
         "figure": f"{RESULTS}/comparison.png",
+        "curves": f"{RESULTS}/training_curves.png",
     }
+
+
+def curve_runs():
+    """Legend label -> run directory of every training run (pretrainings first)."""
+    from textseld.results import system_name
+
+    runs = {f"pretrain {src}": pretrain_dir(src) for src in SOURCES if FINETUNED}
+    runs.update({f"{system_name(m)} seed {s}": run_dir(m, s) for m, s in all_runs()})
+    return runs
+
+
+def curve_inputs():
+    """The runs' validation metrics files: present once a run is complete."""
+    return [f"{d}/val_metrics.json" for d in curve_runs().values()]

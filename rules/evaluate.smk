@@ -79,3 +79,20 @@ rule aggregate:
         "../envs/textseld.yaml"
     script:
         "../workflow_scripts/aggregate.py"
+
+
+# Per-epoch training loss and validation F20/1 of every run, for the report.
+rule training_curves:
+    input:
+        metrics=curve_inputs(),
+    output:
+        figure=report(results_table()["curves"], caption="../report/curves.rst", category="Training"),
+    log:
+        f"{LOGS}/training_curves.log",
+    params:
+        runs=curve_runs(),
+    threads: 1
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/training_curves.py"

@@ -58,6 +58,7 @@ def test_paper_dry_run_plans_the_paper_grid(wf):
         "predict": runs,
         "evaluate": 2 * runs,
         "aggregate": 1,
+        "training_curves": 1,
     }
     finetunes = {(j.wildcards["src"], j.wildcards["txt"], j.wildcards["head"], j.wildcards["seed"])
                  for j in jobs if j.rule == "finetune"}
@@ -139,7 +140,7 @@ def test_nothing_is_planned_after_a_complete_run(tiny_run):
 @pytest.mark.slow
 def test_finetuning_lr_change_reruns_only_finetunings_and_downstream(tiny_run):
     cfg = _override(tiny_run, "lr", {"train": {"finetune": {"lr_new": 3.0e-4}}})
-    assert _planned(tiny_run, cfg) == {"finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1}
+    assert _planned(tiny_run, cfg) == {"finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1, "training_curves": 1}
 
 
 @pytest.mark.slow
@@ -149,7 +150,7 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
     assert "synthesize_dataset" not in counts and "collect_references" not in counts
     assert counts["extract_features"] == 4  # 2 splits x 2 shards
     for rule, n in {"pack_features": 2, "feature_stats": 1, "make_texts": 1, "pretrain_tokenizer": 2,
-                    "train_baseline": 1, "finetune": 8, "predict": 9, "evaluate": 18, "aggregate": 1}.items():
+                    "train_baseline": 1, "finetune": 8, "predict": 9, "evaluate": 18, "aggregate": 1, "training_curves": 1}.items():
         assert counts.get(rule) == n, (rule, counts)
 
 
@@ -162,5 +163,5 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
         "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n"
     )
     counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
-    assert counts == {"make_texts": 1, "finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1}
+    assert counts == {"make_texts": 1, "finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1, "training_curves": 1}
 

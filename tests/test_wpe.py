@@ -76,3 +76,36 @@ def test_cuda_matches_cpu():
     cpu = wpe(y)
     gpu = wpe(y.cuda()).cpu()
     assert _relative_power_error(gpu.numpy(), cpu.numpy()) < 1e-8
+
+
+def test_blocks_across_clip_boundaries_and_edge_settings():
+    # rows_per_block 7 does not divide F = 24: blocks straddle clips with very different peaks
+    rng = np.random.default_rng(5)
+    clips = [reverberant_stft(rng, n_frames=90, n_bins=24) * scale for scale in (1.0, 1e-3, 30.0)]
+    for taps, delay, iterations in ((12, 2, 3), (1, 0, 2), (2, 1, 1)):
+        got = wpe(torch.from_numpy(np.stack(clips)), taps=taps, delay=delay, iterations=iterations,
+                  clips_per_chunk=3, rows_per_block=7)
+        for b, y in enumerate(clips):
+            ref = nara_wpe(y[:, None, :], taps=taps, delay=delay, iterations=iterations)[:, 0]
+            # (delay 0, 1 tap predicts y from itself: X is 0 up to rounding, hence the |y| term)
+            atol = 1e-6 * np.abs(ref).max() + 1e-12 * np.abs(y).max()
+            np.testing.assert_allclose(got[b].numpy(), ref, rtol=0, atol=atol, err_msg=f"{taps} {delay} clip {b}")
+
+
+def test_hermitian_solve_uses_upper_triangle_and_falls_back():
+    from textseld.features.wpe import _hermitian_solve
+
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((3, 6, 9)) + 1j * rng.standard_normal((3, 6, 9))
+    r = a @ a.conj().transpose(0, 2, 1)  # positive definite
+    r[1] = r[1] - 1.5 * np.trace(r[1]).real / 6 * np.eye(6)  # indefinite: Cholesky fails, LU as nara_wpe
+    r[2, 3, :] = r[2, :, 3] = 0  # exactly singular: LU fails too, minimum-norm least squares as nara_wpe
+    r = np.concatenate([r, np.zeros((1, 6, 6))])  # silent bin: filter 0
+    p = rng.standard_normal((4, 6, 1)) + 1j * rng.standard_normal((4, 6, 1))
+    garbage = r.copy()
+    garbage[:, np.tril_indices(6, -1)[0], np.tril_indices(6, -1)[1]] = 1e6 + 3j  # must be ignored
+    g = _hermitian_solve(torch.from_numpy(garbage), torch.from_numpy(p)).numpy()
+    for b in (0, 1):
+        np.testing.assert_allclose(g[b], np.linalg.solve(r[b], p[b]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(g[2], np.linalg.lstsq(r[2], p[2], rcond=None)[0], rtol=1e-6, atol=1e-9)
+    assert np.all(g[3] == 0)

@@ -1,10 +1,10 @@
 """Rule aggregate: join the runs' metrics and weights files into the results table."""
-import logging
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.results import aggregate, run_records
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 aggregate(
     runs=run_records(snakemake.params.runs),
     comparison_csv=snakemake.output.csv,

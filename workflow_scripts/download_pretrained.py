@@ -1,8 +1,8 @@
 """Rule download_pretrained: fetch one named set of pretrained weights (local rule, network)."""
-import logging
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.models.pretrained import fetch_weights
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 fetch_weights(out_dir=snakemake.params.out, **snakemake.params.fetch)

@@ -3,20 +3,21 @@
 Runs `textseld evaluate` in-process (the same code path as the command line),
 which writes the scores JSON (NaN as null).
 """
-import contextlib
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.cli import main
 
 cfg = snakemake.params.evaluate
-with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-    rc = main([
-        "--verbose", "evaluate",
-        "--ref", snakemake.input.refs,
-        "--pred", snakemake.input.predictions,
-        "--protocol", snakemake.wildcards.protocol,
-        "--average", cfg["average"],
-        "--ci", "--n-boot", str(cfg["n_boot"]), "--seed", str(cfg["ci_seed"]),
-        "--json", snakemake.output.metrics,
-    ])
+rc = main([
+    "--verbose", "evaluate",
+    "--ref", snakemake.input.refs,
+    "--pred", snakemake.input.predictions,
+    "--protocol", snakemake.wildcards.protocol,
+    "--average", cfg["average"],
+    "--ci", "--n-boot", str(cfg["n_boot"]), "--seed", str(cfg["ci_seed"]),
+    "--json", snakemake.output.metrics,
+])
 if rc != 0:
     raise SystemExit(f"textseld evaluate failed with exit status {rc}; see {snakemake.log[0]}")

@@ -1,10 +1,9 @@
 """Rule extract_features: features of one shard of one split's clips."""
-import logging
+from textseld.logsetup import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
-from textseld.features.pipeline import extract_shard  # noqa: E402  (after logging: import errors land in the log)
+from textseld.features.pipeline import extract_shard
 
 extract_shard(
     root=snakemake.params.root,

@@ -1,10 +1,10 @@
 """Rule finetune: one {source}-{text}-{head} system from the pretrained tokenizer."""
-import logging
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.train.runs import finetune
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 finetune(
     run_dir=snakemake.params.run_dir,
     train_h5=snakemake.input.train,

@@ -1,10 +1,10 @@
 """Rule pretrain_tokenizer: the tokenizer of one source encoder, ADPIT only."""
-import logging
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.train.runs import pretrain
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 pretrain(
     run_dir=snakemake.params.run_dir,
     train_h5=snakemake.input.train,

@@ -1,10 +1,10 @@
 """Rule synthesize_dataset: the embedded synthetic dataset (DCASE2025 layout)."""
-import logging
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.data.synthesis import synthesize_dataset
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 cfg = snakemake.params.synthesis
 synthesize_dataset(
     snakemake.params.root,
@@ -13,5 +13,5 @@ synthesize_dataset(
     seed=cfg["seed"],
     speech_backend=cfg["speech_backend"],
     workers=snakemake.threads,  # the output does not depend on it
-    progress=False,
+    progress=True,  # into the log
 )

@@ -1,10 +1,10 @@
 """Rule train_baseline: the DCASE2025 audio-only baseline."""
-import logging
+from textseld.logsetup import log_to_file
+
+log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
 from textseld.train.runs import train_baseline
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 train_baseline(
     run_dir=snakemake.params.run_dir,
     train_h5=snakemake.input.train,

@@ -51,11 +51,14 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
 @torch.no_grad()
 def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, stats_h5: str | os.PathLike | None,
                   out_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None,
-                  batch_size: int | None = None) -> list[Path]:
-    """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only)."""
+                  batch_size: int | None = None, threads: int | None = None) -> list[Path]:
+    """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only).
+    threads: torch CPU threads (None: torch's default)."""
     from textseld.data.hdf5 import PackedDataset
     from textseld.metrics.predictions import write_outputs
 
+    if threads:
+        torch.set_num_threads(threads)
     config, task, train_cfg, dev = load_run(run_dir, checkpoint, device)
     dataset = PackedDataset(features_h5, stats_h5)
     loader = make_loader(dataset, batch_size or train_cfg.val_batch_size or train_cfg.batch_size, None,
