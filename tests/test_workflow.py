@@ -165,3 +165,11 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
     counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
     assert counts == {"make_texts": 1, "finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1, "training_curves": 1}
 
+
+
+@pytest.mark.slow
+def test_report_holds_the_table_the_figure_and_the_training_curves(tiny_run):
+    snakemake(tiny_run, "--configfile", "config/tiny.yaml", "--report", "report.html")
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    for name in ("comparison.csv", "comparison.png", "training_curves.png"):
+        assert name in html, name

@@ -54,10 +54,12 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         raise ValueError("plot_training_curves: no runs given")
     logs = {label: read_training_log(Path(d) / "log.csv") for label, d in runs.items()}
     fig, (ax_loss, ax_f) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, log in logs.items():
+    colors = plt.get_cmap("tab20").colors  # 11 runs in the default grid: 10 default colours repeat
+    for i, (label, log) in enumerate(logs.items()):
+        color = colors[i % len(colors)]
         epochs = [e + 1 for e in log["epoch"]]
-        ax_loss.plot(epochs, log["loss"], marker="o", markersize=3, label=label)
-        ax_f.plot(epochs, [100.0 * f for f in log["val_F"]], marker="o", markersize=3, label=label)
+        ax_loss.plot(epochs, log["loss"], marker="o", markersize=3, color=color, label=label)
+        ax_f.plot(epochs, [100.0 * f for f in log["val_F"]], marker="o", markersize=3, color=color, label=label)
     ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Training loss")
     ax_f.set(xlabel="epoch", ylabel="F20°/1 (%)", title="Validation F20°/1 (dcase2025 protocol)")
     for ax in (ax_loss, ax_f):
