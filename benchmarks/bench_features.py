@@ -3,7 +3,10 @@
 Same clips, same run, same thread count. The reference is the plain per-clip computation
 of SPEC section 2 written in tests/test_features.py (float64, which our outputs match to
 < 1e-3 dB); a float32 variant of the reference (librosa's default dtype for float32 audio,
-nara_wpe in complex64) is timed too, as the cheapest per-clip baseline.
+nara_wpe in complex64) is timed too, as the cheapest per-clip baseline. numpy's BLAS gets the
+same thread count as torch (threadpoolctl): unlimited OpenBLAS threads on a loaded 2-core
+machine made the reference 10-30x slower and erratic. WPE agreement (relative error in output
+power vs nara_wpe on the same STFT, tolerance 1e-4) is reported for the first clips.
 
     .venv/bin/python benchmarks/bench_features.py [--clips 8] [--batch-size 8] [--threads 2] [--device cpu]
 """
@@ -22,6 +25,56 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_features import reference_features, synth_clip  # noqa: E402  (the reference lives with its test)
 
 from textseld.features.extract import compute_features  # noqa: E402
+from textseld.features.wpe import wpe  # noqa: E402
+
+
+def blas_threads(n: int):
+    """Limit numpy's BLAS (and OpenMP) pools to n threads for the reference, when threadpoolctl is there."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("threadpoolctl not installed: numpy's BLAS threads are not limited")
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(n)
+
+
+def wpe_agreement(clips: np.ndarray, n: int = 2) -> float:
+    """Worst relative output-power error of our WPE vs nara_wpe.wpe.wpe on the librosa STFT of w."""
+    import librosa
+    from nara_wpe.wpe import wpe as nara_wpe
+
+    worst = 0.0
+    for c in clips[:n].astype(np.float64):
+        x = c / np.abs(c).max()
+        sw = librosa.stft((x[0] + x[1]) / 2, n_fft=1024, hop_length=480, win_length=960, window="hann",
+                          center=True, pad_mode="constant")
+        ref = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
+        got = wpe(torch.from_numpy(sw)[None])[0].numpy()
+        p, q = np.abs(got) ** 2, np.abs(ref) ** 2
+        worst = max(worst, float(np.abs(p - q).sum() / q.sum()))
+    return worst
+
+
+def float32_reference(clips: np.ndarray) -> None:
+    """The reference's steps with librosa / nara_wpe in single precision (timed only)."""
+    import librosa
+    from nara_wpe.wpe import wpe as nara_wpe
+
+    kw = dict(n_fft=1024, hop_length=480, win_length=960, window="hann", center=True, pad_mode="constant")
+    fb = librosa.filters.mel(sr=24000, n_fft=1024, n_mels=64)
+    for c in clips:
+        x = c / np.abs(c).max()
+        sl, sr = librosa.stft(x[0], **kw), librosa.stft(x[1], **kw)
+        sw, sy = (sl + sr) / 2, (sl - sr) / 2
+        mel = [fb @ np.abs(s) ** 2 for s in (sl, sr)]
+        _ = fb @ (np.real(sy * np.conj(sw)) / (np.abs(sw) ** 2 + np.abs(sy) ** 2 + 1e-8))
+        direct = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
+        w = (x[0] + x[1]) / 2
+        resid = w - librosa.istft(direct, hop_length=480, win_length=960, n_fft=1024, length=len(w))
+        _ = [10 * np.log10(np.maximum(m, 1e-10)) for m in (*mel, fb @ np.abs(direct) ** 2,
+                                                          fb @ np.abs(librosa.stft(resid, **kw)) ** 2)]
 
 
 def main() -> None:
@@ -53,35 +106,24 @@ def main() -> None:
     if args.skip_reference:
         return
 
-    t = time.perf_counter()
-    refs = [reference_features(c) for c in clips]
-    ref_s = time.perf_counter() - t
+    with blas_threads(args.threads):
+        t = time.perf_counter()
+        refs = [reference_features(c) for c in clips]
+        ref_s = time.perf_counter() - t
     worst = max(float(np.abs(got[k][b] - refs[b][k]).max()) for b in range(len(clips))
                 for k in ("logmel_lr", "ild", "direct", "reverb", "src"))
     print(f"per-clip librosa + nara_wpe, float64: {ref_s:7.2f} s, {len(clips) / ref_s:7.3f} clips/s; "
           f"max |difference| {worst:.2e} dB")
 
-    import librosa
-    from nara_wpe.wpe import wpe as nara_wpe
-
-    t = time.perf_counter()
-    for c in clips:  # float32 reference: same steps, librosa/nara in single precision
-        x = c / np.abs(c).max()
-        kw = dict(n_fft=1024, hop_length=480, win_length=960, window="hann", center=True, pad_mode="constant")
-        fb = librosa.filters.mel(sr=24000, n_fft=1024, n_mels=64)
-        sl, sr = librosa.stft(x[0], **kw), librosa.stft(x[1], **kw)
-        sw, sy = (sl + sr) / 2, (sl - sr) / 2
-        mel = [fb @ np.abs(s) ** 2 for s in (sl, sr)]
-        ivy = fb @ (np.real(sy * np.conj(sw)) / (np.abs(sw) ** 2 + np.abs(sy) ** 2 + 1e-8))
-        direct = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
-        w = (x[0] + x[1]) / 2
-        resid = w - librosa.istft(direct, hop_length=480, win_length=960, n_fft=1024, length=len(w))
-        _ = [10 * np.log10(np.maximum(m, 1e-10)) for m in (*mel, fb @ np.abs(direct) ** 2,
-                                                          fb @ np.abs(librosa.stft(resid, **kw)) ** 2)], ivy
-    ref32_s = time.perf_counter() - t
+    with blas_threads(args.threads):
+        t = time.perf_counter()
+        float32_reference(clips)
+        ref32_s = time.perf_counter() - t
     print(f"per-clip librosa + nara_wpe, float32: {ref32_s:7.2f} s, {len(clips) / ref32_s:7.3f} clips/s")
     print(f"speed-up of the batched extractor: {ref_s / batched_s:.2f}x vs the float64 reference, "
           f"{ref32_s / batched_s:.2f}x vs the float32 reference")
+    print(f"WPE vs nara_wpe (float64) on the same STFT, first {min(2, len(clips))} clips: "
+          f"relative output-power error {wpe_agreement(clips):.1e} (tolerance 1e-4)")
 
 
 if __name__ == "__main__":

@@ -13,4 +13,5 @@ extract_shard(
     device=snakemake.params.extract["device"],
     batch_size=snakemake.params.extract["batch_size"],
     wpe=snakemake.params.extract["wpe"],
+    threads=snakemake.threads,
 )

@@ -7,6 +7,7 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from textseld.data.hdf5 import PackedWriter
@@ -43,15 +44,19 @@ def extract_shard(
     device: str = "cpu",
     batch_size: int = 8,
     wpe: Mapping[str, int] | None = None,
+    threads: int | None = None,
 ) -> int:
     """Write features (src, doa, dist), ADPIT targets and label rows of shard I of N of the
     sorted clips of `splits` under `root` to the packed file `out`. Returns the clip count.
-    wpe: WPE settings (taps, delay, iterations; default SPEC's), recorded in the file."""
+    wpe: WPE settings (taps, delay, iterations; default SPEC's), recorded in the file.
+    threads: torch CPU threads (None: torch's default, all cores)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     clips = shard_clips(list_clips(root, splits), *shard)
     log.info("extracting %d clips (shard %d/%d of %s) on %s", len(clips), shard[0], shard[1],
              "+".join(splits), device)
+    if threads:
+        torch.set_num_threads(threads)
     config = feature_config_json(wpe)  # validates the WPE settings before any work
     with PackedWriter(out, "+".join(splits), config) as writer:
         for start in tqdm(range(0, len(clips), batch_size), desc=f"features {os.path.basename(out)}",

@@ -12,26 +12,27 @@ of shape (F, D=1, T):
         X[f, t] = y[f, t] - G[f]^H y~_t
     with y~_t = [y[f, t - delay - k]]_{k < taps} (zeros before the clip start).
 
-Why it is fast:
+Why it is fast (CPU, float64):
 - R is Hermitian and R[k, k+m] = sum_s w[s + delay + k] z_m[s] with the lag products
-  z_m[s] = y[s] conj(y[s - m]) and w = 1 / lambda, so the upper triangle of R is ONE real
-  matrix product (shifts x time) @ (time x [lags, re/im]) per bin, on the lower-left
-  triangle of (shift, lag) pairs only (two blocks), instead of a complex
-  (taps x time) @ (time x taps) product. R is then a strided view of that product.
-- R is Hermitian positive (semi)definite: Cholesky (half the work of LU) solves it; only
-  bins where Cholesky fails take the LU / pseudo-inverse path of nara_wpe.
-- Rows (bins) are processed in blocks small enough to stay in the CPU cache, spread over
-  `torch.get_num_threads()` worker threads (the small matrix products do not parallelise
-  well inside one op). The clip-wide power floor couples the bins of a clip only through
-  its peak, computed between iterations.
+  z_m[s] = y[s] conj(y[s - m]) (fixed over the iterations) and w = 1 / lambda. So R's upper
+  triangle and P come from ONE real product per bin, (1 + taps shifts of w) x time @
+  time x (delay + taps lags, re/im), instead of a complex (taps x T) @ (T x taps) product;
+  R is gathered from it. That product is limited by reading z from memory (~134 MB per clip
+  and iteration), so computing only the needed triangle (several smaller products) is slower.
+- Cholesky (R is Hermitian positive semi-definite) + two triangular solves: about half
+  the time of LU; bins where Cholesky fails take nara_wpe's path (LU, then least squares).
+- Rows (clip, bin) go in blocks through `torch.get_num_threads()` single-threaded worker
+  threads: the many small products and factorisations do not parallelise inside one op.
+- Iterations stay the outer loop: the power floor needs the whole clip's peak.
 - The filter is applied by FFT convolution.
 Why float64: with float32 accumulation the output power differs from nara_wpe (complex128)
-by ~3e-3 relative (R is ill-conditioned); float64 keeps it at ~1e-11.
+by ~3e-3 relative (R is ill-conditioned); float64 keeps it at ~1e-14.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -40,7 +41,7 @@ TAPS = 60
 DELAY = 5
 ITERATIONS = 5
 POWER_EPS = 1e-10  # relative to the clip's max power, as nara_wpe._stable_positive_inverse
-ROWS_PER_BLOCK = 16  # bins per block on CPU: lag products + Hankel ~6 MB, about one L2
+ROWS_PER_BLOCK = 32  # rows per block on CPU: fewer Python calls; larger blocks gained nothing
 
 
 def _inverse_power(p: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
@@ -90,13 +91,14 @@ def _hermitian_solve(r_upper: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 class _Block:
     """Fixed per-block data of `_wpe_rows` (a few rows of the chunk): y, its FFT, the lag products."""
 
-    def __init__(self, y: torch.Tensor, taps: int, delay: int, n_fft: int):
+    def __init__(self, y: torch.Tensor, taps: int, delay: int, n_fft: int, z_out: torch.Tensor):
+        """y: (n, T) complex128; z_out: (n, T, delay + taps) complex128 workspace for the lag products."""
         n, t_len = y.shape
         n_lags = delay + taps
         # z[b, s, i] = y[s] conj(y[s - m]) with the lag m = n_lags - 1 - i in DEcreasing order
         # (zero before the clip start): a plain sliding window, no flip of this big tensor
         y_past = torch.nn.functional.pad(y, (n_lags - 1, 0)).conj().resolve_conj()
-        z = y.unsqueeze(-1) * y_past.unfold(-1, n_lags, 1)  # (n, T, lags)
+        z = torch.mul(y.unsqueeze(-1), y_past.unfold(-1, n_lags, 1), out=z_out)  # (n, T, lags)
         self.z = torch.view_as_real(z).reshape(n, t_len, 2 * n_lags)  # (n, T, [lag, re/im])
         self.y = y
         self.y_f = torch.fft.fft(y, n=n_fft)
@@ -113,20 +115,40 @@ def _upper_index(taps: int, delay: int, device: torch.device) -> torch.Tensor:
     return ((1 + k[:, None]) * n_lags + (n_lags - 1 - lag)).reshape(-1)
 
 
-def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: int) -> torch.Tensor:
-    """One WPE iteration on one block given its inverse power w (n, T); returns the new X (n, T)."""
+def _buffer(workspace: dict, name: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A reused scratch tensor: fresh multi-MB tensors cost more (the kernel zeroes new pages)
+    than the products written into them (hankel: 1.6 ms fresh vs 0.2 ms reused)."""
+    buf = workspace.get(name)
+    if (buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0] or buf.dtype != like.dtype
+            or buf.device != like.device):
+        buf = workspace[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buf[: shape[0]]  # a short last block uses the start of the buffer
+
+
+def _workspace(scratch: threading.local) -> dict:
+    """The calling thread's scratch buffers."""
+    if not hasattr(scratch, "buffers"):
+        scratch.buffers = {}
+    return scratch.buffers
+
+
+def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: int, workspace: dict) -> torch.Tensor:
+    """One WPE iteration on one block given its inverse power w (n, T); returns the new X (n, T).
+    workspace: this thread's scratch buffers."""
     n, t_len = w.shape
     n_lags = delay + taps
     # hankel[b, 0, s] = w[s] (for P); hankel[b, 1 + k, s] = w[s + delay + k] (for R; zero past the clip end)
-    hankel = w.new_empty((n, 1 + taps, t_len))
+    hankel = _buffer(workspace, "hankel", (n, 1 + taps, t_len), w)
     hankel[:, 0] = w
     hankel[:, 1:] = torch.nn.functional.pad(w[:, delay:], (0, n_lags)).unfold(-1, t_len, 1)[:, :taps]
     # c[b, 0, m] = sum_s w[s] z_m[s]; c[b, 1 + k, m] = sum_s w[s + delay + k] z_m[s].
     # R only needs m < taps - k (a triangle), but the product is limited by reading z from
     # memory, so one full product is faster than several blocks covering the triangle.
-    c = torch.view_as_complex(torch.bmm(hankel, block.z).view(n, (1 + taps) * n_lags, 2))
+    c = torch.bmm(hankel, block.z, out=_buffer(workspace, "c", (n, 1 + taps, 2 * n_lags), w))
+    c = torch.view_as_complex(c.view(n, (1 + taps) * n_lags, 2))
     # R[k, l] = c[1 + k, lag l - k] for l >= k, gathered into a contiguous (n, taps, taps)
-    r_upper = c.index_select(1, _upper_index(taps, delay, c.device)).view(n, taps, taps)
+    r_upper = torch.index_select(c, 1, _upper_index(taps, delay, c.device),
+                                 out=_buffer(workspace, "r", (n, taps * taps), c)).view(n, taps, taps)
     # P[k] = sum_t w[t] y[t - delay - k] conj(y[t]) = conj(sum_t w[t] z_{delay + k}[t]) = conj(c[0, lag delay + k])
     p = c[:, :n_lags].flip(-1)[:, delay:].conj().unsqueeze(-1)  # (n, taps, 1)
     g = _hermitian_solve(r_upper, p).squeeze(-1)  # (n, taps)
@@ -140,8 +162,10 @@ def _run(pool: ThreadPoolExecutor | None, fn, *args) -> list:
 
 
 def _wpe_rows(y: torch.Tensor, n_clips: int, taps: int, delay: int, iterations: int, rows_per_block: int,
-              pool: ThreadPoolExecutor | None) -> torch.Tensor:
+              pool: ThreadPoolExecutor | None, scratch: threading.local) -> torch.Tensor:
     """WPE of whole clips given as rows. y: (n_clips * F, T) complex128 -> same shape.
+    scratch: per-thread buffers, kept between calls (a fresh 134 MB lag-product buffer per
+    clip costs ~30 ms of page faults, more than filling it).
 
     Iterations are the outer loop: the power floor of an iteration needs the peak of the whole
     clip. (Running all iterations block by block, with the lag products in the cache, and
@@ -152,12 +176,15 @@ def _wpe_rows(y: torch.Tensor, n_clips: int, taps: int, delay: int, iterations: 
     n_fft = 1 << (t_len + delay + taps).bit_length()  # linear (not circular) convolution
     x = y
     starts = range(0, n, rows_per_block)
-    blocks = _run(pool, lambda s: _Block(y[s : s + rows_per_block], taps, delay, n_fft), starts)
+    z = _buffer(_workspace(scratch), "z", (n, t_len, delay + taps), y)  # lag products: written once, read every iteration
+    blocks = _run(pool, lambda s: _Block(y[s : s + rows_per_block], taps, delay, n_fft, z[s : s + rows_per_block]),
+                  starts)
     for _ in range(iterations):
         p = _power(x)
         peak = p.reshape(n_clips, -1).amax(dim=1).repeat_interleave(n // n_clips).unsqueeze(1)  # (n, 1)
         w = _inverse_power(p, peak)
-        x = torch.cat(_run(pool, lambda blk, s: _block_step(blk, w[s : s + rows_per_block], taps, delay, n_fft),
+        x = torch.cat(_run(pool, lambda blk, s: _block_step(blk, w[s : s + rows_per_block], taps, delay, n_fft,
+                                                              _workspace(scratch)),
                            blocks, starts))
     return x
 
@@ -176,7 +203,7 @@ def wpe(
     Returns (B, F, T) complex128: per clip b, nara_wpe.wpe.wpe(spec[b][:, None, :], taps,
     delay, iterations)[:, 0]. Clips are processed `clips_per_chunk` at a time (default 1 on
     CPU, 8 on CUDA); within a chunk, (clip, bin) rows go `rows_per_block` at a time (default
-    16 on CPU, all rows of the chunk on CUDA) through torch.get_num_threads() worker threads
+    32 on CPU, all rows of the chunk on CUDA) through torch.get_num_threads() worker threads
     on CPU. Memory is ~0.4 MB per (clip, bin) of a chunk.
     """
     if spec.ndim != 3 or not spec.is_complex():
@@ -190,20 +217,28 @@ def wpe(
         rows_per_block = ROWS_PER_BLOCK if on_cpu else clips_per_chunk * f
     out = torch.empty_like(y)
     n_workers = torch.get_num_threads() if on_cpu else 1
-    with ThreadPoolExecutor(n_workers) if n_workers > 1 else _no_pool() as pool:
-        for start in range(0, b, clips_per_chunk):
-            chunk = y[start : start + clips_per_chunk]
-            rows = _wpe_rows(chunk.reshape(-1, t_len), chunk.shape[0], taps, delay, iterations,
-                             rows_per_block, pool)
-            out[start : start + clips_per_chunk] = rows.reshape(chunk.shape)
+    # worker threads run single-threaded ops: a worker's own OpenMP team (its default size is
+    # the core count) oversubscribes the cores, and MKL's FFT then becomes ~100x slower
+    pool = ThreadPoolExecutor(n_workers, initializer=torch.set_num_threads, initargs=(1,)) if n_workers > 1 else None
+    starts = range(0, b, clips_per_chunk)
+
+    scratch = threading.local()  # per-thread buffers, reused over the chunks and blocks of this call
+
+    def run_chunk(start: int, pool: ThreadPoolExecutor | None) -> None:
+        chunk = y[start : start + clips_per_chunk]
+        rows = _wpe_rows(chunk.reshape(-1, t_len), chunk.shape[0], taps, delay, iterations, rows_per_block, pool,
+                         scratch)
+        out[start : start + clips_per_chunk] = rows.reshape(chunk.shape)
+
+    try:
+        if pool is not None and len(starts) >= n_workers:
+            # whole chunks per worker: no barrier between iterations (178 vs 213 ms/clip on 2 cores)
+            list(pool.map(lambda s: run_chunk(s, None), starts))
+        else:
+            for start in starts:
+                run_chunk(start, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+            torch.set_num_threads(n_workers)  # the workers' call also changed process-wide (MKL) settings
     return out
-
-
-class _no_pool:
-    """Context manager standing in for a thread pool when one thread is used (pool None)."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
