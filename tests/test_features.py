@@ -184,3 +184,17 @@ def test_load_audio_validates(tmp_path, clips):
     sf.write(rate, clips[0].T, 48000)
     with pytest.raises(AudioError, match="rate.wav.*24000"):
         load_audio(rate)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(24000, 1024, 64, 0.0, None), (16000, 512, 40, 50.0, 7000.0),
+                                                       (44100, 2048, 128, 0.0, None), (24000, 1024, 64, 300.0, 8000.0)])
+def test_slaney_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
+    from textseld.features.spectral import hz_to_mel, mel_to_hz, slaney_mel
+
+    ours = slaney_mel(sr, n_fft, n_mels, fmin, fmax)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    hz = np.array([0.0, 500.0, 999.9, 1000.0, 4000.0, 12000.0])
+    np.testing.assert_allclose(mel_to_hz(hz_to_mel(hz)), hz, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(hz_to_mel(hz), librosa.hz_to_mel(hz), rtol=1e-12)

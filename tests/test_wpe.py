@@ -75,7 +75,12 @@ def test_cuda_matches_cpu():
     y = torch.from_numpy(np.stack([reverberant_stft(rng) for _ in range(4)]))
     cpu = wpe(y)
     gpu = wpe(y.cuda()).cpu()
-    assert _relative_power_error(gpu.numpy(), cpu.numpy()) < 1e-8
+    for b in range(len(y)):
+        ref = nara_wpe(y[b].numpy()[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
+        assert _relative_power_error(gpu[b].numpy(), ref) < 1e-4  # the tolerance of issue 3
+    # float64 rounding differs between the GPU and CPU libraries and is amplified by the
+    # ill-conditioned correlation matrices: 7.1e-8 measured on an H200 (2026-11-26)
+    assert _relative_power_error(gpu.numpy(), cpu.numpy()) < 1e-6
 
 
 def test_blocks_across_clip_boundaries_and_edge_settings():

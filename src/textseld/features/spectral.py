@@ -3,18 +3,18 @@
 STFT: hop 480, periodic Hann window of 960 samples zero-padded (centred) to
 n_fft 1024, centred frames with ZERO padding at the clip edges
 -> 513 bins x 251 frames for a 5 s clip at 24 kHz. Mel: librosa's default
-filterbank for sr=24000, n_fft=1024, 64 bands (Slaney scale and norm, 0-12 kHz).
+filterbank for sr=24000, n_fft=1024, 64 bands (Slaney scale and norm, 0-12 kHz),
+computed here (`slaney_mel`; tests compare it with librosa.filters.mel).
 dB: 10*log10(max(x, 1e-10)), no top-dB clipping.
 
 Everything works on any leading batch shape and on any torch device; the
-filterbank comes from librosa once and is cached per (dtype, device).
+filterbank is computed once and cached per (dtype, device).
 """
 
 from __future__ import annotations
 
 import functools
 
-import librosa
 import numpy as np
 import torch
 
@@ -23,10 +23,46 @@ from textseld.constants import HOP, N_FFT, N_MELS, SAMPLE_RATE, WIN
 DB_FLOOR = 1e-10  # power floor before log10 (SPEC: no top-dB clipping)
 
 
+MEL_LINEAR_HZ_PER_MEL = 200.0 / 3  # Slaney scale: linear below 1 kHz ...
+MEL_BREAK_HZ = 1000.0
+MEL_LOG_STEP = np.log(6.4) / 27.0  # ... logarithmic above it (27 mels per factor 6.4)
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (Auditory Toolbox): hz / (200/3) below 1 kHz, 15 + ln(hz / 1000) / step above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / MEL_LINEAR_HZ_PER_MEL
+    with np.errstate(divide="ignore"):
+        log = MEL_BREAK_HZ / MEL_LINEAR_HZ_PER_MEL + np.log(np.maximum(hz, 1e-300) / MEL_BREAK_HZ) / MEL_LOG_STEP
+    return np.where(hz >= MEL_BREAK_HZ, log, linear)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of `hz_to_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    break_mel = MEL_BREAK_HZ / MEL_LINEAR_HZ_PER_MEL
+    return np.where(mel >= break_mel, MEL_BREAK_HZ * np.exp(MEL_LOG_STEP * (mel - break_mel)),
+                    mel * MEL_LINEAR_HZ_PER_MEL)
+
+
+def slaney_mel(sr: float, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """(n_mels, 1 + n_fft // 2) float64 triangular filters on the Slaney mel scale with area
+    ("slaney") normalisation: band i rises from edge i to its centre i + 1 and falls to edge i + 2,
+    the n_mels + 2 edges equally spaced in mel from fmin to fmax (default sr / 2), and is scaled by
+    2 / (edge i + 2 - edge i) in Hz. The same filterbank as librosa.filters.mel's defaults."""
+    fmax = sr / 2 if fmax is None else fmax
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # (n_mels + 2,) Hz
+    freqs = np.arange(1 + n_fft // 2) * (sr / n_fft)  # (bins,) Hz
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - freqs[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (upper - lower))
+
+
 @functools.lru_cache(maxsize=1)
 def _mel_numpy() -> np.ndarray:
-    """(F=64, 513) float64 Slaney mel filterbank, librosa defaults (fmin 0, fmax sr/2)."""
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, dtype=np.float64)
+    """(F=64, 513) float64 Slaney mel filterbank, fmin 0, fmax sr/2 (librosa's defaults)."""
+    return slaney_mel(SAMPLE_RATE, N_FFT, N_MELS)
 
 
 @functools.lru_cache(maxsize=8)
