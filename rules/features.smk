@@ -17,8 +17,7 @@ rule extract_features:
         extract=config["features"]["extract"],
     threads: threads_of("features")
     resources:
-        mem_mb=mem_of("features"),
-        runtime=runtime_of("features"),
+        **gpu_resources("features"),  # features.extract.device: cuda wants resources.features.gpu: 1 on Slurm
     conda:
         "../envs/textseld.yaml"
     script:

@@ -201,3 +201,13 @@ def test_cli_features_and_pack_end_to_end(tmp_path):
         assert 5.0 < float(np.mean(f["doa"][:, 3])) < 7.0
     assert cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "x.h5"),
                      "--shard", "3/3"]) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU is visible")
+def test_features_on_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    from textseld.features.pipeline import extract_shard
+
+    split = _tiny_dataset(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        extract_shard(tmp_path / "data", [split], tmp_path / "x.h5", device="cuda")
+    assert not (tmp_path / "x.h5").exists()

@@ -67,6 +67,16 @@ def test_paper_dry_run_plans_the_paper_grid(wf):
     assert {j.wildcards["weight"] for j in jobs if j.rule == "download_pretrained"} == {"beats", "clip", "bert"}
 
 
+def test_feature_extraction_can_ask_slurm_for_a_gpu(wf, tmp_path):
+    paper = dry_run(wf, "--configfile", "config/paper.yaml")
+    assert all("gpu=" not in j.resources for j in paper if j.rule == "extract_features")
+    gpu_cfg = tmp_path / "gpu_features.yaml"
+    gpu_cfg.write_text("features: {shards: 2, extract: {device: cuda}}\n"
+                       "resources:\n  features: {threads: 4, mem_mb: 8000, runtime: 240, gpu: 1}\n")
+    jobs = [j for j in dry_run(wf, "--configfile", "config/paper.yaml", str(gpu_cfg)) if j.rule == "extract_features"]
+    assert len(jobs) == 2 * 2 and all("gpu=1" in j.resources for j in jobs)
+
+
 def test_default_dry_run_is_offline_and_synthetic(wf):
     counts = job_counts(dry_run(wf))
     assert counts["synthesize_dataset"] == 1

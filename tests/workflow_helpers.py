@@ -49,6 +49,7 @@ class PlannedJob:
     rule: str
     wildcards: dict = field(default_factory=dict)
     reason: str = ""
+    resources: str = ""
 
 
 _RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
@@ -69,6 +70,8 @@ def parse_dry_run(output: str) -> list[PlannedJob]:
         stripped = line.strip()
         if stripped.startswith("reason:"):
             current.reason = stripped[len("reason:"):].strip()
+        elif stripped.startswith("resources:"):
+            current.resources = stripped[len("resources:"):].strip()
         elif stripped.startswith("wildcards:"):
             for item in stripped[len("wildcards:"):].split(","):
                 key, _, value = item.strip().partition("=")

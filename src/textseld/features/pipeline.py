@@ -52,6 +52,9 @@ def extract_shard(
     threads: torch CPU threads (None: torch's default, all cores)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"feature extraction on {device!r} was asked for, but this job sees no CUDA device "
+                           "(on a cluster, request a GPU for it; or extract on 'cpu')")
     clips = shard_clips(list_clips(root, splits), *shard)
     log.info("extracting %d clips (shard %d/%d of %s) on %s", len(clips), shard[0], shard[1],
              "+".join(splits), device)
