@@ -114,3 +114,30 @@ def test_hermitian_solve_uses_upper_triangle_and_falls_back():
         np.testing.assert_allclose(g[b], np.linalg.solve(r[b], p[b]), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(g[2], np.linalg.lstsq(r[2], p[2], rcond=None)[0], rtol=1e-6, atol=1e-9)
     assert np.all(g[3] == 0)
+
+
+def _wpe_in_child(y: torch.Tensor, queue) -> None:
+    torch.set_num_threads(2)
+    queue.put(wpe(y, taps=5, delay=2, iterations=2).numpy())  # numpy: pickled, no shared-memory handle
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_worker_pool_survives_fork():
+    # the CPU worker pool persists between calls; a forked child (e.g. a data-loader worker) has
+    # none of its parent's threads and must get its own pool instead of waiting forever
+    import multiprocessing
+
+    torch.set_num_threads(2)
+    y = torch.from_numpy(np.stack([reverberant_stft(np.random.default_rng(7), 60, 12) for _ in range(2)]))
+    parent = wpe(y, taps=5, delay=2, iterations=2)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_wpe_in_child, args=(y, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, parent.numpy())

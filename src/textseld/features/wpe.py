@@ -33,6 +33,7 @@ by ~3e-3 relative (R is ill-conditioned); float64 keeps it at ~1e-14.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -161,18 +162,20 @@ def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: in
 
 
 _SCRATCH = threading.local()  # per-thread scratch buffers, kept between calls (see _wpe_rows)
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, workers) -> pool
 _POOLS_LOCK = threading.Lock()
 
 
 def _worker_pool(n_workers: int) -> ThreadPoolExecutor:
     """A persistent pool of n_workers threads, each running single-threaded torch ops: its threads keep
-    their scratch buffers between calls (a fresh 134 MB lag-product buffer costs ~30 ms of page faults)."""
+    their scratch buffers between calls (a fresh 134 MB lag-product buffer costs ~30 ms of page faults).
+    Keyed by process id too: a forked child has none of its parent's threads and gets its own pool."""
+    key = (os.getpid(), n_workers)
     with _POOLS_LOCK:
-        if n_workers not in _POOLS:
-            _POOLS[n_workers] = ThreadPoolExecutor(n_workers, initializer=torch.set_num_threads, initargs=(1,),
-                                                   thread_name_prefix="wpe")
-        pool = _POOLS[n_workers]
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(n_workers, initializer=torch.set_num_threads, initargs=(1,),
+                                             thread_name_prefix="wpe")
+        pool = _POOLS[key]
     torch.set_num_threads(1)  # MKL's thread count is process-wide: keep the workers single-threaded
     return pool
 
