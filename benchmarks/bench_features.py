@@ -12,12 +12,13 @@ machine made the reference 10-30x slower and erratic. WPE agreement (relative er
 power vs nara_wpe on the same STFT, tolerance 1e-4) is reported for the first clips.
 
     .venv/bin/python benchmarks/bench_features.py [--clips 8] [--batch-size 8] [--threads 2] [--repeats 3]
-        [--device cpu]
+        [--device cpu] [--no-kernel]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_features import reference_features, synth_clip  # noqa: E402  (the reference lives with its test)
 
 from textseld.features.extract import compute_features  # noqa: E402
+from textseld.features import wpe_kernel  # noqa: E402
 from textseld.features.wpe import wpe  # noqa: E402
 
 
@@ -89,13 +91,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of extractor then reference")
     parser.add_argument("--skip-reference", action="store_true", help="time only the batched extractor")
+    parser.add_argument("--no-kernel", action="store_true", help="WPE without the compiled kernel (torch product)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}  (torch threads {args.threads})")
     rng = np.random.default_rng(0)
     clips = np.stack([synth_clip(rng, *rng.uniform(0.2, 1.0, 2)) for _ in range(args.clips)])
 
-    compute_features(torch.from_numpy(clips[:1]), device=args.device)  # warm-up (filterbank, allocator)
+    if args.no_kernel:
+        os.environ[wpe_kernel.ENV_SWITCH] = "0"
+    compute_features(torch.from_numpy(clips[:1]), device=args.device)  # warm-up (filterbank, allocator, kernel build)
+    kernel = wpe_kernel.load() if args.device == "cpu" else None
+    print(f"WPE correlations: {'compiled kernel ' + str(kernel._name) if kernel is not None else 'torch product'}")
 
     def batched() -> tuple[float, dict]:
         if args.device.startswith("cuda"):

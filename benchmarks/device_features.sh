@@ -33,8 +33,8 @@ run() {
     "$PY" benchmarks/bench_features_cuda.py --clips "${CLIPS:-1000}" --budget-s "${BUDGET_S:-240}" --require-cuda \
         --out "$OUT" ${BENCH_ARGS:-}
     local bench_rc=$?
-    echo "== pytest tests/test_wpe.py on this machine (its CUDA test runs where CUDA is available)"
-    timeout "${PYTEST_TIMEOUT_S:-120}" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_wpe.py
+    echo "== pytest tests/test_wpe.py tests/test_wpe_kernel.py on this machine (CUDA test included)"
+    timeout "${PYTEST_TIMEOUT_S:-120}" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_wpe.py tests/test_wpe_kernel.py
     local test_rc=$?
     echo "benchmark exit status $bench_rc, pytest exit status $test_rc"
     [ "$bench_rc" != 0 ] && return "$bench_rc"

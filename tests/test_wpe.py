@@ -83,13 +83,14 @@ def test_cuda_matches_cpu():
     assert _relative_power_error(gpu.numpy(), cpu.numpy()) < 1e-6
 
 
-def test_blocks_across_clip_boundaries_and_edge_settings():
+@pytest.mark.parametrize("cpu_kernel", [None, False], ids=["kernel-if-built", "torch-product"])
+def test_blocks_across_clip_boundaries_and_edge_settings(cpu_kernel):
     # rows_per_block 7 does not divide F = 24: blocks straddle clips with very different peaks
     rng = np.random.default_rng(5)
     clips = [reverberant_stft(rng, n_frames=90, n_bins=24) * scale for scale in (1.0, 1e-3, 30.0)]
     for taps, delay, iterations in ((12, 2, 3), (1, 0, 2), (2, 1, 1)):
         got = wpe(torch.from_numpy(np.stack(clips)), taps=taps, delay=delay, iterations=iterations,
-                  clips_per_chunk=3, rows_per_block=7)
+                  clips_per_chunk=3, rows_per_block=7, cpu_kernel=cpu_kernel)
         for b, y in enumerate(clips):
             ref = nara_wpe(y[:, None, :], taps=taps, delay=delay, iterations=iterations)[:, 0]
             # (delay 0, 1 tap predicts y from itself: X is 0 up to rounding, hence the |y| term)
