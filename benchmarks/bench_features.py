@@ -29,21 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_features import reference_features, synth_clip  # noqa: E402  (the reference lives with its test)
 
+from bench_features_cuda import blas_threads  # noqa: E402  (numpy's BLAS limited like torch)
 from textseld.features.extract import compute_features  # noqa: E402
 from textseld.features import wpe_kernel  # noqa: E402
 from textseld.features.wpe import wpe  # noqa: E402
-
-
-def blas_threads(n: int):
-    """Limit numpy's BLAS (and OpenMP) pools to n threads for the reference, when threadpoolctl is there."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("threadpoolctl not installed: numpy's BLAS threads are not limited")
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(n)
 
 
 def wpe_agreement(clips: np.ndarray, n: int = 2) -> float:
