@@ -43,7 +43,8 @@ rule pack_features:
         "../workflow_scripts/pack_features.py"
 
 
-# Normalisation statistics from the training split only (applied at load time).
+# Normalisation statistics from the training part only, without the validation
+# recordings of the shared split (applied at load time).
 rule feature_stats:
     input:
         packed=packed("train"),
@@ -51,6 +52,8 @@ rule feature_stats:
         stats=STATS,
     log:
         f"{LOGS}/feature_stats.log",
+    params:
+        split=config["train"]["validation_split"],
     threads: 1
     resources:
         mem_mb=mem_of("features"),

@@ -21,6 +21,7 @@ rule pretrain_tokenizer:
         models=config["models"],
         train=config["train"]["pretrain"],
         seed=config["train"]["pretrain_seed"],
+        split=config["train"]["validation_split"],
     threads: threads_of("train")
     resources:
         **gpu_resources("train"),
@@ -46,6 +47,7 @@ rule train_baseline:
         run_dir=lambda wildcards: run_dir("baseline", wildcards.seed),
         models=config["models"],
         train=config["train"]["baseline"],
+        split=config["train"]["validation_split"],
     threads: threads_of("train")
     resources:
         **gpu_resources("train"),
@@ -79,6 +81,7 @@ rule finetune:
         # only the chosen encoder's keys: changing CLIP settings leaves BERT runs alone
         text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
         train=config["train"]["finetune"],
+        split=config["train"]["validation_split"],
     threads: threads_of("train")
     resources:
         **gpu_resources("train"),

@@ -211,3 +211,40 @@ def test_features_on_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="no CUDA device"):
         extract_shard(tmp_path / "data", [split], tmp_path / "x.h5", device="cuda")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_training_stats_exclude_the_validation_clips_and_record_the_split(tmp_path, fake_clips):
+    from textseld.data.splits import SplitConfig, check_stats_split, compute_training_stats
+
+    write_fake(tmp_path / "train.h5", fake_clips)  # 7 clips, 7 recordings
+    names = [c[0] for c in fake_clips]
+    split = SplitConfig(fraction=0.3, seed=0)
+    train_idx, val_idx = split.indices(names)
+    assert len(val_idx) == 2
+    stats = compute_training_stats(tmp_path / "train.h5", tmp_path / "stats.h5", {"fraction": 0.3, "seed": 0})
+    for key in ("src", "doa", "dist"):
+        x = np.stack([fake_clips[i][1][key] for i in train_idx]).astype(np.float64)
+        np.testing.assert_allclose(stats[key][0], x.mean(axis=(0, 2)), rtol=1e-10)
+        np.testing.assert_allclose(stats[key][1], x.std(axis=(0, 2)), rtol=1e-10)
+        everything = np.stack([c[1][key] for c in fake_clips]).astype(np.float64)
+        assert not np.allclose(stats[key][0], everything.mean(axis=(0, 2)), rtol=1e-6)
+    with h5py.File(tmp_path / "stats.h5", "r") as g:
+        assert g.attrs["n_clips"] == len(train_idx)
+    check_stats_split(tmp_path / "stats.h5", split, names, tmp_path / "train.h5")  # the same split: fine
+    with pytest.raises(ValueError, match=r"stats\.h5: computed on another training part .*seed: 0 in the "
+                                         r"statistics, 1 here"):
+        check_stats_split(tmp_path / "stats.h5", SplitConfig(0.3, 1), names, tmp_path / "train.h5")
+    compute_stats(tmp_path / "train.h5", tmp_path / "all.h5")
+    with pytest.raises(ValueError, match=r"all\.h5: records no validation split"):
+        check_stats_split(tmp_path / "all.h5", split, names, tmp_path / "train.h5")
+
+
+def test_pack_cli_statistics_use_the_shared_split(tmp_path, fake_clips):
+    from textseld.data.splits import SplitConfig
+
+    write_fake(tmp_path / "s0.h5", fake_clips)
+    assert cli_main(["pack", "--shards", str(tmp_path / "s0.h5"), "--out", str(tmp_path / "p.h5"),
+                     "--stats-out", str(tmp_path / "stats.h5"), "--val-fraction", "0.3", "--split-seed", "2"]) == 0
+    train_idx, _ = SplitConfig(0.3, 2).indices([c[0] for c in fake_clips])
+    x = np.stack([fake_clips[i][1]["dist"] for i in train_idx]).astype(np.float64)
+    np.testing.assert_allclose(hdf5.read_stats(tmp_path / "stats.h5")["dist"][0], x.mean(axis=(0, 2)), rtol=1e-6)

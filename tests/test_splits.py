@@ -68,3 +68,18 @@ def test_errors():
         validation_split(_names(), 0.0, 0)
     with pytest.raises(ValueError, match="fold"):
         validation_split(["bad_name"], 0.2, 0)
+
+
+def test_split_config_is_strict_and_independent_of_any_run_seed():
+    from textseld.data.splits import SplitConfig
+
+    names = _names()
+    assert SplitConfig.from_dict(None) == SplitConfig(0.1, 0)
+    a = SplitConfig.from_dict({"fraction": 0.25, "seed": 3}).indices(names)
+    assert all(np.array_equal(x, y) for x, y in zip(a, validation_split(names, 0.25, 3)))
+    with pytest.raises(ValueError, match="unknown key.*'fractoin'"):
+        SplitConfig.from_dict({"fractoin": 0.2})
+    with pytest.raises(ValueError, match="key 'fraction': expected a number in \\(0, 1\\), got 1.5"):
+        SplitConfig.from_dict({"fraction": 1.5})
+    with pytest.raises(ValueError, match="key 'seed': expected an integer >= 0"):
+        SplitConfig.from_dict({"seed": -1})

@@ -22,7 +22,7 @@ TEXT_CFG = {"clip_pretrained": None,
             "clip_embed_dim": 32, "bert_random_init": True,
             "bert_config": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)}
 MODEL_CFG = {"size": "tiny", "token_width": 32}
-TRAIN_CFG = {"epochs": 2, "batch_size": 4, "val_fraction": 0.34, "progress": False, "device": "cpu"}
+TRAIN_CFG = {"epochs": 2, "batch_size": 4, "progress": False, "device": "cpu"}
 
 
 def _clip_rows(rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +37,8 @@ def _clip_rows(rng: np.random.Generator) -> np.ndarray:
 
 def write_packed(path: Path, n_clips: int = 9, seed: int = 0) -> tuple[Path, Path]:
     """A tiny packed features file (random features, real targets) and its stats file."""
-    from textseld.data.hdf5 import PackedWriter, compute_stats
+    from textseld.data.hdf5 import PackedWriter
+    from textseld.data.splits import compute_training_stats
 
     rng = np.random.default_rng(seed)
     # 3 recordings (room, mix) -> the validation split takes one whole recording
@@ -48,7 +49,7 @@ def write_packed(path: Path, n_clips: int = 9, seed: int = 0) -> tuple[Path, Pat
     with PackedWriter(path, "dev-train-synth", "{}") as w:
         w.append(names, feats["src"], feats["doa"], feats["dist"], np.stack([build_targets(r) for r in rows]), rows)
     stats = path.with_name("stats.h5")
-    compute_stats(path, stats)
+    compute_training_stats(path, stats, None)  # the default split (0.1 of 3 recordings -> 1, seed 0)
     return path, stats
 
 
@@ -178,7 +179,7 @@ def test_pretrain_finetune_predict_end_to_end(data, pretrained, tmp_path):
     # The validation metric of best.pt is reproduced from the written CSVs.
     from textseld.data.splits import validation_split
 
-    _, val_idx = validation_split(names, TRAIN_CFG["val_fraction"], 2)
+    _, val_idx = validation_split(names, 0.1, 0)  # the shared split, not the run seed
     full = PackedDataset(data["train_h5"])
     refs = {names[i]: full.label_rows(int(i)) for i in val_idx}
     preds = {names[i]: read_labels(out / f"{names[i]}.csv", kind="prediction") for i in val_idx}
@@ -219,7 +220,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     def on_step(epoch, step):
         if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-    cfg = {"epochs": 3, "batch_size": 2, "val_fraction": 0.34, "progress": False, "device": "cpu",
+    cfg = {"epochs": 3, "batch_size": 2, "progress": False, "device": "cpu",
            "checkpoint_every_steps": 1}
     pretrain(run, train_h5, stats, "rcc", {"size": "tiny", "token_width": 32}, cfg, seed=3,
              on_step=on_step if kill_at > 0 else None)
@@ -307,7 +308,7 @@ def test_cli_pretrain_and_predict(data, tmp_path, capsys):
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"models": {"token_width": 32},
-                                   "train": {"batch_size": 4, "val_fraction": 0.34, "progress": False}}))
+                                   "train": {"batch_size": 4, "progress": False}}))
     run = tmp_path / "run"
     rc = main(["train-baseline", "--train-h5", str(data["train_h5"]), "--stats", str(data["stats"]),
                "--run-dir", str(run), "--size", "tiny", "--config", str(cfg), "--epochs", "1", "--seed", "4"])
@@ -351,7 +352,7 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
     out = tmp_path / "pred"
     predict_split(tmp_path / "ft", data["train_h5"], data["stats"], out)
     names = PackedDataset(data["train_h5"]).names
-    _, val_idx = validation_split(names, cfg["val_fraction"], 6)
+    _, val_idx = validation_split(names, 0.1, 0)
     full = PackedDataset(data["train_h5"])
     refs = {names[i]: full.label_rows(int(i)) for i in val_idx}
     preds = {names[i]: read_labels(out / f"{names[i]}.csv", kind="prediction") for i in val_idx}
@@ -384,3 +385,45 @@ def test_restart_on_configuration_change_discards_the_old_run(tmp_path):
     _prepare_run_dir(tmp_path, {**config, "train": {"epochs": 4}}, on_config_change="restart")
     assert not any((tmp_path / n).exists() for n in RUN_STATE_FILES)
     assert '"epochs": 4' in (tmp_path / "config.json").read_text()
+
+
+# ------------------------------------------------------- one validation split
+def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained, tmp_path):
+    """Pretraining (seed 1), finetunings of other seeds and the baseline share one split."""
+    from textseld.data.hdf5 import PackedDataset, compute_stats
+    from textseld.data.splits import recording_key, validation_split
+    from textseld.train.runs import RunConfigError, finetune, train_baseline
+
+    pre_dir, _ = pretrained
+    names = PackedDataset(data["train_h5"]).names
+    # the run seeds below would have validated on different recordings had the split followed them
+    assert len({tuple(validation_split(names, 0.1, s)[1]) for s in (1, 5, 7)}) > 1
+    cfg = {**TRAIN_CFG, "epochs": 1}
+    for seed in (5, 7):
+        finetune(tmp_path / f"ft{seed}", data["train_h5"], data["stats"], data["texts"], pre_dir, "rcc", "clip",
+                 "grep", MODEL_CFG, TEXT_CFG, cfg, seed=seed)
+    train_baseline(tmp_path / "base", data["train_h5"], data["stats"], MODEL_CFG, cfg, seed=4)
+
+    def recordings(run):
+        rec = json.loads((run / "split.json").read_text())
+        assert rec["fraction"] == 0.1 and rec["seed"] == 0
+        val = {recording_key(n) for n in rec["validation_clips"]}
+        assert {"room%d_mix%03d" % k for k in val} == set(rec["validation_recordings"])
+        return val
+
+    every = {recording_key(n) for n in names}
+    pre_train = every - recordings(pre_dir)
+    assert pre_train and len(pre_train) < len(every)
+    for run in (tmp_path / "ft5", tmp_path / "ft7", tmp_path / "base"):
+        assert not recordings(run) & pre_train, run
+        assert recordings(run) == recordings(pre_dir)
+    # a finetuning on another split than its pretraining's, or statistics that include the
+    # validation clips, are refused with the file named
+    with pytest.raises(RunConfigError, match="pretrained with validation split .* use one validation split"):
+        finetune(tmp_path / "other", data["train_h5"], data["stats"], data["texts"], pre_dir, "rcc", "clip",
+                 "grep", MODEL_CFG, TEXT_CFG, cfg, seed=5, split={"seed": 3})
+    compute_stats(data["train_h5"], tmp_path / "all_stats.h5")
+    with pytest.raises(RunConfigError, match=r"all_stats\.h5: records no validation split"):
+        train_baseline(tmp_path / "b2", data["train_h5"], tmp_path / "all_stats.h5", MODEL_CFG, cfg, seed=4)
+    with pytest.raises(ValueError, match="'val_fraction': the validation split is shared by every run"):
+        train_baseline(tmp_path / "b3", data["train_h5"], data["stats"], MODEL_CFG, {**cfg, "val_fraction": 0.3})

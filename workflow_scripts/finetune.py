@@ -18,5 +18,6 @@ finetune(
     text_cfg=snakemake.params.text_encoder,
     train_cfg={**snakemake.params.train, "torch_threads": snakemake.threads},
     seed=int(snakemake.wildcards.seed),
+    split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
 )

@@ -13,5 +13,6 @@ pretrain(
     model_cfg=snakemake.params.models,
     train_cfg={**snakemake.params.train, "torch_threads": snakemake.threads},
     seed=snakemake.params.seed,
+    split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
 )

@@ -12,5 +12,6 @@ train_baseline(
     model_cfg=snakemake.params.models,
     train_cfg={**snakemake.params.train, "torch_threads": snakemake.threads},
     seed=int(snakemake.wildcards.seed),
+    split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
 )

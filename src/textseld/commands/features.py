@@ -22,8 +22,12 @@ def register(sub) -> None:
     q.add_argument("--shards", nargs="+", required=True, metavar="FILE", help="shard files from `features`")
     q.add_argument("--out", required=True, help="packed HDF5 file")
     q.add_argument("--stats-out", metavar="STATS.h5",
-                   help="also write per-channel, per-band mean/std of the packed file (training split only)")
+                   help="also write per-channel, per-band mean/std of the packed training file, validation "
+                        "clips excluded (the split of --val-fraction / --split-seed)")
     q.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch (default 64)")
+    from textseld.commands.train import add_split_arguments
+
+    add_split_arguments(q)
     q.set_defaults(func=_pack)
 
 
@@ -37,9 +41,11 @@ def _features(args) -> int:
 
 
 def _pack(args) -> int:
-    from textseld.data.hdf5 import compute_stats, merge_shards
+    from textseld.data.hdf5 import merge_shards
+    from textseld.data.splits import compute_training_stats
 
     merge_shards(args.shards, args.out, batch_size=args.batch_size)
     if args.stats_out:
-        compute_stats(args.out, args.stats_out, batch_size=args.batch_size)
+        split = {k: v for k, v in (("fraction", args.val_fraction), ("seed", args.split_seed)) if v is not None}
+        compute_training_stats(args.out, args.stats_out, split, batch_size=args.batch_size)
     return 0

@@ -3,7 +3,10 @@
 Each handler calls the same `textseld.train` function as the workflow rule.
 `--config FILE` is a YAML or JSON mapping with any of the sections
 `models`, `text_encoders`, `train` (the workflow config's sections); the train
-section is applied on top of the step's preset (pretrain / finetune / baseline).
+section is applied on top of the step's preset (pretrain / finetune / baseline),
+except `train.validation_split` ({fraction, seed}: the one validation split of
+every run, also given by --val-fraction / --split-seed; it must be the split the
+statistics were computed without, see `textseld pack`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def load_sections(path: str | None) -> dict:
     return {k: dict(v or {}) for k, v in data.items()}
 
 
-def _sections(args) -> tuple[dict, dict, dict]:
+def _sections(args) -> tuple[dict, dict, dict, dict]:
+    """(models, text_encoders, train, validation split) sections of the --config file and the options."""
     sec = load_sections(args.config)
     model = sec.get("models", {})
     if args.size is not None:
@@ -52,7 +56,11 @@ def _sections(args) -> tuple[dict, dict, dict]:
         value = getattr(args, key, None)
         if value is not None:
             train[key] = value
-    return model, sec.get("text_encoders", {}), train
+    split = dict(train.pop("validation_split", None) or {})
+    for key, value in (("fraction", args.val_fraction), ("seed", args.split_seed)):
+        if value is not None:
+            split[key] = value
+    return model, sec.get("text_encoders", {}), train, split
 
 
 def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
@@ -67,6 +75,15 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override train.batch_size")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override train.device")
+    add_split_arguments(p)
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """--val-fraction / --split-seed: the validation split shared by every run and the statistics."""
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of training recordings held out for validation (default 0.1; same for every run)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the validation split (default 0; never the run's --seed)")
 
 
 def _print(result: dict) -> int:
@@ -77,23 +94,24 @@ def _print(result: dict) -> int:
 def _pretrain(args) -> int:
     from textseld.train.runs import pretrain
 
-    model, _, train = _sections(args)
-    return _print(pretrain(args.run_dir, args.train_h5, args.stats, args.source, model, train, args.seed))
+    model, _, train, split = _sections(args)
+    return _print(pretrain(args.run_dir, args.train_h5, args.stats, args.source, model, train, args.seed,
+                           split=split))
 
 
 def _finetune(args) -> int:
     from textseld.train.runs import finetune
 
-    model, text, train = _sections(args)
+    model, text, train, split = _sections(args)
     return _print(finetune(args.run_dir, args.train_h5, args.stats, args.texts, args.pretrained, args.source,
-                           args.text, args.head, model, text, train, args.seed))
+                           args.text, args.head, model, text, train, args.seed, split=split))
 
 
 def _baseline(args) -> int:
     from textseld.train.runs import train_baseline
 
-    model, _, train = _sections(args)
-    return _print(train_baseline(args.run_dir, args.train_h5, args.stats, model, train, args.seed))
+    model, _, train, split = _sections(args)
+    return _print(train_baseline(args.run_dir, args.train_h5, args.stats, model, train, args.seed, split=split))
 
 
 def _predict(args) -> int:

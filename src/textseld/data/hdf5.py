@@ -172,11 +172,13 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
         return len(order)
 
 
-def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=None, batch_size: int = 64) -> dict:
+def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=None, batch_size: int = 64,
+                  attrs: dict | None = None) -> dict:
     """Per-channel, per-band mean and std of src/doa/dist over clips and frames of a packed
     (training) file, streamed in float64 with Chan's pairwise update; `indices` restricts
-    the clips (e.g. without the validation part). Writes `out` (groups src/doa/dist with
-    mean and std (channels, F) float32) atomically and returns {key: (mean, std)}."""
+    the clips (e.g. without the validation part: textseld.data.splits.compute_training_stats).
+    Writes `out` (groups src/doa/dist with mean and std (channels, F) float32, plus `attrs`
+    as file attributes) atomically and returns {key: (mean, std)}."""
     with _open(packed) as f:
         n_total = len(f["names"])
         idx = np.arange(n_total) if indices is None else np.unique(np.asarray(indices, dtype=np.int64))
@@ -201,6 +203,8 @@ def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=Non
         g.attrs["source"] = str(packed)
         g.attrs["n_clips"] = len(idx)
         g.attrs["std_floor"] = STD_FLOOR
+        for name, value in (attrs or {}).items():
+            g.attrs[name] = value
         for key, (mean, std) in stats.items():
             grp = g.create_group(key)
             grp.create_dataset("mean", data=mean.astype(np.float32))

@@ -38,7 +38,6 @@ class TrainConfig:
     mae_weight: float = 0.01
     adpit_weight: float = 1.0
     distance_scale: float = 1.0
-    val_fraction: float = 0.1
     val_batch_size: int | None = None      # None: same as batch_size
     val_protocol: str = "dcase2025"
     num_workers: int = 0
@@ -83,6 +82,10 @@ class TrainConfig:
         """
         values = dict(values or {})
         names = [f.name for f in dataclasses.fields(cls)]
+        if "val_fraction" in values:  # one split for every run: not a per-run setting
+            raise ValueError("training config key 'val_fraction': the validation split is shared by every run; "
+                             "set it once (workflow: train.validation_split.fraction; library: the split "
+                             "argument, textseld.data.splits.SplitConfig)")
         unknown = [k for k in values if k not in names]
         if unknown:
             raise ValueError(
@@ -133,8 +136,6 @@ class TrainConfig:
             nonneg(key)
         need(isinstance(self.distance_scale, (int, float)) and self.distance_scale > 0,
              "distance_scale", "a positive number")
-        need(isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
-             "val_fraction", "a number in (0, 1)")
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

@@ -3,8 +3,11 @@
 `pretrain` (tokenizer + linear head, ADPIT), `finetune` (pretrained tokenizer
 + frozen text encoder + GREP/TREP head, MAE + ADPIT, two Adam groups) and
 `train_baseline`. Each carves the validation split out of the training file
-(grouped by recording; the test split is never seen), writes `config.json`
-and `weights.json`, and runs the generic loop, which resumes from `last.pt`.
+(grouped by recording; the test split is never seen): one split for every run,
+set by a SplitConfig and never by the run's seed, and the one the normalisation
+statistics were computed without (checked). Each writes `config.json`,
+`weights.json` and `split.json`, and runs the generic loop, which resumes from
+`last.pt`.
 `build_run_model` rebuilds a run's model from its `config.json` (prediction).
 """
 
@@ -144,7 +147,7 @@ def weights_record(config: dict, model: nn.Module, encoder) -> dict:
 
 # --------------------------------------------------------------- run directory
 # Files of a run that a restart after a configuration change discards.
-RUN_STATE_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json", "weights.json")
+RUN_STATE_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json", "weights.json", "split.json")
 
 
 def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error") -> None:
@@ -175,16 +178,28 @@ def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error
     write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _splits(train_h5, stats_h5, fraction: float, seed: int):
-    """Train / validation PackedDatasets carved from the training file, and the validation refs."""
+def _splits(run_dir: Path, train_h5, stats_h5, split):
+    """Train / validation PackedDatasets carved from the training file by the shared split,
+    and the validation refs. The statistics must come from the same training part; the
+    validation clips are recorded in run_dir/split.json."""
     from textseld.data.hdf5 import PackedDataset
-    from textseld.data.splits import validation_split
+    from textseld.data.splits import check_stats_split, recording_key
 
     full = PackedDataset(train_h5, stats_h5)
     names = list(full.names)
-    train_idx, val_idx = validation_split(names, fraction, seed)
-    refs = {names[i]: np.asarray(full.label_rows(int(i)), dtype=np.float64) for i in val_idx}
-    log.info("%s: %d training clips, %d validation clips", train_h5, len(train_idx), len(val_idx))
+    train_idx, val_idx = split.indices(names)
+    try:
+        check_stats_split(stats_h5, split, names, train_h5)
+    except ValueError as exc:
+        raise RunConfigError(str(exc)) from None
+    val_names = [names[int(i)] for i in val_idx]
+    write_text_atomic(run_dir / "split.json", json.dumps({
+        **split.to_dict(), "n_train": len(train_idx),
+        "validation_recordings": sorted({"room%d_mix%03d" % recording_key(n) for n in val_names}),
+        "validation_clips": val_names}, indent=2) + "\n")
+    refs = {n: np.asarray(full.label_rows(int(i)), dtype=np.float64) for n, i in zip(val_names, val_idx)}
+    log.info("%s: %d training clips, %d validation clips (split seed %d)", train_h5, len(train_idx),
+             len(val_idx), split.seed)
     return (PackedDataset(train_h5, stats_h5, indices=train_idx.tolist()),
             PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()), refs)
 
@@ -273,56 +288,68 @@ def _train(run_dir, config: dict, train_cfg: TrainConfig,
                       json.dumps(weights_record(config, model, encoder), indent=2) + "\n")
     model.to(device)
     optimizer = make_optimizer(model, train_cfg, config["kind"])
-    train_set, val_set, refs = _splits(config["inputs"]["train_h5"], config["inputs"]["stats_h5"],
-                                       train_cfg.val_fraction, seed)
+    from textseld.data.splits import SplitConfig
+
+    train_set, val_set, refs = _splits(run_dir, config["inputs"]["train_h5"], config["inputs"]["stats_h5"],
+                                       SplitConfig.from_dict(config["split"]))
     return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
 
 
-def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs: dict, **names) -> dict:
+def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs: dict, split, **names) -> dict:
+    from textseld.data.splits import SplitConfig
+
     return {"kind": kind, "seed": int(seed), **names, "model": _plain(model_cfg), "train": _plain(train_cfg),
+            "split": SplitConfig.from_dict(split).to_dict(),
             "inputs": {k: str(v) for k, v in inputs.items()}, "textseld_version": __version__}
 
 
 def pretrain(run_dir, train_h5, stats_h5, source: str, model_cfg=None, train_cfg=None, seed: int = 0,
-             on_step=None, on_config_change: str = "error") -> dict:
+             on_step=None, on_config_change: str = "error", split=None) -> dict:
     """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT.
 
     on_config_change: what to do when run_dir holds a run with another
-    configuration: "error" (default) or "restart" (discard it)."""
+    configuration: "error" (default) or "restart" (discard it). split: the
+    validation split shared by every run (SplitConfig or its dict; None = the
+    defaults), the one `stats_h5` was computed without."""
     _choice(source, SOURCES, "source encoder")
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "pretrain")
-    config = _base_config("pretrain", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5},
+    config = _base_config("pretrain", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5}, split,
                           source=source, text=None, head="pretrain")
     return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
 
 
 def train_baseline(run_dir, train_h5, stats_h5, model_cfg=None, train_cfg=None, seed: int = 0,
-                   on_step=None, on_config_change: str = "error") -> dict:
-    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change as in pretrain."""
+                   on_step=None, on_config_change: str = "error", split=None) -> dict:
+    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change and split as in
+    pretrain."""
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "baseline")
-    config = _base_config("baseline", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5},
+    config = _base_config("baseline", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5}, split,
                           source=None, text=None, head=None)
     return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
 
 
 def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, text: str, head: str,
              model_cfg=None, text_cfg=None, train_cfg=None, seed: int = 0, on_step=None,
-             cache_gt: bool = True, on_config_change: str = "error") -> dict:
+             cache_gt: bool = True, on_config_change: str = "error", split=None) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
     texts: the TextStore file of the training split. cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
-    on_config_change as in `pretrain`.
+    on_config_change and split as in `pretrain`; the pretraining must have used the same split.
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEADS, "head")
     mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
-    pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
+    pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     config = _base_config("finetune", seed, mcfg, tcfg,
                           {"train_h5": train_h5, "stats_h5": stats_h5, "texts": texts,
-                           "pretrained_dir": pretrained_dir},
+                           "pretrained_dir": pretrained_dir}, split,
                           source=source, text=text, head=head)
+    if pcfg.get("split") != config["split"]:
+        raise RunConfigError(f"{pretrained_dir}: pretrained with validation split {pcfg.get('split')}, this "
+                             f"finetuning uses {config['split']}; its validation clips could be clips the "
+                             f"tokenizer trained on: use one validation split for every run")
     config["text_encoder"] = _plain(xcfg)
 
     def make(model, encoder):
