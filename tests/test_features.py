@@ -123,8 +123,10 @@ def test_direction_signs(feats):
         ild, ivy = sign * feats["ild"][b][active], sign * feats["ivy"][b][active]
         assert ild.mean() > 6.0 and (ild > 0).float().mean() > 0.95  # gains differ by >= 10.5 dB
         assert ivy.mean() > 0.2 and (ivy > 0).float().mean() > 0.95
-    assert torch.all(feats["ild"][2] == 0)
-    assert torch.all(feats["ivy"][2] == 0)
+    # identical channels: no level or intensity difference, up to rounding (the two channels may go
+    # through different BLAS kernel paths, e.g. 7e-15 dB seen on an AVX2-only CPU)
+    assert feats["ild"][2].abs().max() < 1e-6  # dB
+    assert feats["ivy"][2].abs().max() < 1e-6  # of a quantity in [-1, 1]
 
 
 @pytest.fixture(scope="module")

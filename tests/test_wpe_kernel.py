@@ -29,18 +29,30 @@ def direct_correlations(y: np.ndarray, w: np.ndarray, taps: int, delay: int) -> 
     return r, p
 
 
+@pytest.fixture(scope="module")
+def tilings():
+    """Every tiling the chooser may pick, built for this CPU: {name: library}."""
+    libs = {}
+    for tiling in wpe_kernel.TILINGS:
+        path = wpe_kernel.build(tiling=tiling)
+        assert path is not None, tiling
+        libs[wpe_kernel.tiling_name(tiling)] = wpe_kernel._open(path)
+    return libs
+
+
 @needs_kernel
+@pytest.mark.parametrize("tiling", [wpe_kernel.tiling_name(t) for t in wpe_kernel.TILINGS])
 @pytest.mark.parametrize("n,t_len,taps,delay", [(3, 251, 60, 5), (2, 40, 7, 0), (2, 9, 12, 3), (1, 5, 1, 0),
                                                 (4, 100, 17, 2), (1, 3, 4, 6)])
-def test_kernel_matches_the_definition(n, t_len, taps, delay):
+def test_kernel_matches_the_definition(tilings, tiling, n, t_len, taps, delay):
     rng = np.random.default_rng(taps * 100 + t_len)
     y = rng.standard_normal((n, t_len)) + 1j * rng.standard_normal((n, t_len))
     w = rng.random((n, t_len)) * 10.0 ** rng.uniform(-3, 3, (n, t_len))  # weights over six decades
     r_out = torch.full((n, taps, taps), complex(np.nan, np.nan), dtype=torch.complex128)
     p_out = torch.full((n, taps), complex(np.nan, np.nan), dtype=torch.complex128)
     yt = torch.from_numpy(y)
-    wpe_kernel.correlations(KERNEL, yt.real.contiguous(), yt.imag.contiguous(), torch.from_numpy(w), taps, delay,
-                            r_out, p_out)
+    wpe_kernel.correlations(tilings[tiling], yt.real.contiguous(), yt.imag.contiguous(), torch.from_numpy(w), taps,
+                            delay, r_out, p_out)
     r_ref, p_ref = direct_correlations(y, w, taps, delay)
     upper = np.triu(np.ones((taps, taps), bool))
     got = r_out.numpy()
@@ -110,3 +122,41 @@ def test_build_is_cached_by_source_and_cpu(tmp_path):
     mtime = first.stat().st_mtime_ns
     assert wpe_kernel.build(folder=tmp_path) == first and first.stat().st_mtime_ns == mtime  # not rebuilt
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left
+    other = wpe_kernel.build(folder=tmp_path, tiling=(4, 1, 4))
+    assert other is not None and other != first  # each tiling its own build
+
+
+@needs_kernel
+def test_choice_is_measured_once_per_cpu_and_kept(tmp_path):
+    from textseld.features.wpe import _torch_reference
+
+    found = wpe_kernel.choose(_torch_reference, folder=tmp_path)
+    names = {wpe_kernel.tiling_name(t) for t in wpe_kernel.TILINGS}
+    assert set(found["us_per_row"]) == names | {"torch"}
+    assert all(t > 0 for t in found["us_per_row"].values())
+    assert found["choice"] == min(found["us_per_row"], key=found["us_per_row"].get)
+    assert found["fastest_kernel"] in names
+    record = next(tmp_path.glob("wpe_corr-choice-*.json"))
+    mtime = record.stat().st_mtime_ns
+    assert wpe_kernel.choose(_torch_reference, folder=tmp_path) == found and record.stat().st_mtime_ns == mtime
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@needs_kernel
+def test_torch_product_is_used_where_it_measures_faster(tmp_path, monkeypatch):
+    """A reference that costs nothing beats every tiling: wpe() must then take the torch path by default,
+    and still build the kernel when it is required (cpu_kernel=True, or the switch set to 1)."""
+    monkeypatch.setenv("TEXTSELD_CACHE", str(tmp_path))
+    wpe_kernel.load.cache_clear()
+
+    def free_reference(*args):
+        return lambda: None
+
+    try:
+        assert wpe_kernel.load(free_reference) is None
+        assert wpe_kernel.load() is not None  # kernels only: the fastest tiling
+        monkeypatch.setenv(wpe_kernel.ENV_SWITCH, "1")
+        wpe_kernel.load.cache_clear()
+        assert wpe_kernel.load(free_reference) is not None
+    finally:
+        wpe_kernel.load.cache_clear()

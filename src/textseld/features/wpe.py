@@ -42,6 +42,7 @@ import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import torch
 
@@ -173,6 +174,23 @@ def _torch_correlations(block: _Block, w: torch.Tensor, taps: int, delay: int,
     return r_upper, p
 
 
+def _torch_reference(y_re: torch.Tensor, y_im: torch.Tensor, w: torch.Tensor, taps: int, delay: int,
+                     calls: int) -> Callable[[], None]:
+    """The torch product's side of wpe_kernel.choose: `calls` correlations of one block of rows, with
+    the block's lag products made once per call as in _wpe_rows (where they serve every iteration,
+    calls = an iteration count)."""
+    y = torch.complex(y_re, y_im)
+    n, t_len = y.shape
+    workspace: dict = {}
+    z = _buffer(workspace, "z", (n, t_len, delay + taps), y)
+
+    def run() -> None:
+        block = _Block(y, taps, delay, _fft_size(t_len + delay + taps - 1), z)
+        for _ in range(calls):
+            _torch_correlations(block, w, taps, delay, workspace)
+    return run
+
+
 def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: int, workspace: dict,
                 kernel: ctypes.CDLL | None) -> torch.Tensor:
     """One WPE iteration on one block given its inverse power w (n, T); returns the new X (n, T).
@@ -288,7 +306,9 @@ def wpe(
     if rows_per_block is None:
         rows_per_block = ROWS_PER_BLOCK if on_cpu else clips_per_chunk * f
     out = torch.empty_like(y)
-    kernel = wpe_kernel.load() if on_cpu and cpu_kernel is not False else None
+    kernel = None
+    if on_cpu and cpu_kernel is not False:  # None: the kernel where it measured faster than the torch product
+        kernel = wpe_kernel.load() if cpu_kernel else wpe_kernel.load(_torch_reference)
     if cpu_kernel and on_cpu and kernel is None:
         raise RuntimeError("wpe(cpu_kernel=True): the compiled WPE kernel is not available (see the log)")
     n_workers = torch.get_num_threads() if on_cpu else 1

@@ -1,32 +1,45 @@
-"""The compiled CPU kernel for WPE's correlation matrices (`wpe_corr.c`), built on first use.
+"""The compiled CPU kernel for WPE's correlation matrices (`wpe_corr.c`), built and chosen on first use.
 
 `textseld.features.wpe` builds, for every (clip, bin) row and iteration, R's upper triangle and P
 from the row's STFT y and weights w. In torch that is a dense float64 matrix product per row over
-stored lag products; the C kernel computes only R's triangle, makes the lag products in cache and
-runs ~2.5x faster per row on the development machine (BENCHMARKS.md). It is optional: where no C
-compiler is found, or it fails, or TEXTSELD_WPE_KERNEL=0, `load()` returns None and the torch path
-is used (same results within float64 rounding; tests run both).
+stored lag products; the C kernel computes only R's triangle and makes the lag products in cache.
+How fast it is depends on the CPU: its inner loop keeps lags x rows of accumulators in vector
+registers, and a tiling that fits AVX-512's 32 registers spills on an AVX2-only CPU (measured 27x
+slower there, BENCHMARKS.md). So the kernel is compiled in several tilings (`TILINGS`: vector width x
+rows x lags) and, once per CPU type, each tiling and the torch product are timed on the same block
+of rows in alternating rounds; the fastest is used. Where the torch product wins, `load()` returns
+None and the torch path runs (the kernel never makes extraction slower than it). The measurement is
+kept next to the builds (`wpe_corr-choice-*.json`) and logged.
 
-The library is compiled with the machine's C compiler (`$CC`, else cc / gcc / clang) for the CPU it
-runs on (-march=native where accepted) into a cache folder ($TEXTSELD_CACHE, else
+TEXTSELD_WPE_KERNEL: unset or "auto" = the measured choice; "0" = never the kernel; "1" = the
+fastest compiled tiling even where the torch product measured faster.
+
+The libraries are compiled with the machine's C compiler (`$CC`, else cc / gcc / clang) for the CPU
+they run on (-march=native where accepted) into a cache folder ($TEXTSELD_CACHE, else
 $XDG_CACHE_HOME/textseld, else ~/.cache/textseld), named by a hash of the source, the compiler,
 the flags and the CPU's model and feature flags: cluster nodes of different CPU types sharing a
-home folder each get their own build. Written to a temporary name and renamed (parallel jobs may
-build at the same time).
+home folder each get their own builds and their own measurement. Files are written to a temporary
+name and renamed, and one process at a time builds and measures (a lock file): parallel jobs wait
+for the first one's choice.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import hashlib
+import json
 import logging
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
@@ -36,7 +49,21 @@ SOURCE = Path(__file__).with_name("wpe_corr.c")
 # gnu11, not c11: strict ISO mode turns off fused multiply-add contraction (1.4x slower here)
 FLAG_SETS = (["-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast"],
              ["-O3", "-std=gnu11", "-ffp-contract=fast"])
-ENV_SWITCH = "TEXTSELD_WPE_KERNEL"  # "0" = never use the kernel
+ENV_SWITCH = "TEXTSELD_WPE_KERNEL"  # "0" = never the kernel, "1" = always (fastest tiling), "auto"
+# extra compiler flags, e.g. "-mno-avx512f" to reproduce an AVX2-only CPU's build on an AVX-512 one
+# (benchmarks/bench_features.py --emulate-avx2); part of the build's and the measurement's name
+CFLAGS_ENV = "TEXTSELD_WPE_CFLAGS"
+# (doubles per vector, vectors of rows, lags) of wpe_corr.c. The 512-bit ones suit AVX-512's 32
+# registers, the 256-bit ones AVX2's 16; each was the fastest on some CPU of BENCHMARKS.md, and
+# (8, 2, 4) is the tiling of the first kernel, kept as a reference.
+TILINGS = ((8, 1, 4), (8, 1, 6), (8, 2, 4), (4, 1, 4), (4, 2, 3), (4, 2, 4), (2, 2, 2))
+# the block timed to choose: one block of wpe() rows at the SPEC's settings (T = 251 frames of a clip)
+BENCH_ROWS, BENCH_T, BENCH_TAPS, BENCH_DELAY = 32, 251, 60, 5
+BENCH_ROUNDS, BENCH_CALLS = 5, 3
+
+# reference(y_re, y_im, w, taps, delay, calls) -> a function computing the same correlations `calls`
+# times by the torch product, all set-up included (wpe.py passes its own)
+Reference = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int, int], Callable[[], None]]
 
 
 def cache_dir() -> Path:
@@ -58,6 +85,14 @@ def _cpu_signature() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (for logs and benchmark records)."""
+    for line in _cpu_signature().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def find_compiler() -> str | None:
     """$CC, else the first of cc, gcc, clang on PATH."""
     if os.environ.get("CC"):
@@ -69,20 +104,31 @@ def find_compiler() -> str | None:
     return None
 
 
-def build(compiler: str | None = None, folder: Path | None = None) -> Path | None:
-    """Compile the kernel (or find it built); the shared library's path, or None if every flag set
-    failed (the reason is logged)."""
+def tiling_name(tiling: tuple[int, int, int] | None) -> str:
+    """"v8r1l4" for (8, 1, 4); "default" for the source's own choice (None)."""
+    return "default" if tiling is None else "v{}r{}l{}".format(*tiling)
+
+
+def _key(*parts: str | bytes) -> str:
+    return hashlib.sha256(b"\0".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
+
+
+def build(compiler: str | None = None, folder: Path | None = None,
+          tiling: tuple[int, int, int] | None = None) -> Path | None:
+    """Compile the kernel in one tiling (None: the source's default for the target), or find it built;
+    the shared library's path, or None if every flag set failed (the reason is logged)."""
     compiler = compiler or find_compiler()
     if compiler is None:
         log.info("WPE kernel: no C compiler found (set CC); using torch products")
         return None
     folder = folder or cache_dir()
     source = SOURCE.read_bytes()
+    defines = [] if tiling is None else [f"-DWPE_{k}={v}" for k, v in zip(("VEC", "ROWV", "LAGS"), tiling)]
+    defines += os.environ.get(CFLAGS_ENV, "").split()
     errors = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(),
-                                         _cpu_signature().encode()])).hexdigest()[:16]
-        target = folder / f"wpe_corr-{key}.so"
+        flags = [*flags, *defines]
+        target = folder / f"wpe_corr-{tiling_name(tiling)}-{_key(source, compiler, ' '.join(flags), _cpu_signature())}.so"
         if target.exists():
             return target
         try:
@@ -106,15 +152,7 @@ def build(compiler: str | None = None, folder: Path | None = None) -> Path | Non
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def load() -> ctypes.CDLL | None:
-    """The kernel library, built on first use; None where it is switched off or cannot be built."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        log.info("WPE kernel: switched off (%s=0); using torch products", ENV_SWITCH)
-        return None
-    path = build()
-    if path is None:
-        return None
+def _open(path: Path) -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
@@ -122,6 +160,136 @@ def load() -> ctypes.CDLL | None:
         return None
     lib.wpe_corr.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 5
     lib.wpe_corr.restype = ctypes.c_int
+    return lib
+
+
+def _bench_problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed block of rows shaped like wpe()'s: y_re, y_im, w (BENCH_ROWS, BENCH_T) float64."""
+    gen = torch.Generator().manual_seed(0)
+    shape = (BENCH_ROWS, BENCH_T)
+    y_re, y_im = torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(shape, generator=gen, dtype=torch.float64)
+    return y_re, y_im, 1.0 / (y_re**2 + y_im**2 + 1e-3)
+
+
+def _kernel_call(lib: ctypes.CDLL, y_re, y_im, w, calls: int) -> Callable[[], None]:
+    r = torch.empty(BENCH_ROWS, BENCH_TAPS, BENCH_TAPS, dtype=torch.complex128)
+    p = torch.empty(BENCH_ROWS, BENCH_TAPS, dtype=torch.complex128)
+
+    def run() -> None:
+        for _ in range(calls):
+            correlations(lib, y_re, y_im, w, BENCH_TAPS, BENCH_DELAY, r, p)
+    return run
+
+
+def measure(candidates: dict[str, Callable[[], None]], rounds: int = BENCH_ROUNDS) -> dict[str, float]:
+    """Median seconds per call of each candidate: one warm-up call each, then `rounds` rounds that
+    call every candidate once in turn (drifts of a shared machine hit all of them alike)."""
+    for fn in candidates.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+class _Lock:
+    """An exclusive lock on a file of the cache folder (parallel jobs build and measure once)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> "_Lock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _built(folder: Path) -> Iterator[tuple[str, Path]]:
+    for tiling in TILINGS:
+        path = build(folder=folder, tiling=tiling)
+        if path is not None:
+            yield tiling_name(tiling), path
+
+
+def choose(reference: Reference | None = None, folder: Path | None = None) -> dict:
+    """Build every tiling and time each, and the torch product where `reference` is given, on the
+    same block (single-threaded, as wpe()'s workers run): {"cpu", "us_per_row": {name: us},
+    "fastest_kernel": name or None, "choice": name or "torch", "library": path}. Read from the
+    cache where this CPU type (and source, compiler, torch version) was measured before."""
+    folder = folder or cache_dir()
+    compiler = find_compiler() or ""
+    key = _key(SOURCE.read_bytes(), compiler, _cpu_signature(), repr(TILINGS), torch.__version__,
+               os.environ.get(CFLAGS_ENV, ""), torch.backends.cpu.get_cpu_capability(),
+               "with-torch" if reference is not None else "kernels-only")
+    record = folder / f"wpe_corr-choice-{key}.json"
+    with _Lock(folder / "wpe_corr.lock"):
+        if record.exists():
+            try:
+                found = json.loads(record.read_text())
+                if all(Path(p).exists() for p in found["libraries"].values()):
+                    return found
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable or stale: measure again
+        paths = dict(_built(folder))
+        libs = {name: lib for name, path in paths.items() if (lib := _open(path)) is not None}
+        y_re, y_im, w = _bench_problem()
+        candidates = {name: _kernel_call(lib, y_re, y_im, w, BENCH_CALLS) for name, lib in libs.items()}
+        if reference is not None:
+            candidates["torch"] = reference(y_re, y_im, w, BENCH_TAPS, BENCH_DELAY, BENCH_CALLS)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            seconds = measure(candidates)
+        finally:
+            torch.set_num_threads(threads)
+        us = {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
+        kernels = [name for name in us if name != "torch"]
+        fastest = min(kernels, key=us.__getitem__) if kernels else None
+        found = {"cpu": cpu_model(), "compiler": compiler, "us_per_row": us, "fastest_kernel": fastest,
+                 "choice": min(us, key=us.__getitem__) if us else "torch",
+                 "libraries": {name: str(paths[name]) for name in libs}}
+        fd, tmp = tempfile.mkstemp(prefix=record.name + ".", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(found, fh, indent=1)
+        os.replace(tmp, record)
+        log.info("WPE kernel: measured on %s (us per row and iteration): %s; using %s", found["cpu"],
+                 ", ".join(f"{k} {v:g}" for k, v in sorted(us.items(), key=lambda kv: kv[1])), found["choice"])
+        return found
+
+
+@functools.lru_cache(maxsize=4)
+def load(reference: Reference | None = None) -> ctypes.CDLL | None:
+    """The kernel library to use, built and chosen on first use (`choose`); None where it is switched
+    off, cannot be built, or (with `reference`) the torch product measured faster on this CPU."""
+    switch = os.environ.get(ENV_SWITCH, "auto")
+    if switch == "0":
+        log.info("WPE kernel: switched off (%s=0); using torch products", ENV_SWITCH)
+        return None
+    if find_compiler() is None:
+        log.info("WPE kernel: no C compiler found (set CC); using torch products")
+        return None
+    try:
+        found = choose(reference if switch != "1" else None)
+    except OSError as exc:
+        log.warning("WPE kernel: cannot build or measure in %s (%s); using torch products", cache_dir(), exc)
+        return None
+    name = found["fastest_kernel"] if switch == "1" else found["choice"]
+    if name is None:
+        return None
+    if name == "torch":
+        log.info("WPE kernel: the torch product measured faster on %s (%s); using it", found["cpu"], found["us_per_row"])
+        return None
+    lib = _open(Path(found["libraries"][name]))
+    if lib is not None:
+        log.info("WPE kernel: %s (%s)", name, found["libraries"][name])
     return lib
 
 
