@@ -1,8 +1,10 @@
 """The Slurm profile against a real single-node Slurm (.ci/slurm_up.sh starts it).
 
 Run with `make test-slurm`. Jobs go through snakemake-executor-plugin-slurm with
-profiles/slurm unchanged (only the tiny config on top); afterwards sacct must
-show every job as a completed Slurm job, named after its rule.
+the command users type, `snakemake --profile slurm` (the profile found by name:
+the checkout's `slurm` link to profiles/slurm), the profile unchanged and only the
+tiny config on top; afterwards sacct must show every job as a completed Slurm
+job, named after its rule.
 """
 
 from __future__ import annotations
@@ -51,13 +53,13 @@ def sacct_jobs(since: str) -> list[dict]:
 
 
 def run_slurm(wd: Path, *args: str, limit: int) -> tuple[subprocess.CompletedProcess, float]:
-    """snakemake --profile profiles/slurm under `timeout -k 30 limit` (SIGTERM alone makes
-    snakemake wait for running jobs)."""
+    """`snakemake --profile slurm ...` exactly as typed (the venv's snakemake first on PATH) under
+    `timeout -k 30 limit` (SIGTERM alone makes snakemake wait for running jobs)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(SNAKEMAKE[0]).parent}{os.pathsep}{env.get('PATH', '')}"
     t0 = time.monotonic()
-    # targets and options first: --configfile takes every following word
-    proc = subprocess.run(["timeout", "-k", "30", str(limit), *SNAKEMAKE, *args, "--profile", "profiles/slurm",
+    # targets and options before --configfile: it takes every following word
+    proc = subprocess.run(["timeout", "-k", "30", str(limit), "snakemake", "--profile", "slurm", *args,
                            "--configfile", "config/tiny.yaml"],
                           cwd=wd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     return proc, time.monotonic() - t0

@@ -3,6 +3,7 @@ exact stale reruns after config changes (dry-run job lists and reasons)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,26 @@ def test_unknown_config_key_is_rejected_with_its_name(wf):
     proc = snakemake(wf, "--dry-run", "--config", "train={'finetune': {'lr_nwe': 1}}", check=False)
     assert proc.returncode != 0
     assert "'lr_nwe' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_slurm_profile_is_found_by_name_before_a_users_own(wf, tmp_path):
+    """`snakemake --profile slurm` as typed in the checkout uses profiles/slurm, also when the
+    user has a profile of that name in ~/.config/snakemake (left alone)."""
+    import subprocess
+    import sys
+
+    xdg = tmp_path / "xdg"
+    own = xdg / "snakemake" / "slurm"
+    own.mkdir(parents=True)
+    (own / "config.yaml").write_text("executor: no-such-executor\n")
+    env = {"XDG_CONFIG_HOME": str(xdg)}
+    where = subprocess.run([sys.executable, "-c", "from snakemake.cli import get_profile_dir; "
+                            "print(get_profile_dir('slurm')[1].resolve())"],
+                           cwd=wf, capture_output=True, text=True, env={**os.environ, **env}, check=True)
+    assert where.stdout.strip() == str((REPO / "profiles/slurm/config.yaml").resolve())
+    proc = snakemake(wf, "--profile", "slurm", "--dry-run", "--configfile", "config/tiny.yaml", env=env)
+    assert "Using profiles slurm and workflow specific profile" in proc.stdout + proc.stderr
+    assert (own / "config.yaml").read_text() == "executor: no-such-executor\n"
 
 
 def test_paper_dry_run_plans_the_paper_grid(wf):

@@ -13,8 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# What a run directory needs of the checkout (linked, so the tests see the real files).
-WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "profiles", "report")
+# What a run directory needs of the checkout (linked, so the tests see the real files);
+# `slurm` is the checkout's link to profiles/slurm that makes `--profile slurm` work.
+WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "profiles", "report", "slurm")
 
 
 def workflow_copy(tmp: Path) -> Path:
