@@ -12,7 +12,13 @@ machine made the reference 10-30x slower and erratic. WPE agreement (relative er
 power vs nara_wpe on the same STFT, tolerance 1e-4) is reported for the first clips.
 
     .venv/bin/python benchmarks/bench_features.py [--clips 8] [--batch-size 8] [--threads 2] [--repeats 3]
-        [--device cpu] [--no-kernel]
+        [--device cpu] [--no-kernel] [--emulate-avx2]
+
+--emulate-avx2 reproduces an AVX2-only CPU on an AVX-512 machine: torch's own kernels
+(ATEN_CPU_CAPABILITY=avx2), MKL (MKL_ENABLE_INSTRUCTIONS=AVX2), oneDNN (ONEDNN_MAX_CPU_ISA=AVX2)
+and the WPE kernel's build (-mno-avx512f) are limited to AVX2 (numpy's OpenBLAS in the reference
+is not: OPENBLAS_CORETYPE=Haswell limits it too). The CPU model, its vector flags and the WPE
+kernel's per-tiling measurement are printed with the results.
 """
 
 from __future__ import annotations
@@ -32,7 +38,20 @@ from test_features import reference_features, synth_clip  # noqa: E402  (the ref
 from bench_features_cuda import blas_threads  # noqa: E402  (numpy's BLAS limited like torch)
 from textseld.features.extract import compute_features  # noqa: E402
 from textseld.features import wpe_kernel  # noqa: E402
-from textseld.features.wpe import wpe  # noqa: E402
+from textseld.features.wpe import _torch_reference, wpe  # noqa: E402
+
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "OPENBLAS_CORETYPE": "Haswell", wpe_kernel.CFLAGS_ENV: "-mno-avx512f"}
+
+
+def cpu_line() -> str:
+    """The CPU model and its vector extensions (as /proc/cpuinfo names them)."""
+    flags = set()
+    for line in wpe_kernel._cpu_signature().splitlines():
+        if line.startswith(("flags", "Features")):
+            flags |= set(line.split(":", 1)[1].split())
+    vector = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4", "neon", "asimd", "sve")))
+    return f"{wpe_kernel.cpu_model()}, {os.cpu_count()} CPUs, vector flags: {' '.join(vector)}"
 
 
 def wpe_agreement(clips: np.ndarray, n: int = 2) -> float:
@@ -81,7 +100,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of extractor then reference")
     parser.add_argument("--skip-reference", action="store_true", help="time only the batched extractor")
     parser.add_argument("--no-kernel", action="store_true", help="WPE without the compiled kernel (torch product)")
+    parser.add_argument("--emulate-avx2", action="store_true", help="limit torch, MKL and the WPE kernel to AVX2")
     args = parser.parse_args()
+    if args.emulate_avx2 and os.environ.get(wpe_kernel.CFLAGS_ENV) != AVX2_ENV[wpe_kernel.CFLAGS_ENV]:
+        # these are read when torch and MKL load: run again with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
+    print(f"CPU: {cpu_line()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+          + (f"; emulating AVX2 ({' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())})" if args.emulate_avx2 else ""))
     torch.set_num_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}  (torch threads {args.threads})")
     rng = np.random.default_rng(0)
@@ -90,7 +115,11 @@ def main() -> None:
     if args.no_kernel:
         os.environ[wpe_kernel.ENV_SWITCH] = "0"
     compute_features(torch.from_numpy(clips[:1]), device=args.device)  # warm-up (filterbank, allocator, kernel build)
-    kernel = wpe_kernel.load() if args.device == "cpu" else None
+    kernel = wpe_kernel.load(_torch_reference) if args.device == "cpu" else None
+    if args.device == "cpu" and not args.no_kernel:
+        found = wpe_kernel.choose(_torch_reference)
+        print("WPE kernel measurement (us per row and iteration, single thread): "
+              + ", ".join(f"{k} {v:g}" for k, v in sorted(found["us_per_row"].items(), key=lambda kv: kv[1])))
     print(f"WPE correlations: {'compiled kernel ' + str(kernel._name) if kernel is not None else 'torch product'}")
 
     def batched() -> tuple[float, dict]:
