@@ -209,3 +209,75 @@ def test_resume_after_interruption_mid_epoch_is_exact(tmp_path):
     # A finished run is not retrained.
     again_task, again = _run(tmp_path / "cut")
     assert again == ref_result
+
+
+# ------------------------------------- resume when a workflow removed the outputs
+def _same_weights(a, b) -> None:
+    for (name, x), y in zip(a.model.named_parameters(), b.model.parameters()):
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("kill_step", [4, 5, 9], ids=["epoch-start", "mid-epoch", "after-last-epoch"])
+def test_resume_after_outputs_were_deleted_matches_uninterrupted_run(tmp_path, kill_step):
+    """Snakemake deletes best.pt and val_metrics.json of an interrupted job before rerunning it;
+    last.pt survives. The rerun must rebuild them (never 'finished without a validation result')."""
+    ref_task, ref_result = _run(tmp_path / "ref")
+    ref_best = read_checkpoint(tmp_path / "ref" / "best.pt")
+
+    def die(epoch, step):
+        if step == kill_step:
+            raise Killed
+
+    cut = tmp_path / "cut"
+    if kill_step < 9:
+        with pytest.raises(Killed):
+            _run(cut, on_step=die)
+    else:  # a complete run whose job the workflow considers incomplete
+        _run(cut)
+    (cut / "best.pt").unlink()
+    (cut / "val_metrics.json").unlink()
+    task, result = _run(cut)
+    _same_weights(ref_task, task)
+    assert result == ref_result
+    assert json.loads((cut / "val_metrics.json").read_text()) == ref_result
+    best = read_checkpoint(cut / "best.pt")
+    assert best["epoch"] == ref_best["epoch"] == ref_result["epoch"] + 1
+    for key in ref_best["model"]:
+        assert torch.equal(best["model"][key], ref_best["model"][key]), key
+    # only the kept copy of the selected epoch remains
+    assert sorted(p.name for p in cut.glob("best-epoch*.pt")) == [f"best-epoch{ref_result['epoch']}.pt"]
+
+
+def test_kill_between_kept_copy_and_last_checkpoint_keeps_the_recorded_best(tmp_path):
+    """A kept copy newer than last.pt (killed before last.pt was written) is not taken for the best."""
+    ref_task, ref_result = _run(tmp_path / "ref")
+    cut = tmp_path / "cut"
+
+    def die(epoch, step):
+        if step == 7:  # epoch 2 under way: epochs 0 and 1 are in last.pt
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(cut, on_step=die)
+    recorded = read_checkpoint(cut / "last.pt")["best_epoch"]
+    stray = cut / "best-epoch2.pt"
+    stray.write_bytes((cut / f"best-epoch{recorded}.pt").read_bytes())  # as if written, then killed
+    (cut / "best.pt").unlink()
+    task, result = _run(cut)
+    _same_weights(ref_task, task)
+    assert result == ref_result
+
+
+def test_run_whose_best_weights_are_lost_trains_afresh(tmp_path):
+    """An older run directory (no kept copy) whose best.pt the workflow deleted: trained anew,
+    with the uninterrupted result, instead of failing forever."""
+    ref_task, ref_result = _run(tmp_path / "ref")
+    cut = tmp_path / "cut"
+    _run(cut)
+    for path in [cut / "best.pt", cut / "val_metrics.json", *cut.glob("best-epoch*.pt")]:
+        path.unlink()
+    task, result = _run(cut)
+    _same_weights(ref_task, task)
+    assert result == ref_result
+    rows = list(csv.DictReader(open(cut / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]

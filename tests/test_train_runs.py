@@ -427,3 +427,61 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
         train_baseline(tmp_path / "b2", data["train_h5"], tmp_path / "all_stats.h5", MODEL_CFG, cfg, seed=4)
     with pytest.raises(ValueError, match="'val_fraction': the validation split is shared by every run"):
         train_baseline(tmp_path / "b3", data["train_h5"], data["stats"], MODEL_CFG, {**cfg, "val_fraction": 0.3})
+
+
+# ------------------------------------------- resuming checks what the run trained on
+def test_changed_pretrained_tokenizer_restarts_or_refuses_the_finetuning(data, pretrained, tmp_path):
+    """Same configuration, other pretrained tokenizer (e.g. train.pretrain.lr changed): the
+    finetuning must not resume its old run (issue 13: all finetunings failed)."""
+    import shutil
+
+    from textseld.train.checkpoint import read_checkpoint
+    from textseld.train.runs import RunConfigError
+
+    pre = tmp_path / "pre"
+    shutil.copytree(pretrained[0], pre)
+    run = tmp_path / "ft"
+    _finetune(data, pre, run)
+    first = read_checkpoint(run / "last.pt")["model"]
+    recorded = json.loads((run / "config.json").read_text())["input_sha256"]
+    assert set(recorded) == {"train_h5", "stats_h5", "texts", "pretrained_dir"}
+    state = read_checkpoint(pre / "best.pt")
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = state["model"][key] + 0.5
+    (pre / "best.pt").unlink()  # a new pretraining writes a new file
+    torch.save(state, pre / "best.pt")
+    with pytest.raises(RunConfigError, match=r"differs in: content of .*pre.* \(pretrained_dir\)"):
+        _finetune(data, pre, run)
+    restarted = _finetune(data, pre, run, on_config_change="restart")
+    fresh = _finetune(data, pre, tmp_path / "fresh")
+    assert json.dumps(restarted) == json.dumps(fresh)  # NaN-safe equality
+    now, ref = read_checkpoint(run / "last.pt")["model"], read_checkpoint(tmp_path / "fresh" / "last.pt")["model"]
+    assert all(torch.equal(now[k], ref[k]) for k in ref)
+    assert not all(torch.equal(now[k], first[k]) for k in first)  # trained from the new tokenizer
+    # the finetuning resumes (nothing retrained) when nothing changed
+    mtime = (run / "last.pt").stat().st_mtime_ns
+    assert json.dumps(_finetune(data, pre, run, on_config_change="restart")) == json.dumps(fresh)
+    assert (run / "last.pt").stat().st_mtime_ns == mtime
+
+
+def test_run_directory_works_from_another_working_directory(data, pretrained, tmp_path, monkeypatch):
+    """Relative input paths are stored absolute: predicting from elsewhere finds the pretraining."""
+    import shutil
+
+    from textseld.train.predict import predict_split
+
+    work = tmp_path / "project"
+    (work / "runs").mkdir(parents=True)
+    shutil.copytree(pretrained[0], work / "runs" / "pre")
+    for key in ("train_h5", "stats", "texts"):
+        shutil.copy(data[key], work / Path(data[key]).name)
+    monkeypatch.chdir(work)
+    _finetune({"train_h5": Path("train.h5"), "stats": Path("stats.h5"), "texts": Path("texts.h5")},
+              Path("runs/pre"), Path("runs/ft"))
+    inputs = json.loads((work / "runs/ft/config.json").read_text())["inputs"]
+    assert all(Path(v).is_absolute() for v in inputs.values()), inputs
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    paths = predict_split(work / "runs/ft", work / "train.h5", work / "stats.h5", elsewhere / "pred")
+    assert len(paths) == 9

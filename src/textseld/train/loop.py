@@ -13,6 +13,16 @@ owns everything else:
   `best.pt` + `val_metrics.json` when validation F20/1 improves, and the
   per-epoch `log.csv` (rewritten atomically; rows of epochs redone after a
   resume replace the old ones).
+
+`best.pt` and `val_metrics.json` are what a workflow declares as outputs, so
+they may vanish between a kill and the rerun (Snakemake deletes the outputs of
+an incomplete job), while `last.pt` survives. They are therefore derived
+state: the selected weights are kept in `best-epoch<N>.pt` (written before
+the `last.pt` that names epoch N as the best; `best.pt` is a hard link to it,
+or a copy where links are not supported) and the selected epoch's metrics in
+`last.pt` itself. Resuming rebuilds both from there; a run directory whose
+best checkpoint cannot be recovered (written by an older version) is
+discarded and trained afresh instead of finishing without a result.
 """
 
 from __future__ import annotations
@@ -33,13 +43,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from textseld.atomic import write_text_atomic
-from textseld.train.checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
+from textseld.atomic import atomic_path, write_text_atomic
+from textseld.train.checkpoint import CheckpointError, read_checkpoint, restore_checkpoint, save_checkpoint
 from textseld.train.config import TrainConfig, lr_factor
 
 log = logging.getLogger(__name__)
 
 LOSS_KEYS = ("loss", "adpit", "mae")
+# The kept copy of the selected weights (see the module docstring); runs.py discards these on restart.
+KEPT_BEST_GLOB = "best-epoch*.pt"
+# Everything `fit` writes into a run directory besides the kept copies.
+FIT_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json")
 
 
 class Task(Protocol):
@@ -147,6 +161,87 @@ def _metric_key(value: float | None) -> float:
     return -math.inf if value is None or not math.isfinite(value) else float(value)
 
 
+# ------------------------------------------------------------ best checkpoint
+def kept_best_path(run_dir: Path, epoch: int) -> Path:
+    """The kept copy of the weights selected at (0-based) `epoch`."""
+    return run_dir / f"best-epoch{int(epoch)}.pt"
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Make `dst` hold `src`'s content atomically: a hard link (no extra disk) or, where the
+    file system has none, a copy."""
+    import shutil
+
+    if dst.is_file() and os.path.samefile(src, dst):
+        return
+    with atomic_path(dst, suffix=".pt") as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def _drop_kept(run_dir: Path, keep: Path | None) -> None:
+    for path in run_dir.glob(KEPT_BEST_GLOB):
+        if keep is None or path.name != keep.name:
+            path.unlink(missing_ok=True)
+
+
+def _publish_best(run_dir: Path, best_epoch: int, best_metrics: dict) -> None:
+    """best.pt and val_metrics.json from the kept copy and the metrics recorded in last.pt."""
+    kept = kept_best_path(run_dir, best_epoch)
+    _drop_kept(run_dir, kept)
+    _publish(kept, run_dir / "best.pt")
+    write_text_atomic(run_dir / "val_metrics.json", json.dumps(best_metrics, indent=2, default=float) + "\n")
+
+
+def _recover_best(run_dir: Path, state: dict) -> str | None:
+    """Bring best.pt / val_metrics.json in line with a resumed last.pt; None when done,
+    otherwise why the run cannot be resumed (its selected weights are lost)."""
+    best_epoch = state["best_epoch"]
+    best_path, metrics_path = run_dir / "best.pt", run_dir / "val_metrics.json"
+    if best_epoch is None:  # no epoch finished: anything else is from an epoch that will be redone
+        _drop_kept(run_dir, None)
+        best_path.unlink(missing_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        return None
+    kept = kept_best_path(run_dir, best_epoch)
+    best_metrics = state["extra"].get("best_metrics")
+    if not kept.is_file() and best_path.is_file():  # a run directory of an older version
+        with_best = _checkpoint_epoch(best_path)
+        if with_best == best_epoch + 1:
+            _publish(best_path, kept)
+    if best_metrics is None and metrics_path.is_file():
+        try:
+            recorded = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except ValueError:
+            recorded = {}
+        if recorded.get("epoch") == best_epoch:
+            best_metrics = recorded
+    if not kept.is_file():
+        return f"the weights of its best epoch ({best_epoch}) are gone ({kept.name} and best.pt missing)"
+    if _checkpoint_epoch(kept) != best_epoch + 1:
+        return f"{kept.name} does not hold epoch {best_epoch}"
+    if best_metrics is None:
+        return f"the validation result of its best epoch ({best_epoch}) is not recorded"
+    _publish_best(run_dir, best_epoch, best_metrics)
+    return None
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    try:
+        return int(read_checkpoint(path)["epoch"])
+    except CheckpointError:
+        return None
+
+
+def _discard_run_state(run_dir: Path) -> None:
+    for name in FIT_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    _drop_kept(run_dir, None)
+
+
 # ------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(task: Task, dataset: Dataset, refs: dict[str, np.ndarray], cfg: TrainConfig,
@@ -186,18 +281,30 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
     epoch, step, batch_in_epoch = 0, 0, 0
     best_metric: float | None = None
     best_epoch: int | None = None
+    best_metrics: dict[str, Any] | None = None
     partial: dict[str, Any] = {}
-    if last_path.is_file():
-        state = read_checkpoint(last_path)
+    state = read_checkpoint(last_path) if last_path.is_file() else None
+    lost = _recover_best(run_dir, state) if state is not None else None
+    if lost:
+        log.warning("%s: cannot resume from %s: %s; training afresh", run_dir, last_path, lost)
+        _discard_run_state(run_dir)
+        state = None
+    elif state is None:  # a fresh run: nothing of an earlier one may be taken for its result
+        _discard_run_state(run_dir)
+    if state is not None:
         restore_checkpoint(state, last_path, model=task.model, optimizers=[optimizer], schedulers=[scheduler])
         task_gen.set_state(state["extra_rng"]["task"])
         epoch, step, batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
         best_metric, best_epoch = state["best_metric"], state["best_epoch"]
+        best_metrics = json.loads((run_dir / "val_metrics.json").read_text(encoding="utf-8")) \
+            if best_epoch is not None else None
         partial = state["extra"].get("partial", {}) if batch_in_epoch else {}
         log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch, batch_in_epoch, step)
     rows = [r for r in _read_log(log_path) if int(r["epoch"]) < epoch]
 
     def checkpoint(path: Path, at_epoch: int, at_batch: int, extra: dict, full: bool = True) -> None:
+        if full:  # last.pt: also what best.pt / val_metrics.json are rebuilt from
+            extra = {**extra, "best_metrics": best_metrics}
         save_checkpoint(path, model=task.model, optimizers=[optimizer] if full else [],
                         schedulers=[scheduler] if full else [], epoch=at_epoch, step=step,
                         batch_in_epoch=at_batch, best_metric=best_metric, best_epoch=best_epoch,
@@ -242,16 +349,23 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
         row.update(lrs)
         row["seconds"] = round(time.monotonic() - t0, 3)
         rows.append(row)
-        if best_metric is None or _metric_key(metrics["F"]) > _metric_key(best_metric):
+        improved = best_metric is None or _metric_key(metrics["F"]) > _metric_key(best_metric)
+        if improved:
             best_metric, best_epoch = metrics["F"], epoch
-            checkpoint(best_path, epoch + 1, 0, {}, full=False)
-            write_text_atomic(metrics_path, json.dumps(
-                {"epoch": epoch, "step": step, **metrics}, indent=2, default=float) + "\n")
+            best_metrics = {"epoch": epoch, "step": step, **metrics}
+            # the kept copy first: a last.pt naming epoch N as the best always finds it
+            checkpoint(kept_best_path(run_dir, epoch), epoch + 1, 0, {}, full=False)
         _write_log(log_path, rows)
         epoch, batch_in_epoch, partial = epoch + 1, 0, {}
         checkpoint(last_path, epoch, 0, {})
+        if improved:
+            _publish_best(run_dir, best_epoch, best_metrics)
         log.info("epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f", epoch, cfg.epochs,
                  row["loss"], metrics["F"], metrics["DOAE"], metrics["RDE"])
-    if not metrics_path.is_file():
+    if best_epoch is None or best_metrics is None or not best_path.is_file():
         raise RuntimeError(f"{run_dir}: training finished without a validation result")
+    # Fresh modification times: a workflow compares them with its inputs', and best.pt may be
+    # a link to a file written before the inputs of a resumed job were last touched.
+    os.utime(best_path)
+    write_text_atomic(metrics_path, json.dumps(best_metrics, indent=2, default=float) + "\n")
     return json.loads(metrics_path.read_text(encoding="utf-8"))

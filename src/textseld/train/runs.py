@@ -146,8 +146,44 @@ def weights_record(config: dict, model: nn.Module, encoder) -> dict:
 
 
 # --------------------------------------------------------------- run directory
-# Files of a run that a restart after a configuration change discards.
+# Files of a run that a restart after a configuration change discards (and the loop's
+# kept copies of the selected weights, KEPT_BEST_GLOB).
 RUN_STATE_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json", "weights.json", "split.json")
+# The input files whose content a run depends on (config["inputs"] keys; a directory
+# stands for the best.pt in it). Their sha256 goes into config.json as "input_sha256".
+HASHED_INPUTS = {"train_h5": None, "stats_h5": None, "texts": None, "pretrained_dir": "best.pt"}
+
+
+def input_hashes(inputs: dict) -> dict[str, str]:
+    """sha256 of the content of every input a run trains on (features, statistics, texts,
+    the pretrained tokenizer): resuming on changed content would mix two trainings."""
+    hashes = {}
+    for key, member in HASHED_INPUTS.items():
+        if inputs.get(key) is None:
+            continue
+        path = Path(inputs[key]) / member if member else Path(inputs[key])
+        if not path.is_file():
+            raise RunConfigError(f"{path}: input file not found (run input {key!r})")
+        hashes[key] = sha256_file(path)
+    return hashes
+
+
+def _changed_keys(old: dict, new: dict) -> list[str]:
+    """The configuration keys in which a run directory's config.json differs from a new run's."""
+    changed = sorted(k for k in set(old) | set(new)
+                     if k not in ("inputs", "textseld_version", "train", "input_sha256") and old.get(k) != new.get(k))
+    # How a run is executed may change on resume (device, workers, ...), what it computes not.
+    old_train, new_train = dict(old.get("train") or {}), dict(new.get("train") or {})
+    changed += sorted(f"train.{k}" for k in set(old_train) | set(new_train)
+                      if k not in RESUME_FREE_KEYS and old_train.get(k) != new_train.get(k))
+    # What it trained on: the content of its inputs (a run without the record cannot be trusted).
+    old_sha, new_sha = old.get("input_sha256"), new.get("input_sha256")
+    if old_sha is None and new_sha is not None:
+        changed.append("input_sha256 (not recorded by the old run)")
+    elif new_sha is not None:
+        changed += sorted(f"content of {old.get('inputs', {}).get(k, k)} ({k})" for k in set(old_sha) | set(new_sha)
+                          if old_sha.get(k) != new_sha.get(k))
+    return changed
 
 
 def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error") -> None:
@@ -159,18 +195,17 @@ def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error
         raise ValueError(f"on_config_change must be 'error' or 'restart', got {on_config_change!r}")
     path = run_dir / "config.json"
     if path.is_file() and (run_dir / "last.pt").is_file():
+        from textseld.train.loop import KEPT_BEST_GLOB
+
         old = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(old) | set(config)
-                         if k not in ("inputs", "textseld_version", "train") and old.get(k) != config.get(k))
-        # How a run is executed may change on resume (device, workers, ...), what it computes not.
-        old_train, new_train = dict(old.get("train") or {}), dict(config.get("train") or {})
-        changed += sorted(f"train.{k}" for k in set(old_train) | set(new_train)
-                          if k not in RESUME_FREE_KEYS and old_train.get(k) != new_train.get(k))
+        changed = _changed_keys(old, config)
         if changed and on_config_change == "restart":
-            log.warning("%s: configuration changed (%s); discarding the old run and starting afresh",
+            log.warning("%s: configuration or inputs changed (%s); discarding the old run and starting afresh",
                         run_dir, ", ".join(changed))
             for name in RUN_STATE_FILES:
                 (run_dir / name).unlink(missing_ok=True)
+            for kept in run_dir.glob(KEPT_BEST_GLOB):
+                kept.unlink()
         elif changed:
             raise RunConfigError(f"{run_dir}: holds a run started with a different configuration "
                                  f"(differs in: {', '.join(changed)}); use a fresh run directory")
@@ -276,6 +311,7 @@ def _check_store_names(store, train_h5) -> None:
 def _train(run_dir, config: dict, train_cfg: TrainConfig,
            make: Callable[[nn.Module, Any], Any], on_step=None, on_config_change: str = "error") -> dict:
     run_dir = Path(run_dir)
+    config["input_sha256"] = input_hashes(config["inputs"])
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
     seed_everything(seed, train_cfg.deterministic)
@@ -300,7 +336,8 @@ def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs
 
     return {"kind": kind, "seed": int(seed), **names, "model": _plain(model_cfg), "train": _plain(train_cfg),
             "split": SplitConfig.from_dict(split).to_dict(),
-            "inputs": {k: str(v) for k, v in inputs.items()}, "textseld_version": __version__}
+            # absolute: the run directory is used from other working directories (predict)
+            "inputs": {k: os.path.abspath(v) for k, v in inputs.items()}, "textseld_version": __version__}
 
 
 def pretrain(run_dir, train_h5, stats_h5, source: str, model_cfg=None, train_cfg=None, seed: int = 0,
