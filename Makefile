@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
-# Both create (or reuse) .venv and install the package with everything it needs.
+# Both create (or reuse) .venv and install the package with everything it needs
+# (the `lint` extra too: the pinned ruff, snakefmt and mypy of `make lint`).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[workflow,test]'
+	$(BIN)/python -m pip install --quiet -e '.[workflow,test,lint]'
 	touch $@
 
 # Main job: the embedded default (synthetic data, small models, offline) end to end.
@@ -23,6 +24,21 @@ run: setup
 # All tests that run without Slurm (unit, workflow dry runs and a tiny end-to-end run).
 test: setup
 	$(BIN)/python -m pytest -q -m "not slurm"
+
+# Unit tests only: everything but the Snakemake workflow runs and the Slurm tests.
+test-unit: setup
+	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
+
+# The house style (docs/ARCHITECTURE.md): lint, formatting of the Python and of
+# the Snakefiles, types. Every check runs, so one call lists all findings;
+# `ruff format .` and `snakefmt .` apply the formatting.
+lint: setup
+	rc=0; \
+	$(BIN)/ruff check . || rc=1; \
+	$(BIN)/ruff format --check . || rc=1; \
+	$(BIN)/snakefmt --check . || rc=1; \
+	$(BIN)/mypy || rc=1; \
+	exit $$rc
 
 # The Slurm profile against a real single-node Slurm (needs root; .ci/run calls it).
 test-slurm: setup
