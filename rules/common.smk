@@ -23,6 +23,15 @@ for _key in list(config):
     config[_key] = _canonical(config[_key])
 
 
+# Then the library checks the merged setup with the config classes the jobs use (a
+# bad value fails here, naming its key) and derives the token width from the chosen
+# text encoders: rules hand MODEL_CONFIG (models + token_width) to the jobs.
+from textseld.setups import encoder_section, resolve_setup
+
+SETUP = resolve_setup(config)
+MODEL_CONFIG = _canonical(SETUP["models"])
+
+
 # ----------------------------------------------------------------------- paths
 RESULTS = "results"
 LOGS = "logs"
@@ -90,8 +99,8 @@ def runtime_of(section):
 
 
 def text_encoder_section(txt):
-    """The text_encoders keys of one encoder ("clip_*" or "bert_*", plus "lock")."""
-    return {k: v for k, v in config["text_encoders"].items() if k.startswith(f"{txt}_") or k == "lock"}
+    """The text_encoders keys of one encoder: its preset name and its `clip_*` / `bert_*` keys."""
+    return encoder_section(config["text_encoders"], txt)
 
 
 # Fingerprint of the built-in sentence templates (part of make_texts' params).
@@ -130,18 +139,26 @@ def weight_marker(name):
 
 def fetch_arguments(name):
     """fetch_weights(...) keyword arguments that fetch only `name` (None skips an item)."""
+    from textseld.models.text_encoders import preset_fetch
+
     w = config["weights"]
     if name == "beats" and not w["beats_source"]:
         raise ValueError(
             "weights.fetch lists 'beats' but weights.beats_source is not set: give the URL or "
             "local path of BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
         )
-    return {
-        "clip_arch": w["clip_arch"] if name == "clip" else None,
-        "clip_tag": w["clip_tag"],
-        "bert": w["bert_repo"] if name == "bert" else None,
-        "beats": w["beats_source"] if name == "beats" else None,
-    }
+    args = {"clip_arch": None, "bert": None, "beats": w["beats_source"] if name == "beats" else None}
+    if name in ("clip", "bert"):
+        # what to fetch is the chosen preset's (one owner: text_encoders.<name>)
+        preset = config["text_encoders"].get(name)
+        fetch = preset_fetch(name, preset) if preset else None
+        if fetch is None:
+            raise ValueError(
+                f"weights.fetch lists {name!r} but text_encoders.{name} = {preset!r} has no pretrained "
+                f"weights to fetch: remove {name!r} from weights.fetch or choose a pretrained preset"
+            )
+        args.update(fetch)
+    return args
 
 
 def fetched(names):

@@ -18,7 +18,7 @@ rule pretrain_tokenizer:
         f"{BENCH}/pretrain_tokenizer/{{src}}.tsv"
     params:
         run_dir=lambda wildcards: pretrain_dir(wildcards.src),
-        models=config["models"],
+        models=MODEL_CONFIG,
         train=config["train"]["pretrain"],
         seed=config["train"]["pretrain_seed"],
         split=config["train"]["validation_split"],
@@ -45,7 +45,7 @@ rule train_baseline:
         f"{BENCH}/train_baseline/seed{{seed}}.tsv"
     params:
         run_dir=lambda wildcards: run_dir("baseline", wildcards.seed),
-        models=config["models"],
+        models=MODEL_CONFIG,
         train=config["train"]["baseline"],
         split=config["train"]["validation_split"],
     threads: threads_of("train")
@@ -77,7 +77,7 @@ rule finetune:
     params:
         run_dir=lambda wildcards: run_dir(f"{wildcards.src}-{wildcards.txt}-{wildcards.head}", wildcards.seed),
         pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
-        models=config["models"],
+        models=MODEL_CONFIG,
         # only the chosen encoder's keys: changing CLIP settings leaves BERT runs alone
         text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
         train=config["train"]["finetune"],

@@ -103,6 +103,14 @@ class BertTextEncoder(TextEncoder):
             self.bert = BertModel.from_pretrained(str(folder), local_files_only=True, add_pooling_layer=True)
         self.pooling, reason = resolve_pooling(config.bert_pooling, folder, weights)
         bcfg = self.bert.config
+        if config.bert is not None:  # the preset owns the architecture: the loaded model must be it
+            from textseld.models.text_encoders import BERT_PRESETS
+
+            arch = BERT_PRESETS[config.bert]["arch"]
+            wrong = {k: getattr(bcfg, k) for k, v in arch.items() if getattr(bcfg, k) != v}
+            if wrong:
+                raise ValueError(f"{folder}: not the BERT of preset {config.bert!r} (it has {wrong}, the preset "
+                                 f"{ {k: arch[k] for k in wrong} }); check text_encoders.bert and bert_path")
         if len(self.tokenizer) - len(PLACEHOLDERS) > bcfg.vocab_size:
             raise ValueError(f"{folder}: tokenizer has {len(self.tokenizer) - len(PLACEHOLDERS)} tokens, "
                              f"the model's vocabulary {bcfg.vocab_size}")

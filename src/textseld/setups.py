@@ -1,0 +1,81 @@
+"""A whole workflow setup, resolved and checked by the library before any job runs.
+
+The workflow's config is config/config.yaml with setup files (tiny.yaml,
+paper.yaml, ...) merged over it key by key. `resolve_setup` builds every
+section that a job will hand to the library with the same config classes the
+job uses (ModelConfig, TextEncoderConfig, TrainConfig, SplitConfig), so a bad
+value fails at workflow start, naming its config key, instead of in the 40th
+job. It also derives the one fact that two sections share: the token width D
+is the width of the chosen text encoders (both must have it: one pretrained
+tokenizer feeds both), never a second key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+TRAIN_KINDS = ("pretrain", "finetune", "baseline")
+
+
+class SetupError(ValueError):
+    """A setup that cannot run; the message names the config key."""
+
+
+def encoder_section(text_encoders: Mapping[str, Any], txt: str) -> dict[str, Any]:
+    """The keys of `text_encoders` that concern encoder `txt` ("clip" or "bert"): its preset
+    name, its `<txt>_*` keys (e.g. clip_weights) and random_init. A finetuning's params carry only these,
+    so changing the CLIP setting leaves the BERT runs alone."""
+    return {k: v for k, v in text_encoders.items() if k in (txt, "random_init") or k.startswith(f"{txt}_")}
+
+
+def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a merged workflow config and return what the rules pass on.
+
+    config: the workflow config (schema defaults filled). Returns
+    {"token_width": D, "models": the models section with token_width = D,
+    "text_encoders": {txt: encoder section} for the encoders of grid.texts,
+    "widths": {txt: D_txt}}. Raises SetupError naming the key.
+    """
+    from textseld.data.splits import SplitConfig
+    from textseld.models.config import ModelConfig
+    from textseld.models.text_encoders import TextEncoderConfig, encoder_width
+    from textseld.train.config import TrainConfig
+
+    texts = list(config.get("grid", {}).get("texts", ["clip", "bert"]))
+    text_encoders = dict(config.get("text_encoders") or {})
+    sections, widths, presets = {}, {}, {}
+    for txt in texts:
+        section = encoder_section(text_encoders, txt)
+        if section.get(txt) is None:
+            raise SetupError(f"config key text_encoders.{txt}: grid.texts uses the {txt} encoder, so choose it "
+                             f"by preset name (see textseld.models.text_encoders.{txt.upper()}_PRESETS)")
+        try:
+            widths[txt] = encoder_width(txt, TextEncoderConfig.from_dict(section))
+        except (ValueError, OSError) as exc:
+            raise SetupError(f"config key text_encoders.{txt} ({section[txt]!r}): {exc}") from None
+        sections[txt], presets[txt] = section, section[txt]
+    if len(set(widths.values())) > 1:
+        listed = " and ".join(f"text_encoders.{t} = {presets[t]!r} (width {w})" for t, w in widths.items())
+        raise SetupError(f"config keys {listed}: the text encoders of one setup must have the same width, "
+                         f"because one pretrained tokenizer feeds both; choose presets of equal width")
+    models = dict(config.get("models") or {})
+    if "token_width" in models:
+        raise SetupError("config key models.token_width: the token width is the text encoders' width "
+                         "(text_encoders.clip / text_encoders.bert); do not set it")
+    try:
+        width = next(iter(widths.values())) if widths else ModelConfig.from_dict(models).token_width
+        ModelConfig.from_dict({**models, "token_width": width})
+    except ValueError as exc:
+        raise SetupError(f"config section models: {exc}") from None
+    train = dict(config.get("train") or {})
+    for kind in TRAIN_KINDS:
+        try:
+            TrainConfig.from_dict(train.get(kind) or {}, preset=kind)
+        except ValueError as exc:
+            raise SetupError(f"config section train.{kind}: {exc}") from None
+    try:
+        SplitConfig.from_dict(train.get("validation_split"))
+    except ValueError as exc:
+        raise SetupError(f"config section train.validation_split: {exc}") from None
+    return {"token_width": width, "models": {**models, "token_width": width}, "text_encoders": sections,
+            "widths": widths}
