@@ -2,8 +2,9 @@
 
 Same model (`small` RCC-BERT-GREP, BERT = the bundled MiniLM), same batch,
 same run. (CLIP in the epoch timings: the ViT-B-16 text tower, random init
-when no weights file is configured: same cost as the real weights.) Both paths run the full training step (tokenizer, frozen text
-encoder with injected tokens, head, MAE + ADPIT, backward, Adam step); they
+when no weights file is configured: same cost as the real weights.) Both
+paths run the full training step (tokenizer, frozen text encoder with
+injected tokens, head, MAE + ADPIT, backward, Adam step); they
 differ only in how text is handled:
 
 - real:  GroundTruthCache (no_grad, de-duplicated, kept across steps),
@@ -196,7 +197,8 @@ def main(argv=None) -> int:
                 ("rcc", "clip", args.frames): setup("real", args.frames, "rcc", "clip")}
         med = interleave(runs, args.steps)
         for (source, text, frames), per_step in med.items():
-            print(f"finetune {source}-{text}-grep epoch ({args.clips} clips, {n_steps} steps), text_frames_per_clip={frames}: "
+            print(f"finetune {source}-{text}-grep epoch ({args.clips} clips, {n_steps} steps), "
+                  f"text_frames_per_clip={frames}: "
                   f"{per_step * n_steps:.1f} s ({per_step:.3f} s/step, median of {args.steps})")
         del runs
 

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_seld_loop import score_loop  # noqa: E402
-
-from textseld.metrics.bootstrap import bootstrap_ci  # noqa: E402
-from textseld.metrics.seld import clip_statistics, score  # noqa: E402
+from reference_seld_loop import score_loop
+from textseld.metrics.bootstrap import bootstrap_ci
+from textseld.metrics.seld import clip_statistics, score
 
 
 def synth_clip(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:

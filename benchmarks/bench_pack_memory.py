@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 CHILD = r"""
@@ -35,13 +34,14 @@ if mode == "write":
             for start in range(0, len(names), 50):
                 part = names[start:start + 50]
                 b = len(part)
-                w.append(part, rng.standard_normal((b, 1, 251, 64), np.float32), rng.standard_normal((b, 4, 251, 64), np.float32),
-                         rng.standard_normal((b, 2, 251, 64), np.float32), np.repeat(target[None], b, 0), [rows] * b)
+                feats = [rng.standard_normal((b, c, 251, 64), np.float32) for c in (1, 4, 2)]
+                w.append(part, *feats, np.repeat(target[None], b, 0), [rows] * b)
 else:
     t = time.time()
     merge_shards(shards, f"{workdir}/packed.h5", batch_size=64)
     compute_stats(f"{workdir}/packed.h5", f"{workdir}/stats.h5", batch_size=64)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.time() - t, "import_rss_mb": base_mb}))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak_mb, "seconds": time.time() - t, "import_rss_mb": base_mb}))
 """
 
 

@@ -21,7 +21,7 @@ from textseld.metrics.bootstrap import bootstrap_ci
 from textseld.metrics.seld import clip_statistics, evaluate_dirs, fold_azimuth, score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from reference_seld_loop import score_loop  # noqa: E402
+from reference_seld_loop import score_loop
 
 N = 13
 

@@ -3,8 +3,12 @@
 import torch
 
 from textseld.models.config import ModelConfig
-from textseld.models.conformer import (ConformerBlock, RelPositionMultiHeadAttention, rel_shift,
-                                      sinusoidal_relative_positions)
+from textseld.models.conformer import (
+    ConformerBlock,
+    RelPositionMultiHeadAttention,
+    rel_shift,
+    sinusoidal_relative_positions,
+)
 from textseld.models.rcc import RCCEncoder
 
 

@@ -9,8 +9,7 @@ import math
 import pytest
 
 from textseld.cli import main
-from textseld.results import (PROTOCOLS, ResultsError, RunRecord, aggregate, build_tables, run_records,
-                              system_name)
+from textseld.results import PROTOCOLS, ResultsError, RunRecord, aggregate, build_tables, run_records, system_name
 
 
 def write_metrics(path, protocol, F, DOAE, RDE, ci=None):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_helpers import SNAKEMAKE, snakemake, workflow_copy
+from workflow_helpers import SNAKEMAKE, workflow_copy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

@@ -214,7 +214,8 @@ def _fake_espeak(tmp_path):
         import struct, sys, numpy as np
         sr = 22050
         x = (0.5 * np.sin(2 * np.pi * 200 * np.arange(int(0.8 * sr)) / sr) * 32767).astype('<i2')
-        hdr = b'RIFF' + struct.pack('<I', 0x7fffffff) + b'WAVE' + b'fmt ' + struct.pack('<IHHIIHH', 16, 1, 1, sr, 2 * sr, 2, 16)
+        fmt = struct.pack('<IHHIIHH', 16, 1, 1, sr, 2 * sr, 2, 16)
+        hdr = b'RIFF' + struct.pack('<I', 0x7fffffff) + b'WAVE' + b'fmt ' + fmt
         sys.stdout.buffer.write(hdr + b'data' + struct.pack('<I', 0x7fffffff) + x.tobytes())
         """))
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)

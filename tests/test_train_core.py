@@ -13,8 +13,14 @@ import torch
 from torch import nn
 
 from textseld.constants import N_CLASSES, N_LABEL_FRAMES, N_TRACKS
-from textseld.train.checkpoint import (CheckpointError, load_trainable_state, read_checkpoint,
-                                       rng_state, save_checkpoint, set_rng_state)
+from textseld.train.checkpoint import (
+    CheckpointError,
+    load_trainable_state,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from textseld.train.config import TrainConfig, lr_factor
 from textseld.train.loop import EpochSampler, fit
 

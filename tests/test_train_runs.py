@@ -257,14 +257,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path)
 
 # ---------------------------------------------------------------- raw audio
 def test_predict_audio_windows_resampling_and_bad_files(data, pretrained, tmp_path):
-    import soundfile as sf
-
-    from textseld.data.labels import read_labels
-    from textseld.train.predict import AudioInputError, predict_audio
-
     import shutil
 
+    import soundfile as sf
+
     from textseld.constants import N_TRACKS
+    from textseld.data.labels import read_labels
+    from textseld.train.predict import AudioInputError, predict_audio
 
     # A copy of the pretrain run whose head fires: x biased up, y per track apart.
     pre_dir = tmp_path / "run"
@@ -408,7 +407,7 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
         rec = json.loads((run / "split.json").read_text())
         assert rec["fraction"] == 0.1 and rec["seed"] == 0
         val = {recording_key(n) for n in rec["validation_clips"]}
-        assert {"room%d_mix%03d" % k for k in val} == set(rec["validation_recordings"])
+        assert {"room{}_mix{:03d}".format(*k) for k in val} == set(rec["validation_recordings"])
         return val
 
     every = {recording_key(n) for n in names}

@@ -12,7 +12,8 @@ tokenizer feeds both), never a second key.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 TRAIN_KINDS = ("pretrain", "finetune", "baseline")
 

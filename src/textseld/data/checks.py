@@ -10,9 +10,9 @@ problem, so one run lists everything to fix.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import soundfile as sf

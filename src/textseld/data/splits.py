@@ -12,8 +12,9 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class SplitConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, values: "Mapping[str, Any] | SplitConfig | None") -> "SplitConfig":
+    def from_dict(cls, values: Mapping[str, Any] | SplitConfig | None) -> SplitConfig:
         """Build from a plain dict; unknown keys and bad values raise ValueError naming the key."""
         if isinstance(values, cls):
             values.validate()
@@ -115,7 +116,7 @@ def split_record(split: SplitConfig, names: Sequence[str]) -> dict:
 STATS_ATTR = "validation_split"  # stats.h5 attribute holding split_record(...) as JSON
 
 
-def compute_training_stats(packed: str | os.PathLike, out: str | os.PathLike, split: "SplitConfig | Mapping | None",
+def compute_training_stats(packed: str | os.PathLike, out: str | os.PathLike, split: SplitConfig | Mapping | None,
                            batch_size: int = 64) -> dict:
     """Normalisation statistics of the training part of a packed training file: the clips
     that `split` does not hold out for validation (SPEC section 2). The split record is

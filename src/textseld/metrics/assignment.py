@@ -15,7 +15,7 @@ result is the official one in every case.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -24,7 +24,7 @@ MAX_ENUMERATED = 5040          # assignments per cell above which scipy solves e
 TIE_TOLERANCE = 1e-9           # relative gap below which two assignment costs count as tied
 
 
-@lru_cache(maxsize=None)
+@cache
 def _injections(n_from: int, n_to: int) -> np.ndarray:
     """All injective maps {0..n_from-1} -> {0..n_to-1}: (P, n_from) int64."""
     return np.asarray(list(itertools.permutations(range(n_to), n_from)), dtype=np.int64).reshape(-1, n_from)

@@ -185,7 +185,10 @@ def clip_statistics(
         return (key // (N_LABEL_FRAMES * N_CLASSES)) * N_CLASSES + key % N_CLASSES
 
     n_rows = len(names) * N_CLASSES
-    add = lambda key, w: np.bincount(row_of(key), weights=w, minlength=n_rows)
+
+    def add(key, w):
+        return np.bincount(row_of(key), weights=w, minlength=n_rows)
+
     pairs = np.minimum(rn, pn).astype(np.float64)
     stats = np.zeros((n_rows, len(STAT_NAMES)), dtype=np.float64)
     stats[:, TP] = add(cells, pairs - wrong)
@@ -226,7 +229,10 @@ def summary_arrays(totals: np.ndarray, average: str = "macro") -> dict[str, np.n
     if average == "macro":
         f, doae, rdee = f_c.mean(axis=-1), _nanmean(doa_c, -1), _nanmean(rde_c, -1)
     else:
-        s = lambda a: a.sum(axis=-1)
+
+        def s(a):
+            return a.sum(axis=-1)
+
         f = s(tp) / (EPS + s(tp) + s(fps) + 0.5 * (s(fp) + s(fn)))
         k = s(pairs)
         with np.errstate(invalid="ignore", divide="ignore"):

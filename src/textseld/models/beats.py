@@ -236,7 +236,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"BEATs checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+    except Exception as exc:  # any failure to read it: re-raised with the file named
         raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): {exc}") from exc
     if not isinstance(ckpt, dict) or "cfg" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path}: expected a dict with keys 'cfg' and 'model' (an official BEATs checkpoint)")
@@ -288,7 +288,7 @@ class BeatsEncoder(nn.Module):
         """The parts that never train (and never leave eval mode)."""
         return [m for m in (self.beats.layer_norm, self.beats.encoder, self.beats.predictor) if m is not None]
 
-    def train(self, mode: bool = True) -> "BeatsEncoder":
+    def train(self, mode: bool = True) -> BeatsEncoder:
         super().train(mode)
         for m in self.frozen_modules():
             m.eval()

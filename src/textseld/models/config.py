@@ -57,7 +57,7 @@ class ModelConfig:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_size(cls, size: str, **overrides: Any) -> "ModelConfig":
+    def from_size(cls, size: str, **overrides: Any) -> ModelConfig:
         """The preset `size` in SIZES with `overrides` (same keys as the fields) applied."""
         if size not in SIZES:
             raise ValueError(f"unknown model size {size!r}; expected one of {', '.join(SIZES)}")
@@ -76,7 +76,7 @@ class ModelConfig:
         return cls.from_dict(base)
 
     @classmethod
-    def from_dict(cls, values: dict | None, size: str | None = None) -> "ModelConfig":
+    def from_dict(cls, values: dict | None, size: str | None = None) -> ModelConfig:
         """Build from a plain dict (the `models` config section), on top of `size` if given.
 
         A `size` key inside `values` selects the preset too. Unknown keys raise

@@ -10,7 +10,7 @@ where batch = {"src" (B,1,T,F), "doa" (B,4,T,F), "dist" (B,2,T,F), ...}.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -80,8 +80,8 @@ class SeldTextModel(nn.Module):
                 frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """batch tensors + template_ids (B,) [+ frames (L',) or (B, L')] -> (B, L', K*3*C), aux.
 
-        aux = {"A": (B, L', E) audio-driven embeddings (E = text_encoder.embed_dim, = D in the paper), "hidden": (B, L', 3, D)
-        placeholder states}. Every frame of a clip uses that clip's template.
+        aux = {"A": (B, L', E) audio-driven embeddings (E = text_encoder.embed_dim, = D in the paper),
+        "hidden": (B, L', 3, D) placeholder states}. Every frame of a clip uses that clip's template.
         """
         streams = [_select_frames(s, frames) for s in self.tokenizer(batch["src"], batch["doa"], batch["dist"])]
         b, n, d = streams[0].shape

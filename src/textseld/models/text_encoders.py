@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,7 +111,7 @@ class TextEncoderConfig:
     random_init: bool = False
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "TextEncoderConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> TextEncoderConfig:
         d = dict(d or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -125,7 +126,7 @@ class TextEncoderConfig:
         return cfg
 
     @classmethod
-    def tiny(cls, **overrides) -> "TextEncoderConfig":
+    def tiny(cls, **overrides) -> TextEncoderConfig:
         """Small random encoders for tests (CLIP BPE vocab, MiniLM vocab)."""
         base = dict(
             clip_pretrained=None,
@@ -325,7 +326,7 @@ class TextEncoder(nn.Module):
         return self._embed_ids(torch.tensor([ids], device=self._tpl_ids.device))[0, 0]
 
     # ---- freezing ----------------------------------------------------------
-    def lock(self) -> "TextEncoder":
+    def lock(self) -> TextEncoder:
         """Freeze: no parameter takes gradients, eval mode (no dropout), and
         stays in eval when a parent module calls .train()."""
         for p in self.parameters():
@@ -337,7 +338,7 @@ class TextEncoder(nn.Module):
     def locked(self) -> bool:
         return self._locked
 
-    def train(self, mode: bool = True) -> "TextEncoder":
+    def train(self, mode: bool = True) -> TextEncoder:
         return super().train(False if self._locked else mode)
 
 

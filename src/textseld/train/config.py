@@ -56,7 +56,7 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
         """The paper's settings for `name` in PRESETS, with `overrides` applied."""
         if name not in PRESETS:
             raise ValueError(f"unknown training preset {name!r}; expected one of {', '.join(PRESETS)}")
@@ -75,7 +75,7 @@ class TrainConfig:
         return cls.from_dict(base, preset=None)
 
     @classmethod
-    def from_dict(cls, values: dict | None, preset: str | None = None) -> "TrainConfig":
+    def from_dict(cls, values: dict | None, preset: str | None = None) -> TrainConfig:
         """Build from a plain dict (a config section) on top of `preset` (or the defaults).
 
         Unknown keys raise ValueError naming the key and listing the valid ones.
@@ -97,7 +97,7 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def coerce(cls, value: "TrainConfig | dict | None", preset: str) -> "TrainConfig":
+    def coerce(cls, value: TrainConfig | dict | None, preset: str) -> TrainConfig:
         """Accept a ready TrainConfig or a dict section (applied on top of `preset`)."""
         if isinstance(value, cls):
             value.validate()

@@ -18,8 +18,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -230,7 +231,7 @@ def _splits(run_dir: Path, train_h5, stats_h5, split):
     val_names = [names[int(i)] for i in val_idx]
     write_text_atomic(run_dir / "split.json", json.dumps({
         **split.to_dict(), "n_train": len(train_idx),
-        "validation_recordings": sorted({"room%d_mix%03d" % recording_key(n) for n in val_names}),
+        "validation_recordings": sorted({"room{}_mix{:03d}".format(*recording_key(n)) for n in val_names}),
         "validation_clips": val_names}, indent=2) + "\n")
     refs = {n: np.asarray(full.label_rows(int(i)), dtype=np.float64) for n, i in zip(val_names, val_idx)}
     log.info("%s: %d training clips, %d validation clips (split seed %d)", train_h5, len(train_idx),

@@ -23,7 +23,7 @@ import numpy as np
 
 from textseld.constants import CLIP_SAMPLES, N_CLASSES, N_LABEL_FRAMES, SAMPLE_RATE
 from textseld.data.synthesis.dsp import frame_energy
-from textseld.data.synthesis.room import MAX_ORDER_CAP, SRC_WALL_MARGIN, ROOM_Z, Room, direction, fit_room
+from textseld.data.synthesis.room import MAX_ORDER_CAP, ROOM_Z, SRC_WALL_MARGIN, Room, direction, fit_room
 from textseld.data.synthesis.sounds import ACTIVE_DB, DURATION_RANGE, class_sound
 
 PRE_S = 0.5  # timeline starts 0.5 s before the clip (earliest onset): 5 whole label frames
