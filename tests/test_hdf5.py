@@ -248,3 +248,59 @@ def test_pack_cli_statistics_use_the_shared_split(tmp_path, fake_clips):
     train_idx, _ = SplitConfig(0.3, 2).indices([c[0] for c in fake_clips])
     x = np.stack([fake_clips[i][1]["dist"] for i in train_idx]).astype(np.float64)
     np.testing.assert_allclose(hdf5.read_stats(tmp_path / "stats.h5")["dist"][0], x.mean(axis=(0, 2)), rtol=1e-6)
+
+
+# ------------------------------------------------- damage is an error naming the file
+def _chunk_offset(path, key: str, index: int) -> tuple[int, int]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        info = f[key].id.get_chunk_info_by_coord((index, 0, 0, 0)[: f[key].ndim])
+        return info.byte_offset, info.size
+
+
+def test_damaged_feature_chunk_is_an_error_naming_the_file(tmp_path):
+    """Fletcher32 on the feature datasets: garbage in a chunk is not read as features."""
+    import h5py
+
+    from textseld.data.hdf5 import PackedDataset, PackedFileError, PackedWriter
+    from textseld.data.targets import build_targets
+
+    path = tmp_path / "train.h5"
+    rng = np.random.default_rng(0)
+    names = ["fold3_room1_mix001_deg000_start0000", "fold3_room1_mix001_deg000_start0001"]
+    rows = [np.zeros((0, 6)), np.asarray([[3, 1, 0, 20, 150, 0]], dtype=np.float64)]
+    with PackedWriter(path, "dev-train", "{}") as w:
+        w.append(names, *(rng.normal(size=(2, c, N_FEAT_FRAMES, N_MELS)).astype(np.float32) for c in (1, 4, 2)),
+                 np.stack([build_targets(r) for r in rows]), rows)
+    with h5py.File(path, "r") as f:
+        assert all(f[k].fletcher32 for k in ("src", "doa", "dist", "targets", "label_rows"))
+    assert PackedDataset(path)[1]["name"] == names[1]
+    offset, size = _chunk_offset(path, "doa", 1)
+    with open(path, "r+b") as fh:
+        fh.seek(offset + size // 2)
+        fh.write(b"\x7f" * 64)
+    data = PackedDataset(path)
+    assert data[0]["name"] == names[0]  # other chunks still read
+    with pytest.raises(PackedFileError, match=rf"{path}: cannot read clip 1 .*filter returned failure"):
+        data[1]
+
+
+def test_damaged_index_is_an_error_naming_the_file(tmp_path):
+    from textseld.data.hdf5 import TARGET_SHAPE, read_names
+
+    path = tmp_path / "test.h5"
+    with PackedWriter(path, "dev-test", "{}") as w:
+        w.append(["a"], *(np.zeros((1, c, N_FEAT_FRAMES, N_MELS), np.float32) for c in (1, 4, 2)),
+                 np.zeros((1, *TARGET_SHAPE), np.float32), [np.zeros((0, 6))])
+    raw = bytearray(path.read_bytes())
+    raw[800:4800] = b"\x00" * 4000  # after the superblock: object headers and chunk indices
+    path.write_bytes(bytes(raw))
+    errors = []
+    for call in (lambda: read_names(path), lambda: PackedDataset(path)[0], lambda: PackedDataset(path).label_rows(0)):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - every failure is checked below
+            errors.append(exc)
+    assert errors
+    assert all(isinstance(e, PackedFileError) and str(path) in str(e) for e in errors), errors

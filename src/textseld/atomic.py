@@ -7,10 +7,14 @@ complete; a failed writer removes its temporary file.
 from __future__ import annotations
 
 import contextlib
+import glob
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -19,15 +23,29 @@ def _umask() -> int:
     return mask
 
 
+def temporaries_of(path: str | os.PathLike, suffix: str = "") -> list[Path]:
+    """The temporary files `atomic_path(path, suffix)` calls create beside `path`."""
+    target = Path(path)
+    return sorted(p for p in target.parent.glob(f".{glob.escape(target.name)}.*{glob.escape(suffix)}.tmp")
+                  if p.is_file())
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", remove_stale: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to `path` on success.
 
     The temporary name keeps `suffix` (e.g. ".h5", ".wav") so that libraries
-    that infer the format from the extension still work.
+    that infer the format from the extension still work. A killed writer
+    (SIGKILL) cannot remove its temporary file: remove_stale=True removes the
+    ones earlier writers of the same target left, for targets that only one
+    writer at a time produces (workflow outputs; large files).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if remove_stale:
+        for stale in temporaries_of(target, suffix):
+            log.warning("removing %s, left by an interrupted writer of %s", stale, target)
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -55,16 +55,19 @@ class PackedWriter:
         self.n_rows = 0
 
     def __enter__(self) -> "PackedWriter":
-        tmp = self._stack.enter_context(atomic_path(self.path, suffix=".h5"))
+        # a killed writer of this file left its (possibly large) temporary behind: remove it
+        tmp = self._stack.enter_context(atomic_path(self.path, suffix=".h5", remove_stale=True))
         self._f = h5py.File(tmp, "w")
         f = self._f
         f.create_dataset("names", (0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(1024,))
+        # Fletcher32 per chunk: a damaged chunk is a read error (naming the file), not silent garbage
         for key in FEATURE_KEYS:
             shape = (CHANNELS[key], N_FEAT_FRAMES, N_MELS)
-            f.create_dataset(key, (0, *shape), maxshape=(None, *shape), dtype="f4", chunks=(1, *shape))
+            f.create_dataset(key, (0, *shape), maxshape=(None, *shape), dtype="f4", chunks=(1, *shape),
+                             fletcher32=True)
         f.create_dataset("targets", (0, *TARGET_SHAPE), maxshape=(None, *TARGET_SHAPE), dtype="f4",
-                         chunks=(1, *TARGET_SHAPE))
-        f.create_dataset("label_rows", (0, 6), maxshape=(None, 6), dtype="f8", chunks=(4096, 6))
+                         chunks=(1, *TARGET_SHAPE), fletcher32=True)
+        f.create_dataset("label_rows", (0, 6), maxshape=(None, 6), dtype="f8", chunks=(4096, 6), fletcher32=True)
         f.create_dataset("label_offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
         f.attrs["feature_config"] = self.feature_config
         f.attrs["textseld_version"] = __version__
@@ -117,16 +120,34 @@ def _open(path: str | os.PathLike) -> h5py.File:
         f = h5py.File(path, "r")
     except (OSError, FileNotFoundError) as exc:
         raise PackedFileError(f"{path}: cannot open as HDF5 ({exc})") from None
-    missing = [k for k in ("names", *FEATURE_KEYS, "targets", "label_rows", "label_offsets") if k not in f]
-    if missing or "feature_config" not in f.attrs:
+    try:
+        with _reading(path, "its index"):
+            missing = [k for k in ("names", *FEATURE_KEYS, "targets", "label_rows", "label_offsets") if k not in f]
+            missing = missing or ([] if "feature_config" in f.attrs else ["attr feature_config"])
+    except PackedFileError:
         f.close()
-        raise PackedFileError(f"{path}: not a packed feature file (missing {missing or ['attr feature_config']})")
+        raise
+    if missing:
+        f.close()
+        raise PackedFileError(f"{path}: not a packed feature file (missing {missing})")
     return f
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn HDF5 read failures (damaged chunk or index, checksum mismatch, missing
+    dataset) into a PackedFileError that names the file and what was being read."""
+    try:
+        yield
+    except PackedFileError:
+        raise
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise PackedFileError(f"{path}: cannot read {what} (damaged or not a packed feature file: {exc})") from None
 
 
 def read_names(path: str | os.PathLike) -> list[str]:
     """The clip names of a packed file, in file order."""
-    with _open(path) as f:
+    with _open(path) as f, _reading(path, "the clip names"):
         return list(f["names"].asstr()[:])
 
 
@@ -161,12 +182,13 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
                 for s in sorted({s for _, s, _ in batch}):
                     pos = [p for p, (_, bs, _) in enumerate(batch) if bs == s]
                     idx = [batch[p][2] for p in pos]  # increasing: each shard is sorted by name
-                    for key in parts:
-                        block = files[s][key][idx]
-                        for j, p in enumerate(pos):
-                            parts[key][p] = block[j]
-                    for p, i in zip(pos, idx):
-                        rows[p] = files[s]["label_rows"][offsets[s][i]:offsets[s][i + 1]]
+                    with _reading(shards[s], f"clips {idx[0]}..{idx[-1]}"):
+                        for key in parts:
+                            block = files[s][key][idx]
+                            for j, p in enumerate(pos):
+                                parts[key][p] = block[j]
+                        for p, i in zip(pos, idx):
+                            rows[p] = files[s]["label_rows"][offsets[s][i]:offsets[s][i + 1]]
                 writer.append([name for name, _, _ in batch], *(np.stack(parts[k]) for k in FEATURE_KEYS),
                               np.stack(parts["targets"]), rows)
         return len(order)
@@ -190,7 +212,8 @@ def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=Non
         for start in tqdm(range(0, len(idx), batch_size), desc="stats", unit="batch"):
             sel = idx[start:start + batch_size]
             for key in FEATURE_KEYS:
-                x = f[key][sel].astype(np.float64)  # (b, C, T, F)
+                with _reading(packed, f"{key} of clips {sel[0]}..{sel[-1]}"):
+                    x = f[key][sel].astype(np.float64)  # (b, C, T, F)
                 n_b = x.shape[0] * x.shape[2]
                 mean_b = x.mean(axis=(0, 2))
                 m2_b = ((x - mean_b[None, :, None, :]) ** 2).sum(axis=(0, 2))
@@ -199,7 +222,7 @@ def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=Non
                 delta = mean_b - mean_a
                 acc[key] = [tot, mean_a + delta * (n_b / tot), m2_a + m2_b + delta**2 * (n_a * n_b / tot)]
     stats = {k: (acc[k][1], np.maximum(np.sqrt(acc[k][2] / acc[k][0]), STD_FLOOR)) for k in FEATURE_KEYS}
-    with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as g:
+    with atomic_path(out, suffix=".h5", remove_stale=True) as tmp, h5py.File(tmp, "w") as g:
         g.attrs["source"] = str(packed)
         g.attrs["n_clips"] = len(idx)
         g.attrs["std_floor"] = STD_FLOOR
@@ -268,7 +291,7 @@ class PackedDataset(torch.utils.data.Dataset):
     @property
     def names(self) -> list[str]:
         if self._names is None:
-            with _open(self.path) as f:  # short-lived: no handle survives into workers
+            with _open(self.path) as f, _reading(self.path, "the clip names"):  # short-lived: no handle in workers
                 self._names = list(f["names"].asstr()[:])
                 if self.indices is not None and len(self.indices) and (
                         self.indices.min() < 0 or self.indices.max() >= len(self._names)):
@@ -285,9 +308,10 @@ class PackedDataset(torch.utils.data.Dataset):
     def label_rows(self, index: int) -> np.ndarray:
         """Reference label rows (n, 6) float64 of the clip at file index `index`."""
         f = self._h5()
-        if self._offsets is None:
-            self._offsets = f["label_offsets"][:]
-        return f["label_rows"][self._offsets[index]:self._offsets[index + 1]]
+        with _reading(self.path, f"the label rows of clip {index}"):
+            if self._offsets is None:
+                self._offsets = f["label_offsets"][:]
+            return f["label_rows"][self._offsets[index]:self._offsets[index + 1]]
 
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
@@ -295,13 +319,15 @@ class PackedDataset(torch.utils.data.Dataset):
         index = self.file_index(i % len(self))
         f = self._h5()
         item = {}
+        with _reading(self.path, f"clip {index}"):
+            raw = {key: f[key][index] for key in (*FEATURE_KEYS, "targets")}
         for key in FEATURE_KEYS:
-            x = torch.from_numpy(f[key][index])  # (C, T, F)
+            x = torch.from_numpy(raw[key])  # (C, T, F)
             if self.stats is not None:
                 mean, std = self.stats[key]
                 x = (x - mean) / std
             item[key] = x
-        item["target"] = torch.from_numpy(f["targets"][index])
+        item["target"] = torch.from_numpy(raw["targets"])
         item["index"] = index
         item["name"] = self.names[index]
         return item

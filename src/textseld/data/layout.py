@@ -99,8 +99,7 @@ def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
     Raises DatasetError listing every unpaired file (with the expected partner
     path), every missing split folder and any name found in two splits.
     """
-    if isinstance(splits, str):
-        splits = [splits]
+    splits = [splits] if isinstance(splits, str) else list(splits)
     clips: list[Clip] = []
     problems: list[str] = []
     for split in splits:
@@ -116,5 +115,8 @@ def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
         shown = problems[:20]
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise DatasetError("dataset layout problems:\n" + "\n".join(shown) + more)
+    if not clips:  # an empty split would silently make an empty feature file
+        folders = "; ".join(f"{w}/*.wav with {c}/*.csv" for w, c in (split_folders(root, s) for s in splits))
+        raise DatasetError(f"{root}: split(s) {', '.join(splits)} hold no clips (expected {folders})")
     clips.sort(key=lambda c: c.name)
     return clips
