@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertConfig, BertModel, BertTokenizer  # transformers 5: the fast tokenizer
 
 from textseld.models.text_encoders import TextEncoder, TextEncoderConfig, file_info
 
@@ -86,7 +86,7 @@ class BertTextEncoder(TextEncoder):
         folder = Path(config.bert_path) if config.bert_path else default_bert_path()
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: not a BERT model folder (no config.json)")
-        self.tokenizer = BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+        self.tokenizer = BertTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.tokenizer.add_tokens(list(PLACEHOLDERS), special_tokens=True)
         if config.bert_random_init:
             bcfg = BertConfig.from_pretrained(str(folder), local_files_only=True)
@@ -146,6 +146,8 @@ class BertTextEncoder(TextEncoder):
                         token_type_ids=torch.zeros(n, s, dtype=torch.long, device=x.device))
         hidden = out.last_hidden_state
         if self.pooling == "pooler":
+            if self.bert.pooler is None:  # both constructors above add it
+                raise RuntimeError("BERT pooling 'pooler' but the model has no pooling layer")
             a = self.bert.pooler(hidden)
         else:
             m = mask.unsqueeze(-1).to(hidden.dtype)

@@ -196,8 +196,9 @@ def encoder_width(kind: str, cfg: Any) -> int:
         raise ValueError(f"text encoder kind must be 'clip' or 'bert', got {kind!r}")
     if config.bert is not None:
         return int(BERT_PRESETS[config.bert]["arch"]["hidden_size"])
-    if config.bert_random_init and (config.bert_config or {}).get("hidden_size"):
-        return int(config.bert_config["hidden_size"])
+    bert_config = config.bert_config or {}
+    if config.bert_random_init and bert_config.get("hidden_size"):
+        return int(bert_config["hidden_size"])
     import json
 
     from textseld.models.text_bert import default_bert_path
@@ -211,7 +212,7 @@ def _as_config(cfg: Any) -> TextEncoderConfig:
         return TextEncoderConfig.from_dict(cfg)
     if isinstance(cfg, TextEncoderConfig):
         return cfg
-    if dataclasses.is_dataclass(cfg):  # e.g. the training config's own dataclass with the same keys
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):  # e.g. another dataclass with the same keys
         return TextEncoderConfig.from_dict(dataclasses.asdict(cfg))
     raise TypeError(f"text encoder config must be a dict or TextEncoderConfig, got {type(cfg).__name__}")
 
@@ -229,11 +230,38 @@ class TextEncoder(nn.Module):
     """
 
     kind: str = ""
+    # Set by the subclass before `_init_templates()` (see above).
+    width: int
+    embed_dim: int
+    placeholders: tuple[str, ...]
+    placeholder_ids: tuple[int, ...]
+    pad_id: int
+    # Buffers registered by `_init_templates()`.
+    _tpl_ids: torch.Tensor
+    _tpl_len: torch.Tensor
+    _tpl_pos: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
         self._locked = False
         self.weights_info: dict[str, Any] = {}
+
+    # ---- what a subclass implements ----------------------------------------
+    def _encode_ids(self, text: str) -> list[int]:
+        """Token ids of `text` with the tokenizer's special tokens."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _encode_ids")
+
+    def _word_ids(self, text: str) -> list[int]:
+        """Token ids of `text` without special tokens."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _word_ids")
+
+    def _embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Word embeddings of token ids: (n, S) -> (n, S, D)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _embed_ids")
+
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding path and transformer: x (n, S, D), lengths (n,) -> (A (n, E), hidden (n, S, D))."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _run")
 
     # ---- template cache --------------------------------------------------
     def placeholder_template(self, template_id: int) -> str:
