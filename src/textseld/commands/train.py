@@ -152,7 +152,7 @@ def register(sub) -> None:
     p.add_argument("--out-dir", required=True, help="folder for the CSV files")
     p.add_argument("--features", default=None, help="packed features of a split (HDF5)")
     p.add_argument("--audio", nargs="*", default=[], help="stereo WAV files (any length / sample rate)")
-    p.add_argument("--stats", default=None, help="stats.h5 (default for --audio: the run's)")
+    p.add_argument("--stats", default=None, help="stats.h5 (default: the statistics the run trained with)")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.set_defaults(func=_predict)

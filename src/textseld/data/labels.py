@@ -82,6 +82,20 @@ def _parse_row(row: list[str], path, line: int, kind: str, max_frame: int | None
     return (frame, cls, source, azimuth, distance, onscreen)
 
 
+def _check_unique(row: tuple[float, ...], seen: dict, path, line: int) -> None:
+    """A reference event is one (frame, class, source): a second row for it would fill a second
+    target slot (a duplicate) or contradict the first (another direction or distance)."""
+    key = row[:3]
+    if key in seen:
+        first_line, first = seen[key]
+        what = "repeats line" if first == row else "contradicts line"
+        raise LabelFileError(path, line, f"{what} {first_line}: frame {int(key[0])}, class {int(key[1])}, "
+                                         f"source {int(key[2])} must occur once per file (got azimuth "
+                                         f"{row[3]:g}, distance {row[4]:g}; line {first_line}: azimuth "
+                                         f"{first[3]:g}, distance {first[4]:g})")
+    seen[key] = (line, row)
+
+
 def _read_rows(
     path: str | os.PathLike, kind: str, max_frame: int | None, errors: list[LabelFileError] | None
 ) -> np.ndarray:
@@ -91,7 +105,7 @@ def _read_rows(
         raise ValueError(f"kind must be 'reference' or 'prediction', got {kind!r}")
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark (Excel) is accepted
     except UnicodeDecodeError as exc:
         raise LabelFileError(path, None, f"not UTF-8 text ({exc})") from None
     reader = csv.reader(io.StringIO(text))
@@ -102,11 +116,15 @@ def _read_rows(
     if tuple(h.strip() for h in header) != CSV_HEADER:
         raise LabelFileError(path, 1, f"header must be {','.join(CSV_HEADER)}, got {','.join(header)}")
     rows: list[tuple[float, ...]] = []
+    seen: dict[tuple[float, ...], tuple[int, tuple[float, ...]]] = {}  # (frame, class, source) -> line, row
     for row in reader:
         if not row or all(not c.strip() for c in row):
             continue
         try:
-            rows.append(_parse_row(row, path, reader.line_num, kind, max_frame))
+            parsed = _parse_row(row, path, reader.line_num, kind, max_frame)
+            if kind == "reference":
+                _check_unique(parsed, seen, path, reader.line_num)
+            rows.append(parsed)
         except LabelFileError as exc:
             if errors is None:
                 raise

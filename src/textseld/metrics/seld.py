@@ -274,9 +274,25 @@ def score(
     return summarize(stats, average, protocol)
 
 
+def _csv_files(folder: Path, recursive: bool) -> list[Path]:
+    """CSV files in `folder` (any letter case of the extension: `.CSV` too), sorted."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.is_file())
+
+
+def _by_stem(paths: list[Path], what: str) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in files:
+            raise ValueError(f"{path}: clip {path.stem!r} also has a {what} file {files[path.stem]}")
+        files[path.stem] = path
+    return files
+
+
 def _read_dirs(ref_dir, pred_dir) -> tuple[dict, dict]:
     """Read reference CSVs (any depth under ref_dir) and prediction CSVs (top level
-    of pred_dir), keyed by file stem. Errors name the offending file."""
+    of pred_dir), keyed by file stem. Errors name the offending file; a prediction
+    folder without any CSV is an error (a wrong path must not score F = 0)."""
     from tqdm import tqdm
 
     from textseld.data.labels import read_labels
@@ -285,23 +301,26 @@ def _read_dirs(ref_dir, pred_dir) -> tuple[dict, dict]:
     for what, folder in (("reference", ref_dir), ("prediction", pred_dir)):
         if not folder.is_dir():
             raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    ref_files: dict[str, Path] = {}
-    for path in sorted(ref_dir.rglob("*.csv")):
-        if path.stem in ref_files:
-            raise ValueError(f"{path}: clip {path.stem!r} also has a reference file {ref_files[path.stem]}")
-        ref_files[path.stem] = path
+    ref_files = _by_stem(_csv_files(ref_dir, recursive=True), "reference")
     if not ref_files:
         raise FileNotFoundError(f"no reference CSV files under {ref_dir}")
-    pred_files = sorted(pred_dir.glob("*.csv"))
-    for path in pred_files:
+    pred_files = _by_stem(_csv_files(pred_dir, recursive=False), "prediction")
+    if not pred_files:
+        deeper = sorted({p.parent for p in _csv_files(pred_dir, recursive=True)})
+        hint = (f"; there are CSVs in {deeper[0]}: give that folder as the prediction folder" if deeper
+                else "")
+        raise FileNotFoundError(f"{pred_dir}: no prediction CSV files in this folder (expected one CSV per "
+                                f"clip, named like its reference, e.g. {next(iter(ref_files))}.csv){hint}")
+    for path in pred_files.values():
         if path.stem not in ref_files:
             raise ValueError(f"{path}: prediction file has no reference {path.stem}.csv under {ref_dir}")
-    if not pred_files:
-        log.warning("no prediction CSV files in %s", pred_dir)
+    if len(pred_files) < len(ref_files):
+        log.warning("%s: %d of %d reference clips have no prediction file", pred_dir,
+                    len(ref_files) - len(pred_files), len(ref_files))
     refs = {name: read_labels(path, kind="reference")
             for name, path in tqdm(ref_files.items(), desc="references", unit="file", disable=None)}
-    preds = {path.stem: read_labels(path, kind="prediction")
-             for path in tqdm(pred_files, desc="predictions", unit="file", disable=None)}
+    preds = {name: read_labels(path, kind="prediction")
+             for name, path in tqdm(pred_files.items(), desc="predictions", unit="file", disable=None)}
     return refs, preds
 
 

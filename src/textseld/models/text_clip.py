@@ -53,9 +53,20 @@ def _text_cfg(config: TextEncoderConfig) -> tuple[CLIPTextCfg, int, bool]:
     return cfg, embed_dim, quick_gelu
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip file holding serialized code (`<name>/code/...`)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in name for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a CLIP checkpoint: .safetensors, a torch state dict (weights_only),
-    or the OpenAI TorchScript archive."""
+    """Read a CLIP checkpoint: .safetensors or a torch state dict (weights_only). A TorchScript
+    archive is refused (loading it would execute code from the file)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CLIP weights file not found: {path}")
@@ -63,13 +74,18 @@ def load_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    if _is_torchscript(path):
+        # Loading TorchScript runs code from the file: never done on a user-supplied file.
+        raise ValueError(
+            f"{path}: a TorchScript archive (like OpenAI's original CLIP .pt files); textseld loads weights "
+            f"only as data (safetensors or a torch state dict read with weights_only=True). Fetch the "
+            f"weights with `textseld fetch-weights`, or, if you trust this file, convert it once: python -c "
+            f"\"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
+            f"'{path.with_suffix('.state_dict.pt')}')\"")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the OpenAI .pt files are TorchScript archives
-        try:
-            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception:
-            raise ValueError(f"{path}: not a safetensors file, torch state dict or TorchScript archive ({exc})") from None
+    except Exception as exc:
+        raise ValueError(f"{path}: not a safetensors file or a torch state dict ({exc})") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from textseld.atomic import write_text_atomic
 from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
 from textseld.train.checkpoint import load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
@@ -51,32 +52,119 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
 @torch.no_grad()
 def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, stats_h5: str | os.PathLike | None,
                   out_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None,
-                  batch_size: int | None = None, threads: int | None = None) -> list[Path]:
+                  batch_size: int | None = None, threads: int | None = None,
+                  manifest: str | os.PathLike | None = None) -> list[Path]:
     """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only).
-    threads: torch CPU threads (None: torch's default)."""
+
+    stats_h5: the normalisation statistics (None: the run's own, see run_stats). threads: torch CPU threads (None: torch's default). manifest: a JSON file
+    listing the written CSVs; with it, out_dir is owned by the caller (the
+    workflow) and replaced as a whole: it ends up holding exactly these CSVs
+    and nothing else (other tools, e.g. the official DCASE evaluation, read
+    every file in it), and an interrupted call leaves the previous folder.
+    """
     from textseld.data.hdf5 import PackedDataset
     from textseld.metrics.predictions import write_outputs
 
     if threads:
         torch.set_num_threads(threads)
     config, task, train_cfg, dev = load_run(run_dir, checkpoint, device)
-    dataset = PackedDataset(features_h5, stats_h5)
+    dataset = PackedDataset(features_h5, run_stats(run_dir, config, stats_h5))
     loader = make_loader(dataset, batch_size or train_cfg.val_batch_size or train_cfg.batch_size, None,
                          train_cfg.num_workers, int(config["seed"]))
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    target = _fresh_folder(final) if manifest is not None else final
+    target.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for batch in tqdm(loader, desc=f"predict {Path(features_h5).name}", disable=not train_cfg.progress):
         out = task.predict(to_device(batch, dev)).float().cpu()
-        paths += write_outputs(out_dir, list(batch["name"]), out)
-    log.info("wrote %d prediction files to %s", len(paths), out_dir)
+        paths += write_outputs(target, list(batch["name"]), out)
+    if manifest is not None:
+        _swap_folder(target, final)
+        paths = [final / p.name for p in paths]
+        write_text_atomic(manifest, json.dumps({"folder": str(final), "n_files": len(paths),
+                                                "files": sorted(p.name for p in paths)}, indent=2) + "\n")
+    log.info("wrote %d prediction files to %s", len(paths), final)
     return paths
 
 
+def _fresh_folder(final: Path) -> Path:
+    """An empty temporary folder beside `final` (stale ones of killed calls removed first)."""
+    import shutil
+    import tempfile
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+
+
+def _swap_folder(new: Path, final: Path) -> None:
+    """Put folder `new` in the place of `final` (whatever was there is removed)."""
+    import shutil
+
+    from textseld.atomic import _umask
+
+    os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700
+    if final.exists():
+        old = new.with_name(new.name[:-len(".tmp")] + ".old.tmp")
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, final)
+
+
+def run_stats(run_dir: str | os.PathLike, config: dict, stats_h5: str | os.PathLike | None) -> Path:
+    """The normalisation statistics to predict with: `stats_h5`, or (None) those the run
+    trained with. A model never sees unstandardised features: without either, an error.
+    Statistics other than the run's (sha256 recorded in config.json) are used with a warning."""
+    from textseld.train.runs import sha256_file
+
+    recorded = config.get("inputs", {}).get("stats_h5")
+    if stats_h5 is None:
+        if not recorded or not Path(recorded).is_file():
+            raise FileNotFoundError(f"{run_dir}: the statistics it trained with ({recorded}) are not there; "
+                                    f"give the training split's stats.h5 (--stats)")
+        return Path(recorded)
+    expected = config.get("input_sha256", {}).get("stats_h5")
+    if expected and Path(stats_h5).is_file() and sha256_file(stats_h5) != expected:
+        log.warning("%s: not the statistics %s trained with (%s); its predictions may be off", stats_h5,
+                    run_dir, recorded)
+    return Path(stats_h5)
+
+
 # ------------------------------------------------------------------ raw audio
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """(bytes present, bytes declared) of a RIFF/WAVE file's data chunk when the file ends
+    before it does (a truncated copy or download); None otherwise or for other formats."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, n = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                present = size - fh.tell()
+                return (present, n) if n not in (0, 0xFFFFFFFF) and present < n else None
+            fh.seek(n + (n & 1), os.SEEK_CUR)
+
+
 def read_stereo(path: str | os.PathLike) -> np.ndarray:
     """(2, N) float32 at SAMPLE_RATE (resampled if needed); errors name the file."""
     import soundfile as sf
 
+    if not Path(path).is_file():
+        raise AudioInputError(f"{path}: audio file not found")
+    short = _wav_shortfall(Path(path))
+    if short is not None:
+        raise AudioInputError(f"{path}: truncated WAV: its header declares {short[1]} bytes of audio, the file "
+                              f"holds {short[0]}; predicting it would score a partial recording as whole")
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
@@ -109,8 +197,6 @@ def _standardise(feats: dict[str, torch.Tensor], stats_h5) -> dict[str, torch.Te
     """Standardise like PackedDataset does: (x - mean) / std per channel and band."""
     from textseld.data.hdf5 import read_stats
 
-    if stats_h5 is None:
-        return feats
     for key, (mean, std) in read_stats(stats_h5).items():
         feats[key] = (feats[key] - torch.from_numpy(mean)[:, None, :]) / torch.from_numpy(std)[:, None, :]
     return feats
@@ -131,8 +217,15 @@ def predict_audio(run_dir: str | os.PathLike, audio: list[str | os.PathLike], ou
     from textseld.metrics.decode import decode_output
     from textseld.metrics.predictions import write_prediction
 
+    by_stem: dict[str, Path] = {}
+    for p in map(Path, audio):  # one CSV per stem: two inputs with one stem would overwrite each other
+        if p.stem in by_stem:
+            raise AudioInputError(f"{p}: has the file name stem of {by_stem[p.stem]} ({p.stem!r}); both would be "
+                                  f"written to {Path(out_dir) / (p.stem + '.csv')}: predict them into separate "
+                                  f"folders")
+        by_stem[p.stem] = p
     config, task, _, dev = load_run(run_dir, checkpoint, device)
-    stats_h5 = stats_h5 if stats_h5 is not None else config["inputs"].get("stats_h5")
+    stats_h5 = run_stats(run_dir, config, stats_h5)
     signals = [(Path(p), read_stereo(p)) for p in audio]  # fail on a bad file before any work
     paths = []
     for path, signal in tqdm(signals, desc="predict audio", disable=len(signals) < 2):
