@@ -54,7 +54,8 @@ def plot_training_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         raise ValueError("plot_training_curves: no runs given")
     logs = {label: read_training_log(Path(d) / "log.csv") for label, d in runs.items()}
     fig, (ax_loss, ax_f) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = plt.get_cmap("tab20").colors  # 11 runs in the default grid: 10 default colours repeat
+    cmap = plt.get_cmap("tab20")  # 11 runs in the default grid: 10 default colours repeat
+    colors = [cmap(i) for i in range(cmap.N)]
     for i, (label, log) in enumerate(logs.items()):
         color = colors[i % len(colors)]
         epochs = [e + 1 for e in log["epoch"]]

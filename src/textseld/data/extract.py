@@ -61,6 +61,7 @@ def check_members(archive: zipfile.ZipFile, label: str) -> None:
         name = info.filename
         norm = name.replace("\\", "/")
         parts = _member_parts(name)
+        problem: str | None
         if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
             problem = "absolute path"
         elif ".." in parts:

@@ -76,7 +76,7 @@ class SplitConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | SplitConfig | None) -> SplitConfig:
         """Build from a plain dict; unknown keys and bad values raise ValueError naming the key."""
-        if isinstance(values, cls):
+        if isinstance(values, SplitConfig):
             values.validate()
             return values
         values = dict(values or {})

@@ -13,6 +13,7 @@ are dropped and counted.
 from __future__ import annotations
 
 import logging
+from typing import Literal, overload
 
 import numpy as np
 
@@ -23,6 +24,18 @@ log = logging.getLogger(__name__)
 # First slot of each group: group n (n events) starts at slot n*(n-1)/2.
 _GROUP_START = {1: 0, 2: 1, 3: 3}
 MAX_EVENTS = 3
+
+
+@overload
+def build_targets(
+    rows: np.ndarray, distance_scale: float = 1.0, *, return_dropped: Literal[False] = False, name: str | None = None
+) -> np.ndarray: ...
+
+
+@overload
+def build_targets(
+    rows: np.ndarray, distance_scale: float = 1.0, *, return_dropped: Literal[True], name: str | None = None
+) -> tuple[np.ndarray, int]: ...
 
 
 def build_targets(

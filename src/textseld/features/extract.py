@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -21,7 +22,7 @@ from textseld.features import spatial, spectral, wpe
 FEATURE_NAMES = ("logmel_lr", "ild", "ivy", "direct", "reverb", "src", "doa", "dist")
 
 # Written into every packed file (attr `feature_config`): what produced the numbers.
-FEATURE_CONFIG = {
+FEATURE_CONFIG: dict[str, Any] = {
     "sample_rate": SAMPLE_RATE,
     "clip_samples": CLIP_SAMPLES,
     "stft": {"n_fft": N_FFT, "hop": HOP, "win": WIN, "window": "hann (periodic), centred in n_fft",
@@ -124,7 +125,9 @@ def compute_features(
     ivy = spatial.ivy(spec_w, spec_y)
     src = spectral.power_to_db(mel_lr.mean(dim=1, keepdim=True))  # deterministic (no random channel)
 
-    direct_spec = wpe.wpe(spec_w, **wpe_settings(wpe_params))  # (B, 513, T)
+    settings = wpe_settings(wpe_params)
+    direct_spec = wpe.wpe(spec_w, taps=settings["taps"], delay=settings["delay"],
+                          iterations=settings["iterations"])  # (B, 513, T)
     w = 0.5 * (x[:, 0] + x[:, 1])
     reverb_spec = spectral.stft(w - spectral.istft(direct_spec, n_samples))
     direct = spectral.power_to_db(spectral.mel_power(direct_spec))

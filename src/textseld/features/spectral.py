@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from textseld.constants import HOP, N_FFT, N_MELS, SAMPLE_RATE, WIN
@@ -28,7 +29,7 @@ MEL_BREAK_HZ = 1000.0
 MEL_LOG_STEP = np.log(6.4) / 27.0  # ... logarithmic above it (27 mels per factor 6.4)
 
 
-def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def hz_to_mel(hz: npt.ArrayLike) -> np.ndarray:
     """Slaney mel scale (Auditory Toolbox): hz / (200/3) below 1 kHz, 15 + ln(hz / 1000) / step above."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz / MEL_LINEAR_HZ_PER_MEL
@@ -37,7 +38,7 @@ def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     return np.where(hz >= MEL_BREAK_HZ, log, linear)
 
 
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: npt.ArrayLike) -> np.ndarray:
     """Inverse of `hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
     break_mel = MEL_BREAK_HZ / MEL_LINEAR_HZ_PER_MEL

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -175,17 +175,21 @@ class BeatsTransformer(nn.Module):
         if rel:
             # One table shared by every layer (registered in each, as the official model does,
             # so every layer's copy appears in the state dict).
-            for layer in self.layers[1:]:
-                layer.self_attn.relative_attention_bias = self.layers[0].self_attn.relative_attention_bias
+            for i in range(1, len(self.layers)):
+                self.attention(i).relative_attention_bias = self.attention(0).relative_attention_bias
         self.relative = rel
         self.layerdrop = a["encoder_layerdrop"]
         self.drop = nn.Dropout(a["dropout"])
+
+    def attention(self, i: int) -> BeatsAttention:
+        """The self-attention module of layer i."""
+        return cast(BeatsLayer, self.layers[i]).self_attn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + F.gelu(self.pos_conv(x.transpose(1, 2))).transpose(1, 2)
         x = self.drop(self.layer_norm(x))
         # Only layer 0's bias is ever computed; the others gate that same bias.
-        bias = self.layers[0].self_attn.position_bias(x.shape[1], x.device)[None] if self.relative else None
+        bias = self.attention(0).position_bias(x.shape[1], x.device)[None] if self.relative else None
         for layer in self.layers:
             if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
                 continue
@@ -276,8 +280,9 @@ class BeatsEncoder(nn.Module):
                                                stride=tuple(cfg.beats_patch), bias=old.bias is not None)
         with torch.no_grad():
             self.beats.patch_embedding.weight.copy_(resize_patch_kernel(old.weight, cfg.beats_patch))
-            if old.bias is not None:
-                self.beats.patch_embedding.bias.copy_(old.bias)
+            new_bias = self.beats.patch_embedding.bias  # present exactly when old.bias is
+            if old.bias is not None and new_bias is not None:
+                new_bias.copy_(old.bias)
         self.input_scale = float(cfg.beats_input_scale)
         self.width = self.beats.arch["encoder_embed_dim"]
         for name, p in self.beats.named_parameters():

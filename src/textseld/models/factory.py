@@ -11,6 +11,7 @@ where batch = {"src" (B,1,T,F), "doa" (B,4,T,F), "dist" (B,2,T,F), ...}.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,6 +20,9 @@ from textseld.models.baseline import BaselineCRNN
 from textseld.models.config import ModelConfig
 from textseld.models.heads import GrepHead, PretrainHead, TrepHead
 from textseld.models.tokenizer import SOURCES, Tokenizer
+
+if TYPE_CHECKING:  # the text encoders are built by the caller; no import at run time
+    from textseld.models.text_encoders import TextEncoder
 
 HEADS: dict[str, Callable[[int, int], nn.Module]] = {"grep": GrepHead, "trep": TrepHead}
 TEXTS = ("clip", "bert")
@@ -66,7 +70,7 @@ class SeldTextModel(nn.Module):
     rebuilt from its own local weights, so checkpoints do not carry it.
     """
 
-    def __init__(self, source: str, head: str, cfg: ModelConfig, text_encoder: nn.Module) -> None:
+    def __init__(self, source: str, head: str, cfg: ModelConfig, text_encoder: TextEncoder) -> None:
         super().__init__()
         self.tokenizer = Tokenizer(source, cfg)
         self.text_encoder = text_encoder
@@ -108,7 +112,7 @@ def _ignore_missing_text_encoder_keys(module, incompatible_keys):
 
 
 def build_model(source: str, text: str | None, head: str, cfg: ModelConfig,
-                text_encoder: nn.Module | None = None) -> nn.Module:
+                text_encoder: TextEncoder | None = None) -> nn.Module:
     """source in ("rcc", "beats"); head "pretrain" (text None) or "grep"/"trep" (text "clip"/"bert").
 
     Finetuning models need the built text encoder (`textseld.models.text_encoders.build_text_encoder`),

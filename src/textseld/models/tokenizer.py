@@ -64,7 +64,8 @@ class Tokenizer(nn.Module):
             raise ValueError(f"unknown source encoder {source!r}; expected one of {', '.join(SOURCES)}")
         self.source = source
         d = cfg.d_model
-        self.e_src: nn.Module = RCCEncoder(SRC_CHANNELS, cfg) if source == "rcc" else BeatsEncoder(cfg)
+        beats = BeatsEncoder(cfg) if source == "beats" else None
+        self.e_src: nn.Module = beats if beats is not None else RCCEncoder(SRC_CHANNELS, cfg)
         self.e_doa = RCCEncoder(DOA_CHANNELS, cfg)
         self.e_dist = RCCEncoder(DIST_CHANNELS, cfg)
         n_fused = 3 if source == "rcc" else 2
@@ -72,7 +73,7 @@ class Tokenizer(nn.Module):
         self.segment = nn.Parameter(torch.randn(n_fused, d) * 0.02)
         self.fusion = ConformerStack(cfg.fusion_conformer_blocks, d, cfg.n_heads, cfg.ffn_mult,
                                      cfg.conv_kernel, cfg.dropout)
-        src_width = d if source == "rcc" else self.e_src.width
+        src_width = d if beats is None else beats.width
         self.p_audio = Projection(src_width, cfg.token_width, cfg.proj_hidden)
         self.p_doa = Projection(d, cfg.token_width, cfg.proj_hidden)
         self.p_dist = Projection(d, cfg.token_width, cfg.proj_hidden)

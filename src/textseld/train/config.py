@@ -99,7 +99,7 @@ class TrainConfig:
     @classmethod
     def coerce(cls, value: TrainConfig | dict | None, preset: str) -> TrainConfig:
         """Accept a ready TrainConfig or a dict section (applied on top of `preset`)."""
-        if isinstance(value, cls):
+        if isinstance(value, TrainConfig):
             value.validate()
             return value
         return cls.from_dict(value, preset=preset)

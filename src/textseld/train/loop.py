@@ -35,9 +35,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -311,7 +311,7 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
                         batch_in_epoch=at_batch, best_metric=best_metric, best_epoch=best_epoch,
                         extra_rng={"task": task_gen.get_state()}, extra=extra)
 
-    n_train = len(train_set)
+    n_train = len(cast(Sized, train_set))  # map-style datasets (PackedDataset) have a length
     n_batches = batches_per_epoch(n_train, cfg)
     while epoch < cfg.epochs:
         t0 = time.monotonic() - float(partial.get("seconds", 0.0))
@@ -359,7 +359,7 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
         _write_log(log_path, rows)
         epoch, batch_in_epoch, partial = epoch + 1, 0, {}
         checkpoint(last_path, epoch, 0, {})
-        if improved:
+        if improved and best_epoch is not None and best_metrics is not None:  # both set when improved
             _publish_best(run_dir, best_epoch, best_metrics)
         log.info("epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f", epoch, cfg.epochs,
                  row["loss"], metrics["F"], metrics["DOAE"], metrics["RDE"])

@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from textseld.train.checkpoint import load_full_state, load_trainable_state, rea
 from textseld.train.config import TrainConfig
 from textseld.train.loop import fit, resolve_device, seed_everything
 from textseld.train.tasks import AudioTask, TextTask
+
+if TYPE_CHECKING:
+    from textseld.models.factory import SeldTextModel
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def _text_cfg(value):
 def _plain(cfg) -> dict:
     if hasattr(cfg, "to_dict"):
         cfg = cfg.to_dict()
-    elif dataclasses.is_dataclass(cfg):
+    elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         cfg = dataclasses.asdict(cfg)
     return json.loads(json.dumps(cfg, default=str))
 
@@ -103,6 +106,7 @@ def build_run_model(config: dict, device: torch.device | str = "cpu",
     cfg = _model_cfg(config["model"])
     kind = config["kind"]
     encoder = None
+    model: nn.Module
     if kind == "baseline":
         model = build_baseline(cfg)
     elif kind == "pretrain":
@@ -181,7 +185,7 @@ def _changed_keys(old: dict, new: dict) -> list[str]:
     old_sha, new_sha = old.get("input_sha256"), new.get("input_sha256")
     if old_sha is None and new_sha is not None:
         changed.append("input_sha256 (not recorded by the old run)")
-    elif new_sha is not None:
+    elif new_sha is not None and old_sha is not None:
         changed += sorted(f"content of {old.get('inputs', {}).get(k, k)} ({k})" for k in set(old_sha) | set(new_sha)
                           if old_sha.get(k) != new_sha.get(k))
     return changed
@@ -250,12 +254,13 @@ def _param_groups(model: nn.Module, train_cfg: TrainConfig, kind: str) -> list[d
     trainable = [p for p in model.parameters() if p.requires_grad]
     if kind != "finetune":
         return [{"params": trainable, "lr": train_cfg.lr, "name": "all"}]
-    groups = model.parameter_groups()
+    text_model = cast("SeldTextModel", model)  # kind "finetune"
+    groups = text_model.parameter_groups()
     pretrained, new = list(groups["pretrained"]), list(groups["new"])
     ids = [id(p) for p in pretrained + new]
     if len(set(ids)) != len(ids) or set(ids) != {id(p) for p in trainable}:
         raise RuntimeError("model.parameter_groups() must put every trainable parameter in exactly one group")
-    text_trainable = [n for n, p in model.text_encoder.named_parameters() if p.requires_grad]
+    text_trainable = [n for n, p in text_model.text_encoder.named_parameters() if p.requires_grad]
     if text_trainable:
         raise RuntimeError(f"text encoder parameters are trainable after lock(): {text_trainable[:3]}")
     return [{"params": pretrained, "lr": train_cfg.lr_pretrained, "name": "pretrained"},
@@ -295,7 +300,7 @@ def load_pretrained_tokenizer(model: nn.Module, pretrained_dir: str | os.PathLik
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
         pre_model, _ = build_run_model(pcfg)
     load_trainable_state(pre_model, read_checkpoint(best)["model"], best)
-    load_full_state(model.tokenizer, pre_model.tokenizer.state_dict(), best)
+    load_full_state(cast(nn.Module, model.tokenizer), cast(nn.Module, pre_model.tokenizer).state_dict(), best)
 
 
 def _check_store_names(store, train_h5) -> None:
@@ -389,6 +394,9 @@ def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, te
                              f"finetuning uses {config['split']}; its validation clips could be clips the "
                              f"tokenizer trained on: use one validation split for every run")
     config["text_encoder"] = _plain(xcfg)
+    for key in ("clip_weights", "bert_path"):  # local weight files: absolute, like the inputs
+        if config["text_encoder"].get(key):
+            config["text_encoder"][key] = os.path.abspath(config["text_encoder"][key])
 
     def make(model, encoder):
         from textseld.models.text_encoders import GroundTruthCache

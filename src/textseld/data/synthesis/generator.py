@@ -21,6 +21,7 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -194,7 +195,7 @@ def synthesize_dataset(out, train_clips: int, test_clips: int, seed: int, worker
                 bar.update()
     bar.close()
     seconds = time.perf_counter() - t0
-    summary = {"root": str(root), "seed": int(seed), "speech_backend": backend, "workers": n_workers,
+    summary: dict[str, Any] = {"root": str(root), "seed": int(seed), "speech_backend": backend, "workers": n_workers,
                "seconds": round(seconds, 3), "seconds_per_clip": round(seconds / max(len(tasks), 1), 4),
                "splits": {}}
     for split, _, _ in SPLITS:

@@ -99,8 +99,9 @@ def fit_room(rng: np.random.Generator, offsets: np.ndarray, mic_z: float, yaw: f
         raise ValueError(f"a source lies below the floor margin (mic height {mic_z:.2f} m)")
     dims.append(rng.uniform(max(ROOM_Z[0], top), max(ROOM_Z[1], top)))
     mic.append(mic_z)
-    dims_t = tuple(float(d) for d in dims)
-    return Room(dims_t, float(rt60), tuple(float(m) for m in mic), float(yaw), sabine_order(dims_t, rt60, max_order_cap))
+    dims_t = (float(dims[0]), float(dims[1]), float(dims[2]))
+    mic_t = (float(mic[0]), float(mic[1]), float(mic[2]))
+    return Room(dims_t, float(rt60), mic_t, float(yaw), sabine_order(dims_t, rt60, max_order_cap))
 
 
 @functools.lru_cache(maxsize=8)
