@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -54,7 +55,7 @@ class PackedWriter:
         self.n_clips = 0
         self.n_rows = 0
 
-    def __enter__(self) -> "PackedWriter":
+    def __enter__(self) -> PackedWriter:
         # a killed writer of this file left its (possibly large) temporary behind: remove it
         tmp = self._stack.enter_context(atomic_path(self.path, suffix=".h5", remove_stale=True))
         self._f = h5py.File(tmp, "w")
@@ -112,7 +113,7 @@ class PackedWriter:
         if self._f is not None:
             self._f.close()
             self._f = None
-        return self._stack.__exit__(exc_type, exc, tb)
+        return bool(self._stack.__exit__(exc_type, exc, tb))
 
 
 def _open(path: str | os.PathLike) -> h5py.File:
@@ -166,7 +167,7 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
             if f.attrs["feature_config"] != config:
                 raise PackedFileError(f"{path}: feature_config differs from {shards[0]}'s")
         splits = sorted({s for f in files for s in str(f.attrs["split"]).split("+") if s})
-        order = []  # (name, shard, index)
+        order: list[tuple[str, int, int]] = []  # (name, shard, index)
         for s, f in enumerate(files):
             order.extend((name, s, i) for i, name in enumerate(f["names"].asstr()[:]))
         order.sort()
@@ -177,7 +178,7 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
         with PackedWriter(out, "+".join(splits), config) as writer:
             for start in tqdm(range(0, len(order), batch_size), desc=f"pack {Path(out).name}", unit="batch"):
                 batch = order[start:start + batch_size]
-                parts = {k: [None] * len(batch) for k in (*FEATURE_KEYS, "targets")}
+                parts: dict[str, list[Any]] = {k: [None] * len(batch) for k in (*FEATURE_KEYS, "targets")}
                 rows: list = [None] * len(batch)
                 for s in sorted({s for _, s, _ in batch}):
                     pos = [p for p, (_, bs, _) in enumerate(batch) if bs == s]
@@ -189,8 +190,8 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
                                 parts[key][p] = block[j]
                         for p, i in zip(pos, idx):
                             rows[p] = files[s]["label_rows"][offsets[s][i]:offsets[s][i + 1]]
-                writer.append([name for name, _, _ in batch], *(np.stack(parts[k]) for k in FEATURE_KEYS),
-                              np.stack(parts["targets"]), rows)
+                writer.append([name for name, _, _ in batch], np.stack(parts["src"]), np.stack(parts["doa"]),
+                              np.stack(parts["dist"]), np.stack(parts["targets"]), rows)
         return len(order)
 
 
@@ -208,7 +209,9 @@ def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=Non
             raise PackedFileError(f"{packed}: no clips to compute statistics on")
         if idx[0] < 0 or idx[-1] >= n_total:
             raise PackedFileError(f"{packed}: indices must be in 0..{n_total - 1}")
-        acc = {k: [0, np.zeros((CHANNELS[k], N_MELS)), np.zeros((CHANNELS[k], N_MELS))] for k in FEATURE_KEYS}
+        # per key: [count, mean, sum of squared deviations]
+        acc: dict[str, list[Any]] = {k: [0, np.zeros((CHANNELS[k], N_MELS)), np.zeros((CHANNELS[k], N_MELS))]
+                                     for k in FEATURE_KEYS}
         for start in tqdm(range(0, len(idx), batch_size), desc="stats", unit="batch"):
             sel = idx[start:start + batch_size]
             for key in FEATURE_KEYS:
@@ -318,7 +321,7 @@ class PackedDataset(torch.utils.data.Dataset):
             raise IndexError(f"item {i} out of range for {len(self)} clips")
         index = self.file_index(i % len(self))
         f = self._h5()
-        item = {}
+        item: dict[str, Any] = {}
         with _reading(self.path, f"clip {index}"):
             raw = {key: f[key][index] for key in (*FEATURE_KEYS, "targets")}
         for key in FEATURE_KEYS:

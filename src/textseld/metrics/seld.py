@@ -20,8 +20,8 @@ score, resampled weights for the bootstrap).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 

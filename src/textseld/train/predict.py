@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,7 +236,7 @@ def predict_audio(run_dir: str | os.PathLike, audio: list[str | os.PathLike], ou
         rows = []
         for w, chunk in enumerate(chunks):
             feats = _standardise(compute_features(chunk[None], names=labels[w:w + 1]), stats_h5)
-            batch = {k: feats[k].to(dev) for k in ("src", "doa", "dist")}
+            batch: dict[str, Any] = {k: feats[k].to(dev) for k in ("src", "doa", "dist")}
             batch["name"] = [path.stem]
             r = decode_output(task.predict(batch)[0].float().cpu())
             r[:, 0] += w * N_LABEL_FRAMES
