@@ -57,7 +57,8 @@ def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, st
                   manifest: str | os.PathLike | None = None) -> list[Path]:
     """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only).
 
-    stats_h5: the normalisation statistics (None: the run's own, see run_stats). threads: torch CPU threads (None: torch's default). manifest: a JSON file
+    stats_h5: the normalisation statistics (None: the run's own, see run_stats).
+    threads: torch CPU threads (None: torch's default). manifest: a JSON file
     listing the written CSVs; with it, out_dir is owned by the caller (the
     workflow) and replaced as a whole: it ends up holding exactly these CSVs
     and nothing else (other tools, e.g. the official DCASE evaluation, read
