@@ -160,3 +160,40 @@ def test_torch_product_is_used_where_it_measures_faster(tmp_path, monkeypatch):
         assert wpe_kernel.load(free_reference) is not None
     finally:
         wpe_kernel.load.cache_clear()
+
+
+@needs_kernel
+def test_kernel_solve_matches_numpy_and_flags_what_it_cannot_solve():
+    rng = np.random.default_rng(5)
+    n, taps = 6, 13
+    a = rng.standard_normal((n, taps, 40)) + 1j * rng.standard_normal((n, taps, 40))
+    r = a @ a.conj().transpose(0, 2, 1)  # positive definite
+    r[1] -= 1.5 * np.trace(r[1]).real / taps * np.eye(taps)  # indefinite
+    r[2] = 0  # a silent bin
+    r[3, 4, :] = r[3, :, 4] = 0  # exactly singular
+    r[4, 0, 0] = np.nan
+    p = rng.standard_normal((n, taps)) + 1j * rng.standard_normal((n, taps))
+    upper_only = r.copy()
+    upper_only[:, np.tril_indices(taps, -1)[0], np.tril_indices(taps, -1)[1]] = np.nan  # must not be read
+    g = torch.full((n, taps), complex(7, 7), dtype=torch.complex128)
+    info = torch.full((n,), -1, dtype=torch.int32)
+    wpe_kernel.solve(KERNEL, torch.from_numpy(upper_only), torch.from_numpy(p), g, info)
+    for b in (0, 5):
+        assert info[b] == 0
+        np.testing.assert_allclose(g[b].numpy(), np.linalg.solve(r[b], p[b]), rtol=1e-10, atol=1e-12)
+    assert all(info[b] > 0 for b in (1, 2, 3, 4))  # left to the caller's fallback, not written
+    assert torch.all(g[1:5] == complex(7, 7))
+
+
+@needs_kernel
+def test_wpe_with_the_kernel_solve_falls_back_where_cholesky_fails():
+    """A silent bin (R = 0: Cholesky fails at the first pivot) goes through the fallback, as in the torch
+    path; the other bins are solved by the kernel and agree with the torch path."""
+    rng = np.random.default_rng(8)
+    spec = rng.standard_normal((1, 5, 90)) + 1j * rng.standard_normal((1, 5, 90))
+    spec[0, 1] = 0
+    y = torch.from_numpy(spec)
+    got = wpe(y, taps=20, delay=2, iterations=2, cpu_kernel=True).numpy()
+    ref = wpe(y, taps=20, delay=2, iterations=2, cpu_kernel=False).numpy()
+    assert np.all(got[0, 1] == 0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8 * np.abs(ref).max())

@@ -16,9 +16,12 @@ Why it is fast (CPU, float64):
 - R is Hermitian and R[k, k+m] = sum_s w[s + delay + k] z_m[s] with the lag products
   z_m[s] = y[s] conj(y[s - m]) and w = 1 / lambda.
 - On CPU, a small compiled kernel (wpe_corr.c, built on first use by wpe_kernel.py) computes
-  exactly R's upper triangle and P per row from y and w, making the lag products of 4 lags at a
-  time in cache: ~30 us per bin and iteration, 1.7x faster than the torch product below for
-  the whole WPE. Without a C compiler (or TEXTSELD_WPE_KERNEL=0) the torch product is used.
+  exactly R's upper triangle and P per row from y and w, making the lag products of a few lags
+  at a time in cache, and solves R g = P by its own Cholesky. It is built in several register
+  tilings; once per CPU type each tiling, the torch product and both solves are timed and the
+  fastest are used (the torch path where it wins). Without a C compiler (or with
+  TEXTSELD_WPE_KERNEL=0) the torch product and torch's solves are used. BENCHMARKS.md has the
+  figures per CPU type.
 - The torch product (CUDA, or CPU without the kernel): R's upper triangle and P come from ONE
   real product per bin, (1 + taps shifts of w) x time @ time x (delay + taps lags, re/im),
   over lag products stored for the chunk, instead of a complex (taps x T) @ (T x taps) product;
@@ -191,6 +194,31 @@ def _torch_reference(y_re: torch.Tensor, y_im: torch.Tensor, w: torch.Tensor, ta
     return run
 
 
+def _torch_solve_reference(r_upper: torch.Tensor, p: torch.Tensor, calls: int) -> Callable[[], None]:
+    """The torch side of the solve in wpe_kernel.choose: `calls` solves of one block's R g = P."""
+
+    def run() -> None:
+        for _ in range(calls):
+            _hermitian_solve(r_upper, p.unsqueeze(-1))
+    return run
+
+
+def _kernel_solve(kernel: ctypes.CDLL, r_upper: torch.Tensor, p: torch.Tensor, workspace: dict) -> torch.Tensor:
+    """R g = P by the kernel's Cholesky; rows whose R is not positive definite go to _hermitian_solve's
+    fallbacks (LU, least squares), as in the torch path. r_upper: (n, taps, taps), p: (n, taps) -> (n, taps)."""
+    n, taps = p.shape
+    g = _buffer(workspace, "g_kernel", (n, taps), p)
+    info = workspace.get("info_kernel")
+    if info is None or info.shape[0] < n:
+        info = workspace["info_kernel"] = torch.empty(max(n, ROWS_PER_BLOCK), dtype=torch.int32)
+    info = info[:n]
+    wpe_kernel.solve(kernel, r_upper, p, g, info)
+    bad = info != 0
+    if bool(bad.any()):
+        g[bad] = _hermitian_solve(r_upper[bad], p[bad].unsqueeze(-1)).squeeze(-1)
+    return g
+
+
 def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: int, workspace: dict,
                 kernel: ctypes.CDLL | None) -> torch.Tensor:
     """One WPE iteration on one block given its inverse power w (n, T); returns the new X (n, T).
@@ -201,10 +229,13 @@ def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: in
         r_upper = _buffer(workspace, "r_kernel", (n, taps, taps), block.y)
         p = _buffer(workspace, "p_kernel", (n, taps), block.y)
         wpe_kernel.correlations(kernel, block.y_re, block.y_im, w.contiguous(), taps, delay, r_upper, p)
-        p = p.unsqueeze(-1)
+        if getattr(kernel, "solve_in_c", False):
+            g = _kernel_solve(kernel, r_upper, p, workspace)
+        else:
+            g = _hermitian_solve(r_upper, p.unsqueeze(-1)).squeeze(-1)
     else:
         r_upper, p = _torch_correlations(block, w, taps, delay, workspace)
-    g = _hermitian_solve(r_upper, p).squeeze(-1)  # (n, taps)
+        g = _hermitian_solve(r_upper, p).squeeze(-1)  # (n, taps)
     # prediction sum_k conj(g[k]) y[t - delay - k] by FFT convolution
     taps_filter = torch.nn.functional.pad(g.conj(), (delay, 0))  # delays delay .. delay + taps - 1
     return block.y - torch.fft.ifft(block.y_f * torch.fft.fft(taps_filter, n=n_fft))[:, :t_len]
@@ -308,7 +339,7 @@ def wpe(
     out = torch.empty_like(y)
     kernel = None
     if on_cpu and cpu_kernel is not False:  # None: the kernel where it measured faster than the torch product
-        kernel = wpe_kernel.load() if cpu_kernel else wpe_kernel.load(_torch_reference)
+        kernel = wpe_kernel.load() if cpu_kernel else wpe_kernel.load(_torch_reference, _torch_solve_reference)
     if cpu_kernel and on_cpu and kernel is None:
         raise RuntimeError("wpe(cpu_kernel=True): the compiled WPE kernel is not available (see the log)")
     n_workers = torch.get_num_threads() if on_cpu else 1

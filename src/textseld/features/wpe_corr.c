@@ -21,6 +21,7 @@
  * any GCC/Clang target compiles it.
  */
 #define _POSIX_C_SOURCE 200112L  /* posix_memalign */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,6 +151,111 @@ int wpe_corr(int n, int T, int taps, int delay, const double *y_re, const double
                     }
                 }
             }
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+/* Solve R g = P per row for a Hermitian R given by its upper triangle (as wpe_corr writes it): Cholesky
+ * R = U^H U, then U^H v = P and U g = v. R is copied into split real and imaginary arrays, so that the
+ * inner loops (a rank-1 update of the trailing triangle, row-wise) vectorise; torch's batched LAPACK
+ * calls spent ~2x the correlations' time on these 60 x 60 systems, one call per matrix.
+ * r: (n, taps, taps) complex128 (entries below the diagonal are not read), p: (n, taps) complex128,
+ * g: (n, taps) complex128 output; info: (n,) int, 0 where solved, else k + 1 for the first pivot k that
+ * is not positive (R is not positive definite to rounding, or not finite): g's row is then not written
+ * and the caller solves it another way (LU, least squares). Returns 0, -1 for invalid sizes, -2 when
+ * out of memory. */
+int wpe_solve(int n, int taps, const double *r, const double *p, double *g, int *info) {
+    if (n < 0 || taps < 1) return -1;
+    const long tt = (long)taps * taps;
+    double *scratch = NULL;
+    if (posix_memalign((void **)&scratch, 64, sizeof(double) * (2 * tt + 2 * taps + 16))) return -2;
+    double *const ur = scratch, *const ui = scratch + tt;  /* U, upper triangle, row-major */
+    double *const vr = scratch + 2 * tt, *const vi = vr + taps;
+    for (int b = 0; b < n; b++) {
+        const double *rb = r + (long)b * tt * 2, *pb = p + (long)b * taps * 2;
+        double *gb = g + (long)b * taps * 2;
+        for (int k = 0; k < taps; k++)
+            for (int j = k; j < taps; j++) {
+                ur[k * taps + j] = rb[(k * taps + j) * 2];
+                ui[k * taps + j] = rb[(k * taps + j) * 2 + 1];
+            }
+        info[b] = 0;
+        for (int k = 0; k < taps && !info[b]; k++) {  /* row k of U, then the trailing update */
+            double *restrict ukr = ur + k * taps, *restrict uki = ui + k * taps;
+            const double d = ukr[k];
+            if (!(d > 0) || d == 1.0 / 0.0) {  /* also NaN and infinity */
+                info[b] = k + 1;
+                break;
+            }
+            const double s = sqrt(d), inv = 1.0 / s;
+            ukr[k] = s;
+            uki[k] = 0;
+            for (int j = k + 1; j < taps; j++) {
+                ukr[j] *= inv;
+                uki[j] *= inv;
+            }
+            /* R[i][j] -= conj(U[k][i]) U[k][j] for k < i <= j, four rows i at a time from the first row's
+             * diagonal on: each load of U[k][j] serves four rows, and the few entries written left of
+             * a row's diagonal (never read: only the upper triangle is) cost less than shorter loops */
+            int i = k + 1;
+            for (; i + 4 <= taps; i += 4) {
+                const double a0r = ukr[i], a0i = uki[i], a1r = ukr[i + 1], a1i = uki[i + 1];
+                const double a2r = ukr[i + 2], a2i = uki[i + 2], a3r = ukr[i + 3], a3i = uki[i + 3];
+                double *restrict x0r = ur + (long)i * taps, *restrict x0i = ui + (long)i * taps;
+                double *restrict x1r = x0r + taps, *restrict x1i = x0i + taps;
+                double *restrict x2r = x1r + taps, *restrict x2i = x1i + taps;
+                double *restrict x3r = x2r + taps, *restrict x3i = x2i + taps;
+                for (int j = i; j < taps; j++) {
+                    const double br = ukr[j], bi = uki[j];
+                    x0r[j] -= a0r * br + a0i * bi;
+                    x0i[j] -= a0r * bi - a0i * br;
+                    x1r[j] -= a1r * br + a1i * bi;
+                    x1i[j] -= a1r * bi - a1i * br;
+                    x2r[j] -= a2r * br + a2i * bi;
+                    x2i[j] -= a2r * bi - a2i * br;
+                    x3r[j] -= a3r * br + a3i * bi;
+                    x3i[j] -= a3r * bi - a3i * br;
+                }
+            }
+            for (; i < taps; i++) {
+                const double ar = ukr[i], ai = uki[i];
+                double *restrict xr = ur + (long)i * taps, *restrict xi = ui + (long)i * taps;
+                for (int j = i; j < taps; j++) {
+                    xr[j] -= ar * ukr[j] + ai * uki[j];
+                    xi[j] -= ar * uki[j] - ai * ukr[j];
+                }
+            }
+        }
+        if (info[b]) continue;
+        for (int k = 0; k < taps; k++) {
+            vr[k] = pb[2 * k];
+            vi[k] = pb[2 * k + 1];
+        }
+        for (int k = 0; k < taps; k++) {  /* U^H v = P: v[k] /= U[k][k], then v[j] -= conj(U[k][j]) v[k] */
+            const double *ukr = ur + k * taps, *uki = ui + k * taps;
+            const double inv = 1.0 / ukr[k], xr = vr[k] * inv, xi = vi[k] * inv;
+            vr[k] = xr;
+            vi[k] = xi;
+            for (int j = k + 1; j < taps; j++) {
+                vr[j] -= ukr[j] * xr + uki[j] * xi;
+                vi[j] -= ukr[j] * xi - uki[j] * xr;
+            }
+        }
+        for (int k = taps - 1; k >= 0; k--) {  /* U g = v, g overwriting v from the end */
+            const double *ukr = ur + k * taps, *uki = ui + k * taps;
+            double sr = vr[k], si = vi[k];
+            for (int j = k + 1; j < taps; j++) {
+                sr -= ukr[j] * vr[j] - uki[j] * vi[j];
+                si -= ukr[j] * vi[j] + uki[j] * vr[j];
+            }
+            vr[k] = sr / ukr[k];
+            vi[k] = si / ukr[k];
+        }
+        for (int k = 0; k < taps; k++) {
+            gb[2 * k] = vr[k];
+            gb[2 * k + 1] = vi[k];
         }
     }
     free(scratch);

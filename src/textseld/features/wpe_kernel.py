@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("wpe_corr.c")
 # gnu11, not c11: strict ISO mode turns off fused multiply-add contraction (1.4x slower here)
-FLAG_SETS = (["-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast"],
-             ["-O3", "-std=gnu11", "-ffp-contract=fast"])
+# -fno-math-errno: sqrt inlined (its argument is checked positive first)
+FLAG_SETS = (["-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno"],
+             ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno"])
 ENV_SWITCH = "TEXTSELD_WPE_KERNEL"  # "0" = never the kernel, "1" = always (fastest tiling), "auto"
 # extra compiler flags, e.g. "-mno-avx512f" to reproduce an AVX2-only CPU's build on an AVX-512 one
 # (benchmarks/bench_features.py --emulate-avx2); part of the build's and the measurement's name
@@ -64,6 +65,8 @@ BENCH_ROUNDS, BENCH_CALLS = 5, 3
 # reference(y_re, y_im, w, taps, delay, calls) -> a function computing the same correlations `calls`
 # times by the torch product, all set-up included (wpe.py passes its own)
 Reference = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int, int], Callable[[], None]]
+# solve_reference(r_upper, p, calls) -> a function solving R g = P `calls` times in torch (wpe.py's)
+SolveReference = Callable[[torch.Tensor, torch.Tensor, int], Callable[[], None]]
 
 
 def cache_dir() -> Path:
@@ -135,7 +138,7 @@ def build(compiler: str | None = None, folder: Path | None = None,
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=folder)
             os.close(fd)
-            proc = subprocess.run([compiler, *flags, "-fPIC", "-shared", "-o", tmp, str(SOURCE)],
+            proc = subprocess.run([compiler, *flags, "-fPIC", "-shared", "-o", tmp, str(SOURCE), "-lm"],
                                   capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.SubprocessError) as exc:
             errors.append(f"{' '.join(flags)}: {exc}")
@@ -160,6 +163,8 @@ def _open(path: Path) -> ctypes.CDLL | None:
         return None
     lib.wpe_corr.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 5
     lib.wpe_corr.restype = ctypes.c_int
+    lib.wpe_solve.argtypes = [ctypes.c_int] * 2 + [ctypes.c_void_p] * 4
+    lib.wpe_solve.restype = ctypes.c_int
     return lib
 
 
@@ -178,6 +183,16 @@ def _kernel_call(lib: ctypes.CDLL, y_re, y_im, w, calls: int) -> Callable[[], No
     def run() -> None:
         for _ in range(calls):
             correlations(lib, y_re, y_im, w, BENCH_TAPS, BENCH_DELAY, r, p)
+    return run
+
+
+def _solve_call(lib: ctypes.CDLL, r: torch.Tensor, p: torch.Tensor, calls: int) -> Callable[[], None]:
+    g = torch.empty_like(p)
+    info = torch.empty(p.shape[0], dtype=torch.int32)
+
+    def run() -> None:
+        for _ in range(calls):
+            solve(lib, r, p, g, info)
     return run
 
 
@@ -219,16 +234,20 @@ def _built(folder: Path) -> Iterator[tuple[str, Path]]:
             yield tiling_name(tiling), path
 
 
-def choose(reference: Reference | None = None, folder: Path | None = None) -> dict:
+def choose(reference: Reference | None = None, folder: Path | None = None,
+           solve_reference: SolveReference | None = None) -> dict:
     """Build every tiling and time each, and the torch product where `reference` is given, on the
-    same block (single-threaded, as wpe()'s workers run): {"cpu", "us_per_row": {name: us},
-    "fastest_kernel": name or None, "choice": name or "torch", "library": path}. Read from the
-    cache where this CPU type (and source, compiler, torch version) was measured before."""
+    same block (single-threaded, as wpe()'s workers run); then the kernel's Cholesky solve of that
+    block's R g = P against `solve_reference` (torch's). {"cpu", "us_per_row": {name: us},
+    "fastest_kernel": name or None, "choice": name or "torch", "solve_us_per_row": {"kernel", "torch"},
+    "solve": "kernel" or "torch", "libraries": {name: path}}. Read from the cache where this CPU type
+    (and source, compiler, torch version, references given) was measured before."""
     folder = folder or cache_dir()
     compiler = find_compiler() or ""
     key = _key(SOURCE.read_bytes(), compiler, _cpu_signature(), repr(TILINGS), torch.__version__,
                os.environ.get(CFLAGS_ENV, ""), torch.backends.cpu.get_cpu_capability(),
-               "with-torch" if reference is not None else "kernels-only")
+               "with-torch" if reference is not None else "kernels-only",
+               "solve-with-torch" if solve_reference is not None else "solve-kernel-only")
     record = folder / f"wpe_corr-choice-{key}.json"
     with _Lock(folder / "wpe_corr.lock"):
         if record.exists():
@@ -253,22 +272,40 @@ def choose(reference: Reference | None = None, folder: Path | None = None) -> di
         us = {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
         kernels = [name for name in us if name != "torch"]
         fastest = min(kernels, key=us.__getitem__) if kernels else None
+        solve_us = {}
+        if fastest is not None:  # the solve on the block's own R and P (positive definite: T > taps)
+            r = torch.empty(BENCH_ROWS, BENCH_TAPS, BENCH_TAPS, dtype=torch.complex128)
+            p = torch.empty(BENCH_ROWS, BENCH_TAPS, dtype=torch.complex128)
+            correlations(libs[fastest], y_re, y_im, w, BENCH_TAPS, BENCH_DELAY, r, p)
+            solvers = {"kernel": _solve_call(libs[fastest], r, p, BENCH_CALLS)}
+            if solve_reference is not None:
+                solvers["torch"] = solve_reference(r, p, BENCH_CALLS)
+            torch.set_num_threads(1)
+            try:
+                seconds = measure(solvers)
+            finally:
+                torch.set_num_threads(threads)
+            solve_us = {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
         found = {"cpu": cpu_model(), "compiler": compiler, "us_per_row": us, "fastest_kernel": fastest,
                  "choice": min(us, key=us.__getitem__) if us else "torch",
+                 "solve_us_per_row": solve_us, "solve": min(solve_us, key=solve_us.__getitem__) if solve_us else "torch",
                  "libraries": {name: str(paths[name]) for name in libs}}
         fd, tmp = tempfile.mkstemp(prefix=record.name + ".", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w") as fh:
             json.dump(found, fh, indent=1)
         os.replace(tmp, record)
-        log.info("WPE kernel: measured on %s (us per row and iteration): %s; using %s", found["cpu"],
-                 ", ".join(f"{k} {v:g}" for k, v in sorted(us.items(), key=lambda kv: kv[1])), found["choice"])
+        log.info("WPE kernel: measured on %s (us per row and iteration): correlations %s; using %s; solve %s; "
+                 "using %s", found["cpu"], ", ".join(f"{k} {v:g}" for k, v in sorted(us.items(), key=lambda kv: kv[1])),
+                 found["choice"], solve_us, found["solve"])
         return found
 
 
 @functools.lru_cache(maxsize=4)
-def load(reference: Reference | None = None) -> ctypes.CDLL | None:
+def load(reference: Reference | None = None, solve_reference: SolveReference | None = None) -> ctypes.CDLL | None:
     """The kernel library to use, built and chosen on first use (`choose`); None where it is switched
-    off, cannot be built, or (with `reference`) the torch product measured faster on this CPU."""
+    off, cannot be built, or (with `reference`) the torch product measured faster on this CPU. The
+    library's `solve_in_c` says whether its Cholesky solve measured faster than `solve_reference`
+    (always True without one)."""
     switch = os.environ.get(ENV_SWITCH, "auto")
     if switch == "0":
         log.info("WPE kernel: switched off (%s=0); using torch products", ENV_SWITCH)
@@ -277,7 +314,7 @@ def load(reference: Reference | None = None) -> ctypes.CDLL | None:
         log.info("WPE kernel: no C compiler found (set CC); using torch products")
         return None
     try:
-        found = choose(reference if switch != "1" else None)
+        found = choose(reference if switch != "1" else None, solve_reference=solve_reference)
     except OSError as exc:
         log.warning("WPE kernel: cannot build or measure in %s (%s); using torch products", cache_dir(), exc)
         return None
@@ -289,7 +326,8 @@ def load(reference: Reference | None = None) -> ctypes.CDLL | None:
         return None
     lib = _open(Path(found["libraries"][name]))
     if lib is not None:
-        log.info("WPE kernel: %s (%s)", name, found["libraries"][name])
+        lib.solve_in_c = found.get("solve") == "kernel" or solve_reference is None
+        log.info("WPE kernel: %s (%s), solve in %s", name, found["libraries"][name], "C" if lib.solve_in_c else "torch")
     return lib
 
 
@@ -311,3 +349,21 @@ def correlations(lib: ctypes.CDLL, y_re: torch.Tensor, y_im: torch.Tensor, w: to
                           p_out.data_ptr())
     if status != 0:
         raise RuntimeError(f"wpe kernel failed with status {status} (n={n}, T={t_len}, taps={taps}, delay={delay})")
+
+
+def solve(lib: ctypes.CDLL, r_upper: torch.Tensor, p: torch.Tensor, g_out: torch.Tensor, info_out: torch.Tensor) -> None:
+    """g_out = R^-1 P per row by Cholesky, for Hermitian R given by its upper triangle (ctypes releases the GIL).
+
+    r_upper: (n, taps, taps) contiguous complex128 (below the diagonal not read); p, g_out: (n, taps)
+    contiguous complex128; info_out: (n,) int32, set to 0 where solved and to k + 1 where the k-th
+    pivot was not positive (R not positive definite to rounding): those rows of g_out are not written."""
+    n, taps = p.shape
+    for name, t, dtype, shape in (("r_upper", r_upper, torch.complex128, (n, taps, taps)),
+                                  ("p", p, torch.complex128, (n, taps)), ("g_out", g_out, torch.complex128, (n, taps)),
+                                  ("info_out", info_out, torch.int32, (n,))):
+        if t.dtype != dtype or tuple(t.shape) != shape or not t.is_contiguous() or t.device.type != "cpu":
+            raise ValueError(f"wpe kernel: {name} must be a contiguous CPU {dtype} tensor of shape {shape}, "
+                             f"got {t.dtype} {tuple(t.shape)} on {t.device}")
+    status = lib.wpe_solve(n, taps, r_upper.data_ptr(), p.data_ptr(), g_out.data_ptr(), info_out.data_ptr())
+    if status != 0:
+        raise RuntimeError(f"wpe kernel solve failed with status {status} (n={n}, taps={taps})")
