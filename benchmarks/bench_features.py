@@ -38,7 +38,7 @@ from test_features import reference_features, synth_clip  # noqa: E402  (the ref
 from bench_features_cuda import blas_threads  # noqa: E402  (numpy's BLAS limited like torch)
 from textseld.features.extract import compute_features  # noqa: E402
 from textseld.features import wpe_kernel  # noqa: E402
-from textseld.features.wpe import _torch_reference, wpe  # noqa: E402
+from textseld.features.wpe import _torch_reference, _torch_solve_reference, wpe  # noqa: E402
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
             "OPENBLAS_CORETYPE": "Haswell", wpe_kernel.CFLAGS_ENV: "-mno-avx512f"}
@@ -115,11 +115,13 @@ def main() -> None:
     if args.no_kernel:
         os.environ[wpe_kernel.ENV_SWITCH] = "0"
     compute_features(torch.from_numpy(clips[:1]), device=args.device)  # warm-up (filterbank, allocator, kernel build)
-    kernel = wpe_kernel.load(_torch_reference) if args.device == "cpu" else None
+    kernel = wpe_kernel.load(_torch_reference, _torch_solve_reference) if args.device == "cpu" else None
     if args.device == "cpu" and not args.no_kernel:
-        found = wpe_kernel.choose(_torch_reference)
-        print("WPE kernel measurement (us per row and iteration, single thread): "
-              + ", ".join(f"{k} {v:g}" for k, v in sorted(found["us_per_row"].items(), key=lambda kv: kv[1])))
+        found = wpe_kernel.choose(_torch_reference, solve_reference=_torch_solve_reference)
+        print("WPE kernel measurement (us per row and iteration, single thread): correlations "
+              + ", ".join(f"{k} {v:g}" for k, v in sorted(found["us_per_row"].items(), key=lambda kv: kv[1]))
+              + "; solve " + ", ".join(f"{k} {v:g}" for k, v in found["solve_us_per_row"].items())
+              + f"; chosen: {found['choice']}, solve in {found['solve']}")
     print(f"WPE correlations: {'compiled kernel ' + str(kernel._name) if kernel is not None else 'torch product'}")
 
     def batched() -> tuple[float, dict]:
