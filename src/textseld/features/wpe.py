@@ -167,6 +167,7 @@ def _torch_correlations(block: _Block, w: torch.Tensor, taps: int, delay: int,
     # c[b, 0, m] = sum_s w[s] z_m[s]; c[b, 1 + k, m] = sum_s w[s + delay + k] z_m[s].
     # R only needs m < taps - k (a triangle), but the product is limited by reading z from
     # memory, so one full product is faster than several blocks covering the triangle.
+    assert block.z is not None, "the torch product needs the block's lag products"
     c = torch.bmm(hankel, block.z, out=_buffer(workspace, "c", (n, 1 + taps, 2 * n_lags), w))
     c = torch.view_as_complex(c.view(n, (1 + taps) * n_lags, 2))
     # R[k, l] = c[1 + k, lag l - k] for l >= k, gathered into a contiguous (n, taps, taps)
@@ -301,7 +302,7 @@ def _wpe_rows(y: torch.Tensor, n_clips: int, taps: int, delay: int, iterations: 
         p = _power(x)
         peak = p.reshape(n_clips, -1).amax(dim=1).repeat_interleave(n // n_clips).unsqueeze(1)  # (n, 1)
         w = _inverse_power(p, peak)
-        x = torch.cat(_run(pool, lambda blk, s: _block_step(blk, w[s : s + rows_per_block], taps, delay, n_fft,
+        x = torch.cat(_run(pool, lambda blk, s, w=w: _block_step(blk, w[s : s + rows_per_block], taps, delay, n_fft,
                                                               _workspace(scratch), kernel),
                            blocks, starts))
     return x

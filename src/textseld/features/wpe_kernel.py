@@ -326,7 +326,7 @@ def load(reference: Reference | None = None, solve_reference: SolveReference | N
         return None
     lib = _open(Path(found["libraries"][name]))
     if lib is not None:
-        lib.solve_in_c = found.get("solve") == "kernel" or solve_reference is None
+        setattr(lib, "solve_in_c", found.get("solve") == "kernel" or solve_reference is None)  # noqa: B010 (CDLL attribute)
         log.info("WPE kernel: %s (%s), solve in %s", name, found["libraries"][name], "C" if lib.solve_in_c else "torch")
     return lib
 
