@@ -178,6 +178,16 @@ def metrics_file(model, seed, protocol):
     return f"{RESULTS}/metrics/{model}/seed{seed}/{protocol}.json"
 
 
+def predictions_dir(model, seed):
+    """One run's test predictions: only the DCASE CSVs, one per clip."""
+    return f"{RESULTS}/predictions/{model}/seed{seed}"
+
+
+def predictions_manifest(model, seed):
+    """The predict rule's output: the list of CSVs it wrote into predictions_dir."""
+    return f"{predictions_dir(model, seed)}.json"
+
+
 PROTOCOLS = ["dcase2025", "strict"]
 
 

@@ -20,19 +20,23 @@ rule collect_references:
         " cp -r \"$d\" {output.refs}/; done) > {log} 2>&1"
 
 
+# The output is a manifest beside the CSV folder, not the folder itself: a directory()
+# output gets a .snakemake_timestamp file, on which the official DCASE evaluation
+# crashes. The folder holds only the CSVs (replaced as a whole by every run).
 rule predict:
     input:
         model=f"{run_dir('{model}', '{seed}')}/best.pt",
         test=packed("test"),
         stats=STATS,
     output:
-        predictions=directory(f"{RESULTS}/predictions/{{model}}/seed{{seed}}"),
+        manifest=predictions_manifest("{model}", "{seed}"),
     log:
         f"{LOGS}/predict/{{model}}-seed{{seed}}.log",
     benchmark:
         f"{BENCH}/predict/{{model}}-seed{{seed}}.tsv"
     params:
         run_dir=lambda wildcards: run_dir(wildcards.model, wildcards.seed),
+        predictions=lambda wildcards: predictions_dir(wildcards.model, wildcards.seed),
     threads: threads_of("predict")
     resources:
         **gpu_resources("predict"),
@@ -44,7 +48,7 @@ rule predict:
 
 rule evaluate:
     input:
-        predictions=f"{RESULTS}/predictions/{{model}}/seed{{seed}}",
+        manifest=predictions_manifest("{model}", "{seed}"),
         refs=f"{RESULTS}/references/test",
     output:
         metrics=f"{RESULTS}/metrics/{{model}}/seed{{seed}}/{{protocol}}.json",
@@ -52,6 +56,7 @@ rule evaluate:
         f"{LOGS}/evaluate/{{model}}-seed{{seed}}-{{protocol}}.log",
     params:
         evaluate=config["evaluate"],
+        predictions=lambda wildcards: predictions_dir(wildcards.model, wildcards.seed),
     threads: 1
     resources:
         mem_mb=mem_of("features"),

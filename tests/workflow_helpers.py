@@ -28,17 +28,31 @@ def workflow_copy(tmp: Path) -> Path:
     return tmp
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 600, check: bool = True,
-              env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run snakemake in `workdir`; on failure the assertion shows the tail of its output."""
+def copy_workflow(src: Path, dst: Path) -> Path:
+    """A copy of a workflow working directory (results, metadata, modification times), its
+    links to the checkout kept as links."""
+    import shutil
+
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def snakemake_env(env: dict | None = None) -> dict:
+    """The environment of a snakemake call: the venv's bin first, one BLAS thread, `env` on top."""
     full_env = dict(os.environ)
     # the venv's bin first: jobs (also Slurm jobs) find the same python and textseld
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.setdefault("OMP_NUM_THREADS", "1")
     full_env.setdefault("MKL_NUM_THREADS", "1")
     full_env.update(env or {})
+    return full_env
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 600, check: bool = True,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir`; on failure the assertion shows the tail of its output."""
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True,
-                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+                          timeout=timeout, env=snakemake_env(env), stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{(proc.stdout + proc.stderr)[-6000:]}")

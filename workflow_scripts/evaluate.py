@@ -13,7 +13,7 @@ cfg = snakemake.params.evaluate
 rc = main([
     "--verbose", "evaluate",
     "--ref", snakemake.input.refs,
-    "--pred", snakemake.input.predictions,
+    "--pred", snakemake.params.predictions,
     "--protocol", snakemake.wildcards.protocol,
     "--average", cfg["average"],
     "--ci", "--n-boot", str(cfg["n_boot"]), "--seed", str(cfg["ci_seed"]),

@@ -9,7 +9,8 @@ predict_split(
     run_dir=snakemake.params.run_dir,
     features_h5=snakemake.input.test,
     stats_h5=snakemake.input.stats,
-    out_dir=snakemake.output.predictions,
+    out_dir=snakemake.params.predictions,
+    manifest=snakemake.output.manifest,
     checkpoint="best",
     threads=snakemake.threads,
 )

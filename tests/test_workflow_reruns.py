@@ -1,0 +1,135 @@
+"""Executed reruns on a copy of the completed tiny run (conftest.tiny_workflow): a SIGKILL of
+the whole workflow during a training job, then a plain rerun; a pretraining change."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_helpers import (REPO, SNAKEMAKE, copy_workflow, job_counts, parse_dry_run, snakemake,
+                              snakemake_env)
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+TINY = ("--configfile", "config/tiny.yaml")
+
+# Imported at interpreter start (PYTHONPATH): once textseld.train.loop is imported, writing
+# last.pt into a run directory whose path ends with $TEXTSELD_TEST_KILL_RUN kills the whole
+# process group, i.e. the workflow and all its jobs (nothing in the library knows of this).
+KILLER = textwrap.dedent('''
+    import importlib.abc, importlib.util, os, signal, sys
+    from pathlib import Path
+
+    class _Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "textseld.train.loop":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            exec_module = spec.loader.exec_module
+
+            def patched(module):
+                exec_module(module)
+                save = module.save_checkpoint
+
+                def save_then_kill(path, **kw):
+                    save(path, **kw)
+                    if Path(path).name == "last.pt" and str(Path(path).parent).endswith(
+                            os.environ["TEXTSELD_TEST_KILL_RUN"]):
+                        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+                module.save_checkpoint = save_then_kill
+
+            spec.loader.exec_module = patched
+            return spec
+
+    if os.environ.get("TEXTSELD_TEST_KILL_RUN"):
+        sys.meta_path.insert(0, _Hook())
+''')
+
+
+def _table(wd: Path) -> list[dict]:
+    return list(csv.DictReader((wd / "results/comparison.csv").open()))
+
+
+def _assert_same_table(a: list[dict], b: list[dict]) -> None:
+    assert [r["system"] for r in a] == [r["system"] for r in b]
+    for ra, rb in zip(a, b):
+        for key, va in ra.items():
+            try:
+                fa, fb = float(va), float(rb[key])
+            except ValueError:
+                assert va == rb[key], (ra["system"], key)
+                continue
+            assert (math.isnan(fa) and math.isnan(fb)) or fa == pytest.approx(fb, rel=1e-9, abs=1e-9), \
+                (ra["system"], key, va, rb[key])
+
+
+def _executed(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    return job_counts(parse_dry_run(proc.stdout + proc.stderr))
+
+
+def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same_table(
+        tiny_workflow, tmp_path):
+    wd = copy_workflow(tiny_workflow, tmp_path / "wd")
+    run = wd / "results/runs/baseline/seed0"
+    # As if the workflow had got as far as the baseline's training: its chain and the table
+    # are missing (Snakemake does not go back for missing intermediates of existing outputs).
+    for path in (run, wd / "results/predictions/baseline", wd / "results/metrics/baseline",
+                 *(wd / "results").glob("comparison.*"), wd / "results/runs.csv", wd / "results/training_curves.png"):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLER)
+    env = snakemake_env({"PYTHONPATH": str(hook), "TEXTSELD_TEST_KILL_RUN": "runs/baseline/seed0"})
+    # its own session: the kill takes the workflow and its jobs, not pytest
+    killed = subprocess.run([*SNAKEMAKE, "--cores", "2", *TINY], cwd=wd, env=env, capture_output=True,
+                            text=True, timeout=900, start_new_session=True, stdin=subprocess.DEVNULL)
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
+    # killed after the last epoch's checkpoint, before the job completed: the state that
+    # failed forever ("training finished without a validation result")
+    assert (run / "last.pt").is_file() and not (run / "val_metrics.json").exists()
+    # a kill leaves Snakemake's lock behind (README: `snakemake --unlock`, then rerun)
+    locked = snakemake(wd, "--cores", "2", *TINY, check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    snakemake(wd, "--unlock", *TINY)
+    rerun = snakemake(wd, "--cores", "2", *TINY, timeout=900)
+    assert _executed(rerun) == {"train_baseline": 1, "predict": 1, "evaluate": 2, "aggregate": 1,
+                                "training_curves": 1}
+    _assert_same_table(_table(wd), _table(tiny_workflow))
+    assert json.loads((run / "val_metrics.json").read_text()) == json.loads(
+        (tiny_workflow / "results/runs/baseline/seed0/val_metrics.json").read_text())
+    assert sorted(p.name for p in (wd / "results/predictions/baseline/seed0").iterdir()) == sorted(
+        p.name for p in (tiny_workflow / "results/predictions/baseline/seed0").iterdir())
+    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY)) == {}
+
+
+def test_pretraining_change_executed_reruns_the_finetuning_from_the_new_tokenizer(tiny_workflow, tmp_path):
+    """README: after `train.pretrain.*` changes, pretrainings, finetunings and downstream rerun.
+    Executed on one finetuning's chain (the dry-run tests check the whole plan)."""
+    from textseld.train.runs import sha256_file
+
+    wd = copy_workflow(tiny_workflow, tmp_path / "wd")
+    cfg = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
+    cfg["train"]["pretrain"]["lr"] = 3.0e-4
+    (wd / "lr.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/metrics/rcc-bert-grep/seed0/dcase2025.json"
+    proc = snakemake(wd, target, "--cores", "2", "--configfile", "lr.yaml", timeout=900)  # target first:
+    # --configfile takes every following word
+    assert _executed(proc) == {"pretrain_tokenizer": 1, "finetune": 1, "predict": 1, "evaluate": 1}
+    ft = json.loads((wd / "results/runs/rcc-bert-grep/seed0/config.json").read_text())
+    assert ft["input_sha256"]["pretrained_dir"] == sha256_file(wd / "results/runs/pretrain-rcc/best.pt")
+    assert json.loads((wd / "results/runs/pretrain-rcc/config.json").read_text())["train"]["lr"] == 3.0e-4
+    # the old finetuning was discarded, not resumed: its log has the one epoch of the new run
+    log_rows = list(csv.DictReader((wd / "results/runs/rcc-bert-grep/seed0/log.csv").open()))
+    assert len(log_rows) == cfg["train"]["finetune"]["epochs"]
+    assert os.path.getmtime(wd / target) > os.path.getmtime(tiny_workflow / target)
