@@ -216,3 +216,14 @@ def test_prediction_manifest_folder_holds_only_the_csvs(tmp_path):
     assert sorted(p.name for p in final.iterdir()) == [f"{NAME}.csv"]
     assert sorted(p.name for p in final.parent.iterdir()) == ["seed0"]
     assert json.dumps(sorted(p.name for p in final.iterdir()))  # plain listing
+
+
+def test_unreadable_text_store_is_named(tmp_path):
+    from textseld.text.store import TextStore, TextStoreError, read_packed_labels
+
+    bad = tmp_path / "texts.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 600)  # an HDF5 signature and nothing valid after it
+    with pytest.raises(TextStoreError, match=str(bad)):
+        TextStore(bad)
+    with pytest.raises(TextStoreError, match=str(bad)):
+        read_packed_labels(bad)

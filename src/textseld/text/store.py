@@ -15,9 +15,11 @@ the stored events; validation and test read the fixed per-frame sentences
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -48,11 +50,22 @@ def _read_names(f: h5py.File, path) -> list[str]:
     return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in f["names"][()]]
 
 
+@contextlib.contextmanager
+def _reading(path, what: str) -> Iterator[None]:
+    """HDF5 failures (unreadable, damaged) as a TextStoreError naming the file."""
+    try:
+        yield
+    except TextStoreError:
+        raise
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise TextStoreError(f"{path}: cannot read {what} (damaged or not an HDF5 file: {exc})") from None
+
+
 def read_packed_labels(features_path: str | os.PathLike) -> tuple[list[str], list[np.ndarray]]:
     """Clip names and raw label rows (n_i, 6) per clip from a packed features
     HDF5 (datasets `names`, `label_rows`, `label_offsets`)."""
     path = Path(features_path)
-    with h5py.File(path, "r") as f:
+    with _reading(path, "the label rows"), h5py.File(path, "r") as f:
         names = _read_names(f, path)
         for key in ("label_rows", "label_offsets"):
             if key not in f:
@@ -87,7 +100,7 @@ def build_text_store(features_path: str | os.PathLike, out_path: str | os.PathLi
             sentences[i, f] = render_sentence(evs, int(templates[i]))
         offsets.append(len(events))
     str_dt = h5py.string_dtype("utf-8")
-    with atomic_path(out_path, suffix=".h5") as tmp:
+    with atomic_path(out_path, suffix=".h5", remove_stale=True) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("names", data=np.array(names, dtype=object), dtype=str_dt)
             f.create_dataset("fixed_template", data=templates)
@@ -109,7 +122,7 @@ class TextStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
+        with _reading(self.path, "the text store"), h5py.File(self.path, "r") as f:
             for key in ("names", "fixed_template", "events", "event_offsets", "fixed_sentences"):
                 if key not in f:
                     raise TextStoreError(f"{self.path}: missing dataset '{key}' (not a text store?)")
@@ -165,10 +178,11 @@ class TextStore:
     def fixed_sentences(self, clip_index: int) -> list[str]:
         """The stored L sentences of a clip with its fixed template (validation/test)."""
         i = self._check(clip_index)
-        if self._handle is None or self._pid != os.getpid():
-            self._handle = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return list(self._handle["fixed_sentences"].asstr()[i])
+        with _reading(self.path, f"the sentences of clip {i}"):
+            if self._handle is None or self._pid != os.getpid():
+                self._handle = h5py.File(self.path, "r")
+                self._pid = os.getpid()
+            return list(self._handle["fixed_sentences"].asstr()[i])
 
     def __getstate__(self):
         # An open h5py handle cannot be pickled into DataLoader workers.
