@@ -304,3 +304,18 @@ def test_damaged_index_is_an_error_naming_the_file(tmp_path):
             errors.append(exc)
     assert errors
     assert all(isinstance(e, PackedFileError) and str(path) in str(e) for e in errors), errors
+
+
+def test_packed_writer_removes_what_a_killed_writer_left(tmp_path):
+    """`textseld features` killed mid-write leaves .train.h5.<random>.h5.tmp; the next write of
+    train.h5 removes it (at paper scale hundreds of MB per shard)."""
+    from textseld.data.hdf5 import TARGET_SHAPE
+
+    stale = tmp_path / ".train.h5.k1ll3d.h5.tmp"
+    stale.write_bytes(b"\x00" * 1024)
+    keep = tmp_path / ".test.h5.k1ll3d.h5.tmp"  # another target's: not ours to remove
+    keep.write_bytes(b"")
+    with PackedWriter(tmp_path / "train.h5", "dev-train", "{}") as w:
+        w.append(["a"], *(np.zeros((1, c, N_FEAT_FRAMES, N_MELS), np.float32) for c in (1, 4, 2)),
+                 np.zeros((1, *TARGET_SHAPE), np.float32), [np.zeros((0, 6))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".test.h5.k1ll3d.h5.tmp", "train.h5"]
