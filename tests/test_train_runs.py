@@ -484,3 +484,15 @@ def test_run_directory_works_from_another_working_directory(data, pretrained, tm
     monkeypatch.chdir(elsewhere)
     paths = predict_split(work / "runs/ft", work / "train.h5", work / "stats.h5", elsewhere / "pred")
     assert len(paths) == 9
+
+
+def test_predict_without_stats_uses_the_run_statistics(data, pretrained, tmp_path):
+    """Never unstandardised features: --features without --stats predicts like with the run's stats."""
+    from textseld.train.predict import predict_split
+
+    pre_dir, _ = pretrained
+    default = predict_split(pre_dir, data["train_h5"], None, tmp_path / "default")
+    explicit = predict_split(pre_dir, data["train_h5"], data["stats"], tmp_path / "explicit")
+    assert [p.name for p in default] == [p.name for p in explicit]
+    for a, b in zip(default, explicit):
+        assert a.read_text() == b.read_text(), a.name
