@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_helpers import (REPO, SNAKEMAKE, copy_workflow, job_counts, parse_dry_run, snakemake,
-                              snakemake_env)
+from workflow_helpers import REPO, SNAKEMAKE, copy_workflow, job_counts, parse_dry_run, snakemake, snakemake_env
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
