@@ -306,3 +306,30 @@ def test_cli_synth(tmp_path, capsys):
         cli_main(["synth", "--out", str(tmp_path), "--train-clips", "x", "--test-clips", "1", "--seed", "2"])
     with pytest.raises(ValueError, match="train_clips"):
         synthesize_dataset(tmp_path, -1, 0, seed=0, progress=False)
+
+
+def test_scene_config_sets_difficulty():
+    from textseld.data.synthesis.scene import SceneConfig
+
+    cfg = SceneConfig.from_dict({"n_events_p": [0.0, 0.0, 1.0], "max_polyphony": 1, "rt60": [0.25, 0.3],
+                                 "snr_db": [25, 28], "distance": [1.0, 2.0]})
+    for i in range(20):
+        scene = sample_scene(clip_rng(5, 0, i), cfg=cfg)
+        assert 1 <= len(scene.events) <= 3
+        busy = np.zeros(200, dtype=int)
+        for ev in scene.events:
+            first, stop = ev.frame_span()
+            busy[first:stop] += 1
+        assert busy.max() == 1  # max_polyphony 1: one event per 100 ms frame
+        assert 0.25 <= scene.room.rt60 <= 0.3 and 25 <= scene.snr_db <= 28
+        assert all(1.0 <= ev.distance <= 2.0 for ev in scene.events)
+    assert SceneConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("bad,key", [({"max_polyphony": 4}, "max_polyphony"), ({"rt60": [0.5, 0.2]}, "rt60"),
+                                     ({"n_events_p": [0.5, 0.2]}, "n_events_p"), ({"snr": [1, 2]}, "snr")])
+def test_scene_config_rejects_bad_values(bad, key):
+    from textseld.data.synthesis.scene import SceneConfig
+
+    with pytest.raises(ValueError, match=key):
+        SceneConfig.from_dict(bad)

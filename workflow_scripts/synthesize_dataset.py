@@ -12,6 +12,7 @@ synthesize_dataset(
     test_clips=cfg["test_clips"],
     seed=cfg["seed"],
     speech_backend=cfg["speech_backend"],
+    scene=cfg["scene"],  # how hard the scenes are (SceneConfig keys)
     workers=snakemake.threads,  # the output does not depend on it
     progress=True,  # into the log
 )

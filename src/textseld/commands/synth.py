@@ -42,8 +42,20 @@ def register(sub) -> None:
     p.add_argument("--speech", choices=("auto", "formant", "espeak"), default="auto",
                    help="speech voices: espeak-ng if on PATH (auto, the default), the built-in "
                         "formant synthesiser (formant), or require espeak-ng (espeak)")
+    p.add_argument("--scene", type=_scene, default=None, metavar="JSON",
+                   help="how hard the scenes are, as a JSON object of SceneConfig keys, e.g. "
+                        "'{\"max_polyphony\": 2, \"rt60\": [0.2, 0.4]}' (default: the built-in ranges)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=_run)
+
+
+def _scene(text: str):
+    from textseld.data.synthesis.scene import SceneConfig
+
+    try:
+        return SceneConfig.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise argparse.ArgumentTypeError(f"--scene: {exc}") from None
 
 
 def _run(args) -> int:
@@ -57,6 +69,7 @@ def _run(args) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         speech_backend=args.speech,
+        scene=args.scene,
     )
     print(json.dumps({k: summary[k] for k in ("root", "seconds", "seconds_per_clip", "speech_backend")}))
     for split, info in summary["splits"].items():

@@ -41,7 +41,15 @@ from textseld.constants import (
 from textseld.data.labels import write_labels
 from textseld.data.synthesis.dsp import pink_noise
 from textseld.data.synthesis.room import render_rirs
-from textseld.data.synthesis.scene import PRE, TIMELINE, Scene, dry_signals, label_rows, sample_scene
+from textseld.data.synthesis.scene import (
+    PRE,
+    TIMELINE,
+    Scene,
+    SceneConfig,
+    dry_signals,
+    label_rows,
+    sample_scene,
+)
 from textseld.data.synthesis.voice import resolve_speech_backend
 
 log = logging.getLogger(__name__)
@@ -119,12 +127,13 @@ class ClipTask:
     seed: int
     speech_backend: str
     espeak_exe: str | None
+    scene: SceneConfig = SceneConfig()
 
 
 def make_clip(task: ClipTask) -> dict:
     """Synthesise and write one clip (WAV + CSV); returns its statistics."""
     rng = clip_rng(task.seed, task.split_code, task.index)
-    scene = sample_scene(rng)
+    scene = sample_scene(rng, cfg=task.scene)
     dry = dry_signals(scene, rng, task.speech_backend, task.espeak_exe)
     rows = label_rows(scene, dry)
     events, bg = render_scene(scene, dry, rng)
@@ -161,21 +170,24 @@ def _remove_stale(root: Path, split: str, keep: set[str]) -> int:
 
 
 def synthesize_dataset(out, train_clips: int, test_clips: int, seed: int, workers: int = 1,
-                       progress: bool = True, speech_backend: str = "auto") -> dict:
+                       progress: bool = True, speech_backend: str = "auto",
+                       scene: SceneConfig | dict | None = None) -> dict:
     """Write `train_clips` clips to dev-train-synth (fold3) and `test_clips` to
     dev-test-synth (fold4) under `out` (stereo_dev/ and metadata_dev/), plus
     `synth_summary.json`. workers: processes (0 = all cores). Earlier synthetic
-    clips of these splits that this run does not produce are removed.
+    clips of these splits that this run does not produce are removed. scene: how
+    hard the scenes are (SceneConfig or its dict; None = the defaults).
     Returns the summary dict (counts, class histogram, silent-frame fraction,
     maximum polyphony, timing, speech backend)."""
     for key, value in (("train_clips", train_clips), ("test_clips", test_clips), ("seed", seed), ("workers", workers)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    scene_cfg = scene if isinstance(scene, SceneConfig) else SceneConfig.from_dict(scene)
     backend, exe = resolve_speech_backend(speech_backend)
     n_workers = (os.cpu_count() or 1) if workers == 0 else int(workers)
     root = Path(out)
     counts = {SYNTH_TRAIN_SPLIT: int(train_clips), SYNTH_TEST_SPLIT: int(test_clips)}
-    tasks = [ClipTask(str(root), split, fold, code, i, int(seed), backend, exe)
+    tasks = [ClipTask(str(root), split, fold, code, i, int(seed), backend, exe, scene_cfg)
              for split, fold, code in SPLITS for i in range(counts[split])]
     for split, fold, _ in SPLITS:
         (root / AUDIO_ROOT / split).mkdir(parents=True, exist_ok=True)
@@ -197,7 +209,7 @@ def synthesize_dataset(out, train_clips: int, test_clips: int, seed: int, worker
     seconds = time.perf_counter() - t0
     summary: dict[str, Any] = {"root": str(root), "seed": int(seed), "speech_backend": backend, "workers": n_workers,
                "seconds": round(seconds, 3), "seconds_per_clip": round(seconds / max(len(tasks), 1), 4),
-               "splits": {}}
+               "scene": scene_cfg.to_dict(), "splits": {}}
     for split, _, _ in SPLITS:
         part = [s for s in stats if s["split"] == split]
         summary["splits"][split] = {

@@ -8,6 +8,10 @@ source at a distance drawn first (0.5-5 m), azimuth over the full circle,
 elevation -20..30 degrees (narrowed so the source stays above the floor);
 then a room that fits all sources (`room.fit_room`).
 
+How hard the scenes are (events per clip, polyphony, reverberation, background
+level, distance range) is a `SceneConfig`; its defaults are the values above,
+and the workflow's `data.synthesis.scene` overrides them.
+
 Labels follow the real data: for each event the 100 ms frames whose dry power
 is within 30 dB of the event's loudest frame, with gaps of up to 0.5 s
 filled; azimuth folded to [-90, 90] (front/back are indistinguishable in
@@ -17,7 +21,8 @@ stereo), distance in integer centimetres, `source` counting per class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -42,6 +47,50 @@ N_EVENTS_P = (0.05, 0.15, 0.3, 0.5)  # probabilities of 1, 2, 3, 4 events
 MAX_POLYPHONY = 3
 MIN_IN_CLIP_S = 0.3  # every event reaches at least this far into the clip
 GAP_FILL_FRAMES = 5  # gaps of up to 0.5 s inside an event are labelled active
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How hard the synthetic scenes are. n_events_p: probabilities of 1, 2, ... events
+    per clip (sum 1); max_polyphony: events overlapping in one 100 ms frame (1..3,
+    the targets hold 3); rt60, snr_db, distance: (low, high) uniform ranges in s,
+    dB and m. The defaults are the module constants above."""
+
+    n_events_p: tuple[float, ...] = N_EVENTS_P
+    max_polyphony: int = MAX_POLYPHONY
+    rt60: tuple[float, float] = RT60_RANGE
+    snr_db: tuple[float, float] = SNR_DB
+    distance: tuple[float, float] = DISTANCE_RANGE
+
+    def __post_init__(self) -> None:
+        def fail(key: str, what: str) -> None:
+            raise ValueError(f"scene config key {key!r}: expected {what}, got {getattr(self, key)!r}")
+
+        p = self.n_events_p
+        if not (isinstance(p, tuple) and p and all(isinstance(v, (int, float)) and v >= 0 for v in p)
+                and abs(sum(p) - 1.0) < 1e-6):
+            fail("n_events_p", "a non-empty list of non-negative probabilities summing to 1")
+        if not (isinstance(self.max_polyphony, int) and 1 <= self.max_polyphony <= MAX_POLYPHONY):
+            fail("max_polyphony", f"an integer in 1..{MAX_POLYPHONY}")
+        for key, lo_min, hi_max in (("rt60", 0.1, 2.0), ("snr_db", -20.0, 100.0), ("distance", 0.3, 10.0)):
+            v = getattr(self, key)
+            if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+                    and lo_min <= v[0] <= v[1] <= hi_max):
+                fail(key, f"[low, high] with {lo_min} <= low <= high <= {hi_max}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "SceneConfig":
+        """From a plain dict (lists for the tuples); unknown keys raise ValueError naming them."""
+        values = dict(values or {})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown scene config key(s) {', '.join(map(repr, unknown))}; "
+                             f"valid keys: {', '.join(names)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -91,10 +140,10 @@ def _frame_counts(spans, n_frames: int) -> np.ndarray:
     return counts
 
 
-def _sample_timing(rng: np.random.Generator) -> list[tuple[int, float, float]]:
-    """(class, onset, duration) per event, at most MAX_POLYPHONY per timeline frame."""
+def _sample_timing(rng: np.random.Generator, cfg: SceneConfig) -> list[tuple[int, float, float]]:
+    """(class, onset, duration) per event, at most cfg.max_polyphony per timeline frame."""
     n_frames = TIMELINE // FRAME + 60  # events may run past the clip end
-    wanted = int(rng.choice(len(N_EVENTS_P), p=N_EVENTS_P)) + 1
+    wanted = int(rng.choice(len(cfg.n_events_p), p=np.asarray(cfg.n_events_p) / sum(cfg.n_events_p))) + 1
     chosen: list[tuple[int, float, float]] = []
     spans: list[tuple[int, int]] = []
     for _ in range(wanted):
@@ -106,21 +155,23 @@ def _sample_timing(rng: np.random.Generator) -> list[tuple[int, float, float]]:
                 continue
             ev = Event(cls, 0, onset, duration, 1.0, 0.0, 0.0, 0.0)
             counts = _frame_counts(spans + [ev.frame_span()], n_frames)
-            if counts.max() <= MAX_POLYPHONY:
+            if counts.max() <= cfg.max_polyphony:
                 chosen.append((cls, onset, duration))
                 spans.append(ev.frame_span())
                 break
     return sorted(chosen, key=lambda e: (e[1], e[0]))
 
 
-def sample_scene(rng: np.random.Generator, max_order_cap: int = MAX_ORDER_CAP) -> Scene:
-    """Draw a scene (events, positions, room, SNR) from `rng`."""
-    timing = _sample_timing(rng)
+def sample_scene(rng: np.random.Generator, max_order_cap: int = MAX_ORDER_CAP,
+                 cfg: SceneConfig | None = None) -> Scene:
+    """Draw a scene (events, positions, room, SNR) from `rng`; cfg: how hard (default SceneConfig())."""
+    cfg = cfg or SceneConfig()
+    timing = _sample_timing(rng, cfg)
     mic_z = float(rng.uniform(*MIC_HEIGHT))
     yaw = float(rng.uniform(0.0, 2 * math.pi))
     events, offsets, per_class = [], [], [0] * N_CLASSES
     for cls, onset, duration in timing:
-        dist = float(rng.uniform(*DISTANCE_RANGE))
+        dist = float(rng.uniform(*cfg.distance))
         az = float(rng.uniform(-180.0, 180.0))
         # Keep the source inside [margin, max height - margin] vertically.
         lo_z, hi_z = SRC_WALL_MARGIN - mic_z, ROOM_Z[1] - SRC_WALL_MARGIN - mic_z
@@ -130,8 +181,8 @@ def sample_scene(rng: np.random.Generator, max_order_cap: int = MAX_ORDER_CAP) -
         events.append(Event(cls, per_class[cls], onset, duration, dist, az, el, float(rng.uniform(-GAIN_DB, GAIN_DB))))
         per_class[cls] += 1
         offsets.append(dist * direction(yaw + math.radians(az), math.radians(el)))
-    room = fit_room(rng, np.asarray(offsets).reshape(-1, 3), mic_z, yaw, float(rng.uniform(*RT60_RANGE)), max_order_cap)
-    return Scene(tuple(events), room, float(rng.uniform(*SNR_DB)))
+    room = fit_room(rng, np.asarray(offsets).reshape(-1, 3), mic_z, yaw, float(rng.uniform(*cfg.rt60)), max_order_cap)
+    return Scene(tuple(events), room, float(rng.uniform(*cfg.snr_db)))
 
 
 def dry_signals(scene: Scene, rng: np.random.Generator, speech_backend: str = "formant",
