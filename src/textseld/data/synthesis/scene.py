@@ -21,8 +21,9 @@ stereo), distance in integer centimetres, `source` counting per class.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class SceneConfig:
                 fail(key, f"[low, high] with {lo_min} <= low <= high <= {hi_max}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "SceneConfig":
+    def from_dict(cls, values: Mapping[str, Any] | None) -> SceneConfig:
         """From a plain dict (lists for the tuples); unknown keys raise ValueError naming them."""
         values = dict(values or {})
         names = [f.name for f in fields(cls)]
