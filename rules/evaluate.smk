@@ -79,6 +79,7 @@ rule aggregate:
         f"{LOGS}/aggregate.log",
     params:
         runs=aggregate_runs(),
+        evaluate=config["evaluate"],  # n_boot, ci_seed: the paired differences to the Baseline
     threads: 1
     conda:
         "../envs/textseld.yaml"

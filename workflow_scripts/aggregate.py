@@ -11,4 +11,6 @@ aggregate(
     comparison_md=snakemake.output.md,
     runs_csv=snakemake.output.runs,
     figure=snakemake.output.figure,
+    n_boot=snakemake.params.evaluate["n_boot"],
+    seed=snakemake.params.evaluate["ci_seed"],
 )

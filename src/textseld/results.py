@@ -10,7 +10,11 @@ Output:
   order), for each protocol (`dcase2025`, `strict`) and metric (F20/1 in %,
   DOAE in degrees, RDE in %): mean and standard deviation over seeds (ddof=1;
   empty with one seed) and the interval (mean over seeds of each run's
-  bootstrap interval bounds); number of seeds; the weights each encoder used;
+  bootstrap interval bounds); for every system but the Baseline its difference
+  to the Baseline (seed means) with a paired bootstrap interval over the test
+  clips (one resample of clips applied to every run of both systems; needs the
+  per-clip statistics that `textseld evaluate --clip-stats` writes, else left
+  empty); number of seeds; in words, the weights each encoder started from;
 - `comparison.md`: the same as a Markdown table (mean ± std [interval]);
 - a figure: one panel per metric, bars per system and protocol, error bars =
   std over seeds (or the interval with one seed).
@@ -31,6 +35,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from textseld.atomic import atomic_path, write_text_atomic
 
@@ -143,30 +149,124 @@ def _number(value, path: Path, key: str) -> float:
     return float(value)
 
 
+def _sha(info: dict) -> str:
+    sha = info.get("sha256")
+    return sha[:8] if isinstance(sha, str) else ""
+
+
+def _describe_text(info, preset: str | None) -> str:
+    """weights.json "text_encoder" entry -> e.g. "CLIP text tower, random init, 384x4" or
+    "all-MiniLM-L6-v2 (pretrained, 53aa5117)"."""
+    if not isinstance(info, dict):
+        return "" if info is None else str(info)
+    kind = info.get("kind")
+    shape = f"{info['width']}x{info['layers']}" if "width" in info and "layers" in info else ""
+    if info.get("source") == "random init":
+        what = "CLIP text tower" if kind == "clip" else "BERT" if kind == "bert" else str(kind or "text encoder")
+        return ", ".join(x for x in (what, "random init", shape) if x)
+    name = preset or os.path.basename(str(info.get("file") or info.get("path") or "")) or str(kind)
+    if kind == "clip" and not preset:
+        name = f"CLIP {info.get('arch', '')} text tower ({info.get('pretrained') or 'weights file'})".replace("  ", " ")
+    sha = _sha(info)
+    return f"{name} (pretrained, {sha})" if sha else f"{name} (pretrained)"
+
+
+def _describe_source(info, source: str | None, model: dict, tokenizer) -> str:
+    """weights.json "source_encoder" (+ "pretrained_tokenizer") -> e.g. "BEATs (small), random init;
+    tokenizer ADPIT-pretrained here (98f2cf7a)"."""
+    if info is None and tokenizer is None:
+        return ""
+    if source == "beats":
+        arch = model.get("beats_arch")
+        what = f"BEATs ({arch})" if arch else "BEATs"
+    else:
+        what = {"rcc": "RCC"}.get(source or "", "source encoder")
+    if isinstance(info, dict):
+        start = info.get("beats") or info.get("file") or info.get("source") or ""
+        start = start if start == "random init" else os.path.basename(str(start))
+    else:
+        start = str(info or "random init")
+    text = f"{what}, {start}"
+    if isinstance(tokenizer, dict):
+        sha = _sha(tokenizer)
+        text += f"; tokenizer ADPIT-pretrained here ({sha})" if sha else "; tokenizer ADPIT-pretrained here"
+    return text
+
+
 def describe_weights(path: Path | None) -> dict[str, str]:
-    """A run's weights.json -> {"source_weights": ..., "text_weights": ...} as short strings.
+    """A run's weights.json -> {"source_weights": ..., "text_weights": ...} in words.
 
     weights.json (written by textseld.train.runs) maps each pretrained component
-    ("source_encoder", "text_encoder", "pretrained_tokenizer") to a file and
-    its sha256, or to "random init". The baseline has neither encoder: "".
+    ("source_encoder", "text_encoder", "pretrained_tokenizer") to what it
+    started from (a file and its sha256, or random init). The run's config.json
+    next to it, when present, gives the encoder preset and source names. The
+    baseline has neither encoder: "".
     """
     if path is None:
         return {"source_weights": "", "text_weights": ""}
     data = _load_json(path, "weights")
+    config_path = Path(path).with_name("config.json")
+    config = _load_json(config_path, "run config") if config_path.is_file() else {}
+    text = config.get("text")
+    preset = (config.get("text_encoder") or {}).get(text) if text else None
+    return {"source_weights": _describe_source(data.get("source_encoder"), config.get("source"),
+                                               config.get("model") or {}, data.get("pretrained_tokenizer")),
+            "text_weights": _describe_text(data.get("text_encoder"), preset if isinstance(preset, str) else None)}
 
-    def short(info) -> str:
-        if info is None:
-            return ""
-        if isinstance(info, str):
-            return info
-        if isinstance(info, dict):
-            name = info.get("file") or info.get("name") or info.get("weights") or info.get("init") or ""
-            sha = info.get("sha256")
-            name = os.path.basename(str(name)) if name else json.dumps(info, sort_keys=True)
-            return f"{name} ({sha[:12]})" if sha else name
-        return json.dumps(info, sort_keys=True)
 
-    return {"source_weights": short(data.get("source_encoder")), "text_weights": short(data.get("text_encoder"))}
+def read_clip_stats(path: Path) -> tuple[list[str], np.ndarray] | None:
+    """The per-clip statistics of a metrics JSON ("clip_stats", from `textseld evaluate
+    --clip-stats`): (clip names, (n_clips, C, 7) array), or None when the file has none."""
+    res = _load_json(Path(path), "metrics")
+    cs = res.get("clip_stats")
+    if cs is None:
+        return None
+    try:
+        names = [str(n) for n in cs["names"]]
+        stats = np.asarray(cs["stats"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultsError(f"{path}: clip_stats: expected names and stats (n_clips, C, 7) ({exc})") from None
+    if stats.ndim != 3 or stats.shape[0] != len(names):
+        raise ResultsError(f"{path}: clip_stats: stats shape {stats.shape} does not fit {len(names)} names")
+    return names, stats
+
+
+def paired_differences(runs: list[RunRecord], baseline: str = "Baseline", n_boot: int = 1000,
+                       seed: int = 0) -> dict[str, dict[str, dict[str, tuple[float, float, float]]]]:
+    """{system: {protocol: {metric key: (diff, ci_low, ci_high)}}} in reported units: each
+    system's seed-mean score minus the Baseline's, with a paired bootstrap interval over
+    the test clips (same clips, same resamples for both). Systems, or protocols, whose
+    runs lack per-clip statistics are left out (never invented)."""
+    from textseld.metrics.bootstrap import paired_bootstrap_difference
+
+    by_system: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_system.setdefault(run.system, []).append(run)
+    if baseline not in by_system:
+        return {}
+    out: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
+    for proto in PROTOCOLS:
+        base = [read_clip_stats(r.metrics[proto]) for r in by_system[baseline] if proto in r.metrics]
+        if not base or any(b is None for b in base):
+            continue
+        names = base[0][0]
+        for system, sys_runs in by_system.items():
+            if system == baseline:
+                continue
+            other = [read_clip_stats(r.metrics[proto]) for r in sys_runs if proto in r.metrics]
+            if not other or any(o is None for o in other):
+                continue
+            for run, (run_names, _) in zip(by_system[baseline] + sys_runs, base + other):
+                if run_names != names:
+                    raise ResultsError(f"{run.metrics[proto]}: scored other test clips than "
+                                       f"{by_system[baseline][0].metrics[proto]}; a paired comparison needs "
+                                       f"the same clips")
+            res = paired_bootstrap_difference([b[1] for b in base], [o[1] for o in other], n_boot=n_boot,
+                                              seed=seed)
+            out.setdefault(system, {})[proto] = {
+                key: (res[key]["diff"] * scale, res[key]["ci"][0] * scale, res[key]["ci"][1] * scale)
+                for key, _, scale, _ in METRICS}
+    return out
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -191,14 +291,17 @@ def _columns() -> tuple[list[str], list[str]]:
         for _, stem, _, _ in METRICS:
             run_cols += [f"{proto}_{stem}", f"{proto}_{stem}_ci_low", f"{proto}_{stem}_ci_high"]
             sys_cols += [f"{proto}_{stem}_mean", f"{proto}_{stem}_std",
-                         f"{proto}_{stem}_ci_low", f"{proto}_{stem}_ci_high"]
+                         f"{proto}_{stem}_ci_low", f"{proto}_{stem}_ci_high",
+                         f"{proto}_{stem}_vs_baseline", f"{proto}_{stem}_vs_baseline_ci_low",
+                         f"{proto}_{stem}_vs_baseline_ci_high"]
     run_cols += ["source_weights", "text_weights"]
     sys_cols += ["source_weights", "text_weights"]
     return run_cols, sys_cols
 
 
-def build_tables(runs: list[RunRecord]) -> tuple[list[dict], list[dict]]:
-    """-> (one row per run, one row per system); numbers in reported units, None = not available."""
+def build_tables(runs: list[RunRecord], n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """-> (one row per run, one row per system); numbers in reported units, None = not available.
+    n_boot, seed: the paired bootstrap of each system's difference to the Baseline."""
     if not runs:
         raise ResultsError("no runs to aggregate")
     seen = set()
@@ -219,6 +322,7 @@ def build_tables(runs: list[RunRecord]) -> tuple[list[dict], list[dict]]:
     order = _order({r["system"] for r in run_rows})
     run_rows.sort(key=lambda r: (order.index(r["system"]), r["seed"]))
 
+    diffs = paired_differences(runs, n_boot=n_boot, seed=seed)
     sys_rows = []
     for system in order:
         rows = [r for r in run_rows if r["system"] == system]
@@ -232,6 +336,11 @@ def build_tables(runs: list[RunRecord]) -> tuple[list[dict], list[dict]]:
                     bounds = [r[f"{proto}_{stem}_{side}"] for r in rows]
                     out[f"{proto}_{stem}_{side}"] = (None if any(b is None for b in bounds)
                                                      else _mean_std(bounds)[0])
+        for proto in PROTOCOLS:
+            for key, stem, _, _ in METRICS:
+                diff = diffs.get(system, {}).get(proto, {}).get(key)
+                for i, suffix in enumerate(("", "_ci_low", "_ci_high")):
+                    out[f"{proto}_{stem}_vs_baseline{suffix}"] = None if diff is None else diff[i]
         for col in ("source_weights", "text_weights"):
             out[col] = "; ".join(sorted({r[col] for r in rows if r[col]}))
         sys_rows.append(out)
@@ -255,28 +364,46 @@ def _csv_text(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+def _cell(row: dict, proto: str, stem: str) -> str:
+    cell = _fmt(row[f"{proto}_{stem}_mean"]) or "n/a"
+    if row[f"{proto}_{stem}_std"] is not None:
+        cell += f" ± {_fmt(row[f'{proto}_{stem}_std'])}"
+    low, high = row[f"{proto}_{stem}_ci_low"], row[f"{proto}_{stem}_ci_high"]
+    if low is not None and high is not None and row[f"{proto}_{stem}_std"] is None:
+        cell += f" [{_fmt(low)}, {_fmt(high)}]"  # one seed: the run's own interval
+    return cell
+
+
+def _diff_cell(row: dict, proto: str, stem: str) -> str:
+    diff = row.get(f"{proto}_{stem}_vs_baseline")
+    if diff is None or (isinstance(diff, float) and math.isnan(diff)):
+        return "-"
+    low, high = row[f"{proto}_{stem}_vs_baseline_ci_low"], row[f"{proto}_{stem}_vs_baseline_ci_high"]
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def markdown_table(sys_rows: list[dict]) -> str:
-    """Markdown: one row per system, 'mean ± std [low, high]' per protocol and metric."""
-    header = ["System", "Seeds"]
-    for proto in PROTOCOLS:
-        header += [f"{label} {proto}" for _, _, _, label in METRICS]
+    """Markdown: one row per system. dcase2025 scores as 'mean ± sd' over seeds (a single
+    seed shows its own 95 % interval instead), the difference to the Baseline with its
+    paired 95 % interval, the strict scores, and the weights in words."""
+    main, strict = PROTOCOLS
+    header = ["System", "Seeds"] + [f"{label}" for _, _, _, label in METRICS]
+    header += ["ΔF20°/1 vs Baseline (points)", "ΔDOAE vs Baseline (°)"]
+    header += [f"{label} {strict}" for _, _, _, label in METRICS]
     header += ["Source weights", "Text weights"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in sys_rows:
         cells = [row["system"], str(row["n_seeds"])]
-        for proto in PROTOCOLS:
-            for _, stem, _, _ in METRICS:
-                cell = _fmt(row[f"{proto}_{stem}_mean"]) or "n/a"
-                if row[f"{proto}_{stem}_std"] is not None:
-                    cell += f" ± {_fmt(row[f'{proto}_{stem}_std'])}"
-                low, high = row[f"{proto}_{stem}_ci_low"], row[f"{proto}_{stem}_ci_high"]
-                if low is not None and high is not None:
-                    cell += f" [{_fmt(low)}, {_fmt(high)}]"
-                cells.append(cell)
+        cells += [_cell(row, main, stem) for _, stem, _, _ in METRICS]
+        cells += [_diff_cell(row, main, "F20_1_pct"), _diff_cell(row, main, "DOAE_deg")]
+        cells += [_cell(row, strict, stem) for _, stem, _, _ in METRICS]
         cells += [row["source_weights"] or "-", row["text_weights"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("\nTest split. Mean ± standard deviation over seeds; in brackets the 95 % interval "
-            "(mean over seeds of each run's interval). F20°/1 and RDE in %, DOAE in degrees.\n")
+    note = (f"\nTest split, {main} protocol unless marked {strict}. Mean ± standard deviation over seeds "
+            "(with one seed: the run's 95 % bootstrap interval over clips in brackets). Δ: the system's "
+            "seed mean minus the Baseline's, in brackets its 95 % paired bootstrap interval over the test "
+            "clips (the same clips and resamples for both systems); an interval that excludes 0 is a "
+            "difference these clips resolve. F20°/1 and RDE in %, DOAE in degrees.\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -317,9 +444,11 @@ def plot_comparison(sys_rows: list[dict], path: str | os.PathLike) -> None:
 
 
 def aggregate(runs: list[RunRecord], comparison_csv: str | os.PathLike, comparison_md: str | os.PathLike,
-              figure: str | os.PathLike, runs_csv: str | os.PathLike | None = None) -> list[dict]:
-    """Write the results table (CSV + Markdown), the per-run table and the figure; return the system rows."""
-    run_rows, sys_rows = build_tables(runs)
+              figure: str | os.PathLike, runs_csv: str | os.PathLike | None = None, n_boot: int = 1000,
+              seed: int = 0) -> list[dict]:
+    """Write the results table (CSV + Markdown), the per-run table and the figure; return the system rows.
+    n_boot, seed: the paired bootstrap of the differences to the Baseline."""
+    run_rows, sys_rows = build_tables(runs, n_boot=n_boot, seed=seed)
     run_cols, sys_cols = _columns()
     write_text_atomic(comparison_csv, _csv_text(sys_rows, sys_cols))
     write_text_atomic(comparison_md, markdown_table(sys_rows))

@@ -47,7 +47,7 @@ def run_evaluate(args) -> int:
     from textseld.metrics.seld import evaluate_dirs
 
     result = evaluate_dirs(args.ref, args.pred, protocol=args.protocol, average=args.average,
-                           ci=args.ci, n_boot=args.n_boot, seed=args.seed)
+                           ci=args.ci, n_boot=args.n_boot, seed=args.seed, clip_stats=args.clip_stats)
     print(format_report(result))
     if args.json:
         write_text_atomic(args.json, json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
@@ -71,4 +71,6 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", metavar="OUT", help="write the scores as JSON (NaN as null)")
+    p.add_argument("--clip-stats", action="store_true",
+                   help="also write each clip's statistics into the JSON (for paired comparisons)")
     p.set_defaults(func=run_evaluate)

@@ -325,22 +325,26 @@ def _read_dirs(ref_dir, pred_dir) -> tuple[dict, dict]:
 
 
 def evaluate_dirs(ref_dir, pred_dir, protocol: str = "dcase2025", average: str = "macro",
-                  ci: bool = False, n_boot: int = 1000, seed: int = 0) -> dict:
+                  ci: bool = False, n_boot: int = 1000, seed: int = 0, clip_stats: bool = False) -> dict:
     """Score the prediction CSVs in pred_dir against the reference CSVs under ref_dir.
 
     ref_dir may hold the CSVs in subfolders (like metadata_dev/<split>/);
     pred_dir holds one CSV per clip named like its reference. A prediction
     without a reference, or a malformed file, raises an error naming the file
     (and line). Returns the `score` dict plus n_ref_files, n_pred_files and,
-    with ci=True, "ci": 95 % bootstrap intervals over clips (see bootstrap).
+    with ci=True, "ci": 95 % bootstrap intervals over clips (see bootstrap); with
+    clip_stats=True, "clip_stats": {"names", "columns", "stats" (n_clips, C, 7)}, the
+    per-clip statistics that a paired comparison of two systems resamples.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
     refs, preds = _read_dirs(ref_dir, pred_dir)
-    _, stats = clip_statistics(refs, preds, protocol)
+    names, stats = clip_statistics(refs, preds, protocol)
     result = summarize(stats, average, protocol)
+    if clip_stats:
+        result["clip_stats"] = {"names": list(names), "columns": list(STAT_NAMES), "stats": stats.tolist()}
     result["n_ref_files"] = len(refs)
     result["n_pred_files"] = len(preds)
     if ci:
