@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from workflow_helpers import REPO, SNAKEMAKE, copy_workflow, job_counts, parse_dry_run, snakemake, snakemake_env
@@ -112,23 +113,44 @@ def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same
     assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY)) == {}
 
 
-def test_pretraining_change_executed_reruns_the_finetuning_from_the_new_tokenizer(tiny_workflow, tmp_path):
-    """README: after `train.pretrain.*` changes, pretrainings, finetunings and downstream rerun.
-    Executed on one finetuning's chain (the dry-run tests check the whole plan)."""
+# What a finetuning trains on changes while its own configuration does not: before runs recorded
+# the content of their inputs, the finetuning resumed its finished run and failed.
+TEMPLATE_EDIT = ("import textseld.text.store as s\n"
+                 "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n")
+CHANGES = {
+    "train.pretrain.lr": ({"train": {"pretrain": {"lr": 3.0e-4}}}, None, "pretrain_tokenizer",
+                          "pretrained_dir", "results/runs/pretrain-rcc/best.pt"),
+    "sentence template": ({}, TEMPLATE_EDIT, "make_texts", "texts", "results/texts/train.h5"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_change_executed_reruns_the_finetuning_on_the_new_input(tiny_workflow, tmp_path, change):
+    """README's "what reruns" rows whose finetunings keep their configuration, executed on one
+    finetuning's chain (the dry-run tests in test_workflow.py check the whole plan)."""
+    from textseld.train.checkpoint import read_checkpoint
     from textseld.train.runs import sha256_file
 
+    patch, site, upstream, key, produced = CHANGES[change]
     wd = copy_workflow(tiny_workflow, tmp_path / "wd")
     cfg = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
-    cfg["train"]["pretrain"]["lr"] = 3.0e-4
-    (wd / "lr.yaml").write_text(yaml.safe_dump(cfg))
+    for section, values in patch.get("train", {}).items():
+        cfg["train"][section].update(values)
+    (wd / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    env = None
+    if site:
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "sitecustomize.py").write_text(site)
+        env = {"PYTHONPATH": str(tmp_path / "site")}
     target = "results/metrics/rcc-bert-grep/seed0/dcase2025.json"
-    proc = snakemake(wd, target, "--cores", "2", "--configfile", "lr.yaml", timeout=900)  # target first:
-    # --configfile takes every following word
-    assert _executed(proc) == {"pretrain_tokenizer": 1, "finetune": 1, "predict": 1, "evaluate": 1}
-    ft = json.loads((wd / "results/runs/rcc-bert-grep/seed0/config.json").read_text())
-    assert ft["input_sha256"]["pretrained_dir"] == sha256_file(wd / "results/runs/pretrain-rcc/best.pt")
-    assert json.loads((wd / "results/runs/pretrain-rcc/config.json").read_text())["train"]["lr"] == 3.0e-4
-    # the old finetuning was discarded, not resumed: its log has the one epoch of the new run
-    log_rows = list(csv.DictReader((wd / "results/runs/rcc-bert-grep/seed0/log.csv").open()))
-    assert len(log_rows) == cfg["train"]["finetune"]["epochs"]
+    # the target first: --configfile takes every following word
+    proc = snakemake(wd, target, "--cores", "2", "--configfile", "changed.yaml", timeout=900, env=env)
+    assert _executed(proc) == {upstream: 1, "finetune": 1, "predict": 1, "evaluate": 1}
+    run = "results/runs/rcc-bert-grep/seed0"
+    assert json.loads((wd / run / "config.json").read_text())["input_sha256"][key] == sha256_file(wd / produced)
+    # trained afresh on the new input, not the old run resumed (that would not write last.pt)
+    assert os.path.getmtime(wd / run / "last.pt") > os.path.getmtime(tiny_workflow / run / "last.pt")
+    if key == "pretrained_dir":  # another tokenizer: other weights (one changed template may go undrawn)
+        old, new = (read_checkpoint(d / run / "last.pt")["model"] for d in (tiny_workflow, wd))
+        assert not all(torch.equal(old[k], new[k]) for k in old)
     assert os.path.getmtime(wd / target) > os.path.getmtime(tiny_workflow / target)
