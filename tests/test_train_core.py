@@ -287,3 +287,35 @@ def test_run_whose_best_weights_are_lost_trains_afresh(tmp_path):
     assert result == ref_result
     rows = list(csv.DictReader(open(cut / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+
+
+def test_resumed_run_that_never_beats_the_pre_kill_best_keeps_it(tmp_path, monkeypatch):
+    """Validation F falls after epoch 0: the best is from before the kill and must survive the
+    workflow deleting best.pt / val_metrics.json (the resumed epochs never write them)."""
+    import textseld.train.loop as loop
+
+    scores = iter([0.5, 0.3, 0.2, 0.5, 0.3, 0.2, 0.3, 0.2])  # ref: 3 epochs; cut: 1 + 2 after resume
+
+    def fake_validate(task, dataset, refs, cfg, device, seed):
+        return {"F": next(scores), "DOAE": 10.0, "RDE": 0.1}
+
+    monkeypatch.setattr(loop, "validate", fake_validate)
+    ref_task, ref_result = _run(tmp_path / "ref")
+    assert ref_result["epoch"] == 0 and ref_result["F"] == 0.5
+
+    def die(epoch, step):
+        if step == 5:  # epoch 1, after its 2nd of 3 batches
+            raise Killed
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Killed):
+        _run(cut, on_step=die)
+    (cut / "best.pt").unlink()
+    (cut / "val_metrics.json").unlink()
+    task, result = _run(cut)
+    _same_weights(ref_task, task)
+    assert result == ref_result
+    ref_best, best = read_checkpoint(tmp_path / "ref" / "best.pt"), read_checkpoint(cut / "best.pt")
+    assert best["epoch"] == 1
+    for key in ref_best["model"]:
+        assert torch.equal(best["model"][key], ref_best["model"][key]), key
