@@ -108,8 +108,9 @@ def to_stereo_pcm(wy: np.ndarray) -> np.ndarray:
 
 def write_wav(path: Path, pcm: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write (n, channels) int16 as a PCM WAV atomically (stdlib writer: no
-    metadata chunks, identical bytes for identical samples)."""
-    with atomic_path(path, suffix=".wav") as tmp:
+    metadata chunks, identical bytes for identical samples). A killed earlier writer's
+    temporary of the same clip is removed."""
+    with atomic_path(path, suffix=".wav", remove_stale=True) as tmp:
         with wave.open(str(tmp), "wb") as w:
             w.setnchannels(pcm.shape[1])
             w.setsampwidth(2)
