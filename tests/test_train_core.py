@@ -319,3 +319,12 @@ def test_resumed_run_that_never_beats_the_pre_kill_best_keeps_it(tmp_path, monke
     assert best["epoch"] == 1
     for key in ref_best["model"]:
         assert torch.equal(best["model"][key], ref_best["model"][key]), key
+
+
+def test_checkpoint_write_removes_a_killed_writers_temporary(tmp_path):
+    stale = tmp_path / ".last.pt.k1ll3d.pt.tmp"  # what a SIGKILL during torch.save leaves
+    stale.write_bytes(b"\x00" * 4096)
+    task = ToyTask()
+    save_checkpoint(tmp_path / "last.pt", model=task.model, optimizers=[], schedulers=[], epoch=1, step=3,
+                    batch_in_epoch=0, best_metric=None, best_epoch=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

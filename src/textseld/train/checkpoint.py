@@ -141,7 +141,8 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizers: li
         "best_epoch": None if best_epoch is None else int(best_epoch),
         "extra": dict(extra or {}),
     }
-    with atomic_path(path, suffix=".pt") as tmp:
+    # one training process writes a run's checkpoints: what a killed one left is stale
+    with atomic_path(path, suffix=".pt", remove_stale=True) as tmp:
         torch.save(state, tmp)
 
 
