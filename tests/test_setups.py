@@ -49,6 +49,8 @@ def shapes(config: dict) -> dict:
 def test_paper_setup_has_the_paper_shapes():
     s = shapes(merged("config/paper.yaml"))
     assert s["D"] == 512 and s["model"].token_width == 512
+    # the split is paper.yaml's own, not the embedded default's
+    assert merged("config/paper.yaml")["train"]["validation_split"] == {"fraction": 0.1, "seed": 0}
     # CLIP ViT-B-16 text tower: width 512, 12 layers, 8 heads, A of 512, QuickGELU (openai weights)
     assert s["clip"] == (512, 12, 8, 512, True, "openai")
     assert s["bert"] == ("google/bert_uncased_L-12_H-512_A-8",
@@ -108,4 +110,5 @@ def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
 
     with pytest.raises(ValueError, match=r"not the BERT of preset 'google/bert_uncased_L-12_H-512_A-8' \(it has "
                                          r"\{'hidden_size': 384, 'num_hidden_layers': 6"):
-        build_text_encoder("bert", {"bert": "google/bert_uncased_L-12_H-512_A-8", "bert_path": str(default_bert_path())})
+        build_text_encoder("bert", {"bert": "google/bert_uncased_L-12_H-512_A-8",
+                                    "bert_path": str(default_bert_path())})

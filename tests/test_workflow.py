@@ -205,3 +205,24 @@ def test_report_holds_the_table_the_figure_and_the_training_curves(tiny_run):
     html = (tiny_run / "report.html").read_text(errors="replace")
     for name in ("comparison.csv", "comparison.png", "training_curves.png"):
         assert name in html, name
+
+
+# -------------------------------------------- the paper's shapes, run for real
+@pytest.mark.slow
+def test_paper_shapes_run_to_the_table_on_cpu(tmp_path):
+    """config/paper.yaml with config/paper_cpu.yaml on top (synthetic clips, random weights in
+    the paper's shapes, one step per run, CPU) through the whole workflow to the table."""
+    import csv
+    import json
+
+    wd = workflow_copy(tmp_path / "wf")
+    snakemake(wd, "--cores", "2", "--configfile", "config/paper.yaml", "config/paper_cpu.yaml", timeout=5400)
+    rows = list(csv.DictReader((wd / TABLE).open()))
+    assert len(rows) == 9 and rows[0]["system"] == "Baseline"
+    for model, text in (("rcc-bert-trep", "bert"), ("beats-clip-grep", "clip")):
+        run = wd / f"results/runs/{model}/seed0"
+        config = json.loads((run / "config.json").read_text())
+        assert config["model"]["token_width"] == 512 and config["model"]["beats_arch"] == "base"
+        info = json.loads((run / "weights.json").read_text())["text_encoder"]
+        assert info["width"] == 512 and info["layers"] == 12 and info["source"] == "random init"
+        assert config["text_encoder"][text] in ("ViT-B-16/openai", "google/bert_uncased_L-12_H-512_A-8")
