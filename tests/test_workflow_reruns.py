@@ -117,11 +117,21 @@ def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same
 # the content of their inputs, the finetuning resumed its finished run and failed.
 TEMPLATE_EDIT = ("import textseld.text.store as s\n"
                  "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n")
+# change -> (config patch, sitecustomize or None, upstream jobs, run input that changes, its file)
 CHANGES = {
-    "train.pretrain.lr": ({"train": {"pretrain": {"lr": 3.0e-4}}}, None, "pretrain_tokenizer",
+    "train.pretrain.lr": ({"train": {"pretrain": {"lr": 3.0e-4}}}, None, {"pretrain_tokenizer": 1},
                           "pretrained_dir", "results/runs/pretrain-rcc/best.pt"),
-    "sentence template": ({}, TEMPLATE_EDIT, "make_texts", "texts", "results/texts/train.h5"),
+    "sentence template": ({}, TEMPLATE_EDIT, {"make_texts": 1}, "texts", "results/texts/train.h5"),
+    "features.extract.wpe": ({"features": {"extract": {"wpe": {"iterations": 4}}}}, None,
+                             {"extract_features": 4, "pack_features": 2, "feature_stats": 1, "make_texts": 1,
+                              "pretrain_tokenizer": 1}, "train_h5", "results/features/train.h5"),
 }
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    for k, v in patch.items():
+        base[k] = _merge(base.get(k) or {}, v) if isinstance(v, dict) else v
+    return base
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -133,9 +143,7 @@ def test_change_executed_reruns_the_finetuning_on_the_new_input(tiny_workflow, t
 
     patch, site, upstream, key, produced = CHANGES[change]
     wd = copy_workflow(tiny_workflow, tmp_path / "wd")
-    cfg = yaml.safe_load((REPO / "config/tiny.yaml").read_text())
-    for section, values in patch.get("train", {}).items():
-        cfg["train"][section].update(values)
+    cfg = _merge(yaml.safe_load((REPO / "config/tiny.yaml").read_text()), patch)
     (wd / "changed.yaml").write_text(yaml.safe_dump(cfg))
     env = None
     if site:
@@ -145,7 +153,7 @@ def test_change_executed_reruns_the_finetuning_on_the_new_input(tiny_workflow, t
     target = "results/metrics/rcc-bert-grep/seed0/dcase2025.json"
     # the target first: --configfile takes every following word
     proc = snakemake(wd, target, "--cores", "2", "--configfile", "changed.yaml", timeout=900, env=env)
-    assert _executed(proc) == {upstream: 1, "finetune": 1, "predict": 1, "evaluate": 1}
+    assert _executed(proc) == {**upstream, "finetune": 1, "predict": 1, "evaluate": 1}
     run = "results/runs/rcc-bert-grep/seed0"
     assert json.loads((wd / run / "config.json").read_text())["input_sha256"][key] == sha256_file(wd / produced)
     # trained afresh on the new input, not the old run resumed (that would not write last.pt)
