@@ -32,6 +32,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         **results_table(),
-    default_target: True

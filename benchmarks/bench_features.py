@@ -33,15 +33,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_features import reference_features, synth_clip  # noqa: E402  (the reference lives with its test)
+from bench_features_cuda import blas_threads
+from test_features import reference_features, synth_clip
+from textseld.features import wpe_kernel
+from textseld.features.extract import compute_features
+from textseld.features.wpe import _torch_reference, _torch_solve_reference, wpe
 
-from bench_features_cuda import blas_threads  # noqa: E402  (numpy's BLAS limited like torch)
-from textseld.features.extract import compute_features  # noqa: E402
-from textseld.features import wpe_kernel  # noqa: E402
-from textseld.features.wpe import _torch_reference, _torch_solve_reference, wpe  # noqa: E402
-
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-            "OPENBLAS_CORETYPE": "Haswell", wpe_kernel.CFLAGS_ENV: "-mno-avx512f"}
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+    wpe_kernel.CFLAGS_ENV: "-mno-avx512f",
+}
 
 
 def cpu_line() -> str:
@@ -62,8 +66,15 @@ def wpe_agreement(clips: np.ndarray, n: int = 2) -> float:
     worst = 0.0
     for c in clips[:n].astype(np.float64):
         x = c / np.abs(c).max()
-        sw = librosa.stft((x[0] + x[1]) / 2, n_fft=1024, hop_length=480, win_length=960, window="hann",
-                          center=True, pad_mode="constant")
+        sw = librosa.stft(
+            (x[0] + x[1]) / 2,
+            n_fft=1024,
+            hop_length=480,
+            win_length=960,
+            window="hann",
+            center=True,
+            pad_mode="constant",
+        )
         ref = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
         got = wpe(torch.from_numpy(sw)[None])[0].numpy()
         p, q = np.abs(got) ** 2, np.abs(ref) ** 2
@@ -87,8 +98,10 @@ def float32_reference(clips: np.ndarray) -> None:
         direct = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
         w = (x[0] + x[1]) / 2
         resid = w - librosa.istft(direct, hop_length=480, win_length=960, n_fft=1024, length=len(w))
-        _ = [10 * np.log10(np.maximum(m, 1e-10)) for m in (*mel, fb @ np.abs(direct) ** 2,
-                                                          fb @ np.abs(librosa.stft(resid, **kw)) ** 2)]
+        _ = [
+            10 * np.log10(np.maximum(m, 1e-10))
+            for m in (*mel, fb @ np.abs(direct) ** 2, fb @ np.abs(librosa.stft(resid, **kw)) ** 2)
+        ]
 
 
 def main() -> None:
@@ -105,8 +118,10 @@ def main() -> None:
     if args.emulate_avx2 and os.environ.get(wpe_kernel.CFLAGS_ENV) != AVX2_ENV[wpe_kernel.CFLAGS_ENV]:
         # these are read when torch and MKL load: run again with them set
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
-    print(f"CPU: {cpu_line()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
-          + (f"; emulating AVX2 ({' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())})" if args.emulate_avx2 else ""))
+    print(
+        f"CPU: {cpu_line()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        + (f"; emulating AVX2 ({' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())})" if args.emulate_avx2 else "")
+    )
     torch.set_num_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}  (torch threads {args.threads})")
     rng = np.random.default_rng(0)
@@ -118,10 +133,13 @@ def main() -> None:
     kernel = wpe_kernel.load(_torch_reference, _torch_solve_reference) if args.device == "cpu" else None
     if args.device == "cpu" and not args.no_kernel:
         found = wpe_kernel.choose(_torch_reference, solve_reference=_torch_solve_reference)
-        print("WPE kernel measurement (us per row and iteration, single thread): correlations "
-              + ", ".join(f"{k} {v:g}" for k, v in sorted(found["us_per_row"].items(), key=lambda kv: kv[1]))
-              + "; solve " + ", ".join(f"{k} {v:g}" for k, v in found["solve_us_per_row"].items())
-              + f"; chosen: {found['choice']}, solve in {found['solve']}")
+        print(
+            "WPE kernel measurement (us per row and iteration, single thread): correlations "
+            + ", ".join(f"{k} {v:g}" for k, v in sorted(found["us_per_row"].items(), key=lambda kv: kv[1]))
+            + "; solve "
+            + ", ".join(f"{k} {v:g}" for k, v in found["solve_us_per_row"].items())
+            + f"; chosen: {found['choice']}, solve in {found['solve']}"
+        )
     print(f"WPE correlations: {'compiled kernel ' + str(kernel._name) if kernel is not None else 'torch product'}")
 
     def batched() -> tuple[float, dict]:
@@ -130,15 +148,17 @@ def main() -> None:
         t = time.perf_counter()
         got = {k: [] for k in ("logmel_lr", "ild", "ivy", "direct", "reverb", "src")}
         for start in range(0, len(clips), args.batch_size):
-            out = compute_features(torch.from_numpy(clips[start:start + args.batch_size]), device=args.device)
+            out = compute_features(torch.from_numpy(clips[start : start + args.batch_size]), device=args.device)
             for k in got:
                 got[k].append(out[k].numpy())
         return time.perf_counter() - t, {k: np.concatenate(v) for k, v in got.items()}
 
     if args.skip_reference:
         batched_s, _ = batched()
-        print(f"batched torch extractor ({args.device}, batch {args.batch_size}): {batched_s:7.2f} s, "
-              f"{len(clips) / batched_s:7.3f} clips/s")
+        print(
+            f"batched torch extractor ({args.device}, batch {args.batch_size}): {batched_s:7.2f} s, "
+            f"{len(clips) / batched_s:7.3f} clips/s"
+        )
         return
 
     with blas_threads(args.threads):
@@ -151,24 +171,38 @@ def main() -> None:
             t = time.perf_counter()
             refs = [reference_features(c) for c in clips]
             ref_s = time.perf_counter() - t
-        worst = max([worst] + [float(np.abs(got[k][b] - refs[b][k]).max()) for b in range(len(clips))
-                               for k in ("logmel_lr", "ild", "direct", "reverb", "src")])
+        worst = max(
+            [worst]
+            + [
+                float(np.abs(got[k][b] - refs[b][k]).max())
+                for b in range(len(clips))
+                for k in ("logmel_lr", "ild", "direct", "reverb", "src")
+            ]
+        )
         ratios.append(ref_s / batched_s)
-        print(f"round {r + 1}: batched torch extractor ({args.device}, batch {args.batch_size}) "
-              f"{len(clips) / batched_s:6.3f} clips/s; per-clip librosa + nara_wpe float64 "
-              f"{len(clips) / ref_s:6.3f} clips/s; speed-up {ratios[-1]:.2f}x")
+        print(
+            f"round {r + 1}: batched torch extractor ({args.device}, batch {args.batch_size}) "
+            f"{len(clips) / batched_s:6.3f} clips/s; per-clip librosa + nara_wpe float64 "
+            f"{len(clips) / ref_s:6.3f} clips/s; speed-up {ratios[-1]:.2f}x"
+        )
     print(f"max |difference| to the float64 reference: {worst:.2e} dB (tolerance 1e-3)")
 
     with blas_threads(args.threads):
         t = time.perf_counter()
         float32_reference(clips)
         ref32_s = time.perf_counter() - t
-    print(f"per-clip librosa + nara_wpe, float32: {ref32_s:7.2f} s, {len(clips) / ref32_s:7.3f} clips/s "
-          f"({ref32_s / batched_s:.2f}x slower than the last batched round)")
-    print(f"speed-up of the batched extractor vs the float64 reference: median {np.median(ratios):.2f}x, "
-          f"range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} rounds")
-    print(f"WPE vs nara_wpe (float64) on the same STFT, first {min(2, len(clips))} clips: "
-          f"relative output-power error {wpe_agreement(clips):.1e} (tolerance 1e-4)")
+    print(
+        f"per-clip librosa + nara_wpe, float32: {ref32_s:7.2f} s, {len(clips) / ref32_s:7.3f} clips/s "
+        f"({ref32_s / batched_s:.2f}x slower than the last batched round)"
+    )
+    print(
+        f"speed-up of the batched extractor vs the float64 reference: median {np.median(ratios):.2f}x, "
+        f"range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} rounds"
+    )
+    print(
+        f"WPE vs nara_wpe (float64) on the same STFT, first {min(2, len(clips))} clips: "
+        f"relative output-power error {wpe_agreement(clips):.1e} (tolerance 1e-4)"
+    )
 
 
 if __name__ == "__main__":

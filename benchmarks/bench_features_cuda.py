@@ -165,25 +165,43 @@ def environment(device_requested: str, rep: Report) -> dict:
     import torch
 
     env = {
-        "python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
-        "torch": torch.__version__, "torch_cuda": torch.version.cuda, "numpy": np.__version__,
-        "torch_threads_default": torch.get_num_threads(), "cuda_available": torch.cuda.is_available(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "numpy": np.__version__,
+        "torch_threads_default": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
         "device_requested": device_requested,
     }
     if env["cuda_available"]:
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
-                   gpu_memory_gib=round(props.total_memory / 2**30, 1), sm_count=props.multi_processor_count)
+        env.update(
+            gpu=props.name,
+            capability=f"{props.major}.{props.minor}",
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            sm_count=props.multi_processor_count,
+        )
     if shutil.which("nvidia-smi"):
         try:
             env["nvidia_smi"] = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
-                 "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
+                [
+                    "nvidia-smi",
+                    "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+                    "--format=csv,noheader",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             env["nvidia_smi"] = f"failed: {exc}"
     # which version of the feature code was measured (the tree is copied without .git)
-    env["feature_sources_sha256"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-                                     for p in sorted((REPO / "src/textseld/features").glob("*.py"))}
+    env["feature_sources_sha256"] = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        for p in sorted((REPO / "src/textseld/features").glob("*.py"))
+    }
     for k, v in env.items():
         rep.say(f"  {k}: {v}")
     return env
@@ -206,8 +224,10 @@ def check_features(clips: np.ndarray, device: str, rep: Report) -> dict:
     diffs = max_diffs(got, ref)
     ok = diffs["ivy"] <= TOL_IVY and all(diffs[k] <= TOL_DB for k in DB_KEYS)
     for k, v in diffs.items():
-        rep.say(f"  {k:9s} max |{device} batch of {len(clips)} - cpu per clip| = {v:.2e}"
-                f"{' (ivy, limit 1e-5)' if k == 'ivy' else ' dB (limit 1e-3)'}")
+        rep.say(
+            f"  {k:9s} max |{device} batch of {len(clips)} - cpu per clip| = {v:.2e}"
+            f"{' (ivy, limit 1e-5)' if k == 'ivy' else ' dB (limit 1e-3)'}"
+        )
     finite = all(bool(torch.isfinite(v).all()) for v in got.values())
     return {"clips": len(clips), "max_abs_diff": diffs, "finite": finite, "ok": bool(ok and finite)}
 
@@ -241,20 +261,24 @@ def check_wpe(clips: np.ndarray, device: str, rep: Report) -> dict:
     errors: dict[str, list[float]] = {k: [] for k in got}
     for b in range(len(clips)):
         with blas_threads(1):
-            ref = nara_wpe(spec_w[b].numpy()[:, None, :], taps=ours.TAPS, delay=ours.DELAY,
-                           iterations=ours.ITERATIONS)[:, 0]
+            ref = nara_wpe(spec_w[b].numpy()[:, None, :], taps=ours.TAPS, delay=ours.DELAY, iterations=ours.ITERATIONS)[
+                :, 0
+            ]
         q = np.abs(ref) ** 2
         for k, out in got.items():
             errors[k].append(float(np.abs(np.abs(out[b]) ** 2 - q).sum() / q.sum()))
     for k, errs in errors.items():
-        rep.say(f"  WPE on {k} vs nara_wpe: relative output-power error per clip "
-                f"{', '.join(f'{e:.1e}' for e in errs)} (limit 1e-4)")
+        rep.say(
+            f"  WPE on {k} vs nara_wpe: relative output-power error per clip "
+            f"{', '.join(f'{e:.1e}' for e in errs)} (limit 1e-4)"
+        )
     worst = max(errors[device])
     return {"clips": len(clips), "rel_power_error": errors, "worst_device": worst, "ok": worst < TOL_WPE}
 
 
-def throughput(clips: np.ndarray, device: str, batch_size: int, rep: Report, deadline: float,
-               keep: dict | None) -> dict:
+def throughput(
+    clips: np.ndarray, device: str, batch_size: int, rep: Report, deadline: float, keep: dict | None
+) -> dict:
     """Time compute_features over `clips` in batches (after a warm-up batch). Stops after the
     batch that passes `deadline` (perf_counter time), reporting the clips actually timed.
     keep: None, or a dict that receives the first variant's src/doa/dist (to compare variants)."""
@@ -279,7 +303,7 @@ def throughput(clips: np.ndarray, device: str, batch_size: int, rep: Report, dea
     step = max(1, (n // batch_size) // 5)
     for i, start in enumerate(range(0, n, batch_size)):
         tb = time.perf_counter()
-        out = compute_features(torch.from_numpy(clips[start:start + batch_size]), device=device)
+        out = compute_features(torch.from_numpy(clips[start : start + batch_size]), device=device)
         sync(device)
         batch_s.append(time.perf_counter() - tb)
         done = min(n, start + batch_size)
@@ -300,10 +324,17 @@ def throughput(clips: np.ndarray, device: str, batch_size: int, rep: Report, dea
     if collect is not None:
         keep.update({k: torch.cat(v) for k, v in collect.items()})
     res = {
-        "device": device, "batch_size": batch_size, "clips": done, "complete": done == n,
-        "seconds": round(total, 3), "clips_per_s": round(done / total, 3), "ms_per_clip": round(1e3 * total / done, 3),
-        "warmup_s": round(warm_s, 3), "batch_s_median": round(float(np.median(batch_s)), 4),
-        "batch_s_min": round(float(np.min(batch_s)), 4), "batch_s_max": round(float(np.max(batch_s)), 4),
+        "device": device,
+        "batch_size": batch_size,
+        "clips": done,
+        "complete": done == n,
+        "seconds": round(total, 3),
+        "clips_per_s": round(done / total, 3),
+        "ms_per_clip": round(1e3 * total / done, 3),
+        "warmup_s": round(warm_s, 3),
+        "batch_s_median": round(float(np.median(batch_s)), 4),
+        "batch_s_min": round(float(np.min(batch_s)), 4),
+        "batch_s_max": round(float(np.max(batch_s)), 4),
         "outputs_finite": finite,
     }
     if compared:
@@ -313,8 +344,10 @@ def throughput(clips: np.ndarray, device: str, batch_size: int, rep: Report, dea
     if on_cuda:
         res["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         res["peak_gpu_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
-    rep.say(f"  => batch {batch_size} on {device}: {res['clips_per_s']:.2f} clips/s, {res['ms_per_clip']:.1f} ms/clip"
-            + (f", peak GPU memory {res['peak_gpu_memory_gib']} GiB" if on_cuda else ""))
+    rep.say(
+        f"  => batch {batch_size} on {device}: {res['clips_per_s']:.2f} clips/s, {res['ms_per_clip']:.1f} ms/clip"
+        + (f", peak GPU memory {res['peak_gpu_memory_gib']} GiB" if on_cuda else "")
+    )
     return res
 
 
@@ -325,8 +358,10 @@ def h2d_orders(clips: np.ndarray, device: str, rep: Report) -> dict:
 
     x = torch.from_numpy(clips)
     res = {}
-    for name, fn in (("to(device, float64)", lambda: x.to(device=device, dtype=torch.float64)),
-                     ("to(device).double()", lambda: x.to(device).double())):
+    for name, fn in (
+        ("to(device, float64)", lambda: x.to(device=device, dtype=torch.float64)),
+        ("to(device).double()", lambda: x.to(device).double()),
+    ):
         fn()
         sync(device)
         t = time.perf_counter()
@@ -384,27 +419,68 @@ def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> di
 
     root = work / "data"
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "textseld", "synth", "--out", str(root), "--train-clips", str(n),
-                           "--test-clips", "0", "--seed", "7", "--workers", str(workers), "--speech", "formant",
-                           "--no-progress"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "textseld",
+            "synth",
+            "--out",
+            str(root),
+            "--train-clips",
+            str(n),
+            "--test-clips",
+            "0",
+            "--seed",
+            "7",
+            "--workers",
+            str(workers),
+            "--speech",
+            "formant",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
     synth_s = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"textseld synth failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rep.say(f"  textseld synth {n} clips ({workers} workers): {synth_s:.1f} s")
     out = work / "feat.h5"
     t = time.perf_counter()
-    rc = cli(["features", "--data", str(root), "--split", "dev-train-synth", "--out", str(out),
-              "--device", device, "--batch-size", str(min(n, 64))])
+    rc = cli(
+        [
+            "features",
+            "--data",
+            str(root),
+            "--split",
+            "dev-train-synth",
+            "--out",
+            str(out),
+            "--device",
+            device,
+            "--batch-size",
+            str(min(n, 64)),
+        ]
+    )
     feat_s = time.perf_counter() - t
     if rc != 0:
         raise RuntimeError(f"textseld features exited with {rc}")
     with h5py.File(out, "r") as f:
         packed = len(f["names"])
         finite = all(bool(np.isfinite(f[k][...]).all()) for k in ("src", "doa", "dist"))
-    rep.say(f"  textseld features --device {device}: {feat_s:.1f} s for {packed} clips "
-            f"({packed / feat_s:.1f} clips/s incl. WAV reading, targets, HDF5 writing and start-up)")
-    return {"clips": packed, "synth_s": round(synth_s, 2), "features_s": round(feat_s, 2),
-            "features_clips_per_s": round(packed / feat_s, 2), "finite": finite, "ok": packed == n and finite}
+    rep.say(
+        f"  textseld features --device {device}: {feat_s:.1f} s for {packed} clips "
+        f"({packed / feat_s:.1f} clips/s incl. WAV reading, targets, HDF5 writing and start-up)"
+    )
+    return {
+        "clips": packed,
+        "synth_s": round(synth_s, 2),
+        "features_s": round(feat_s, 2),
+        "features_clips_per_s": round(packed / feat_s, 2),
+        "finite": finite,
+        "ok": packed == n and finite,
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -412,38 +488,55 @@ def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> di
 
 def summary_lines(r: dict) -> list[str]:
     env = r.get("environment", {})
-    lines = [f"device {r.get('device')}: {env.get('gpu', 'no GPU')} (capability {env.get('capability', '-')}), "
-             f"torch {env.get('torch')}, CUDA {env.get('torch_cuda')}, {env.get('cpu_count')} CPU cores; "
-             f"{r.get('clips_made', 0)} clips",
-             "| what | clips | clips/s | ms/clip | peak GPU GiB |", "|---|---|---|---|---|"]
+    lines = [
+        f"device {r.get('device')}: {env.get('gpu', 'no GPU')} (capability {env.get('capability', '-')}), "
+        f"torch {env.get('torch')}, CUDA {env.get('torch_cuda')}, {env.get('cpu_count')} CPU cores; "
+        f"{r.get('clips_made', 0)} clips",
+        "| what | clips | clips/s | ms/clip | peak GPU GiB |",
+        "|---|---|---|---|---|",
+    ]
     for t in r.get("throughput", []):
-        lines.append(f"| {t['device']} batch {t['batch_size']}{'' if t['complete'] else ' (partial)'} | {t['clips']} | "
-                     f"{t['clips_per_s']:.2f} | {t['ms_per_clip']:.2f} | {t.get('peak_gpu_memory_gib', '-')} |")
+        lines.append(
+            f"| {t['device']} batch {t['batch_size']}{'' if t['complete'] else ' (partial)'} | {t['clips']} | "
+            f"{t['clips_per_s']:.2f} | {t['ms_per_clip']:.2f} | {t.get('peak_gpu_memory_gib', '-')} |"
+        )
     c = r.get("cpu_baseline")
     if c:
-        lines.append(f"| cpu {c['threads']} threads, batch {c['batch_size']} | {c['clips']} | {c['clips_per_s']:.2f} | "
-                     f"{c['ms_per_clip']:.2f} | - |")
+        lines.append(
+            f"| cpu {c['threads']} threads, batch {c['batch_size']} | {c['clips']} | {c['clips_per_s']:.2f} | "
+            f"{c['ms_per_clip']:.2f} | - |"
+        )
     if r.get("speedup_vs_cpu"):
-        lines.append(f"| best {r['device']} / cpu ({r['speedup_vs_cpu']['best_batch']}) | | "
-                     f"**{r['speedup_vs_cpu']['ratio']:.2f}x** | | |")
+        lines.append(
+            f"| best {r['device']} / cpu ({r['speedup_vs_cpu']['best_batch']}) | | "
+            f"**{r['speedup_vs_cpu']['ratio']:.2f}x** | | |"
+        )
     chk = r["checks"]
     if "features" in chk:
         d = chk["features"]["max_abs_diff"]
-        lines.append(f"features {r['device']} vs cpu ({chk['features']['clips']} clips): max "
-                     f"{max(d[k] for k in DB_KEYS):.1e} dB (limit 1e-3), ivy {d['ivy']:.1e} (limit 1e-5): "
-                     f"{'OK' if chk['features']['ok'] else 'FAIL'}")
+        lines.append(
+            f"features {r['device']} vs cpu ({chk['features']['clips']} clips): max "
+            f"{max(d[k] for k in DB_KEYS):.1e} dB (limit 1e-3), ivy {d['ivy']:.1e} (limit 1e-5): "
+            f"{'OK' if chk['features']['ok'] else 'FAIL'}"
+        )
     if "wpe" in chk:
-        lines.append(f"WPE {r['device']} vs nara_wpe ({chk['wpe']['clips']} clips): {chk['wpe']['worst_device']:.1e} "
-                     f"relative output power (limit 1e-4): {'OK' if chk['wpe']['ok'] else 'FAIL'}")
+        lines.append(
+            f"WPE {r['device']} vs nara_wpe ({chk['wpe']['clips']} clips): {chk['wpe']['worst_device']:.1e} "
+            f"relative output power (limit 1e-4): {'OK' if chk['wpe']['ok'] else 'FAIL'}"
+        )
     if "batch_consistency" in chk:
         bc = chk["batch_consistency"]
-        lines.append(f"same clips, other batch sizes on {r['device']}: max {bc['max_abs_diff_dB']:.1e} dB "
-                     f"(limit 1e-3): {'OK' if bc['ok'] else 'FAIL'}")
+        lines.append(
+            f"same clips, other batch sizes on {r['device']}: max {bc['max_abs_diff_dB']:.1e} dB "
+            f"(limit 1e-3): {'OK' if bc['ok'] else 'FAIL'}"
+        )
     if "e2e" in chk:
         e = chk["e2e"]
-        lines.append(f"CLI synth + features ({e['clips']} clips): synth {e['synth_s']} s, "
-                     f"features {e['features_s']} s: "
-                     f"{'OK' if e['ok'] else 'FAIL'}")
+        lines.append(
+            f"CLI synth + features ({e['clips']} clips): synth {e['synth_s']} s, "
+            f"features {e['features_s']} s: "
+            f"{'OK' if e['ok'] else 'FAIL'}"
+        )
     for s in r["skipped"]:
         lines.append(f"skipped: {s}")
     for e in r["errors"]:
@@ -462,16 +555,25 @@ def main() -> int:
     parser.add_argument("--cpu-threads", type=int, default=0, help="torch threads for the CPU path (0 = all cores)")
     parser.add_argument("--check-clips", type=int, default=4, help="clips for the device-vs-cpu feature check")
     parser.add_argument("--wpe-check-clips", type=int, default=2, help="clips for the WPE-vs-nara_wpe check")
-    parser.add_argument("--wpe-chunks", default="8,32,64",
-                        help="clips_per_chunk values for the WPE-alone timing ('' = skip)")
+    parser.add_argument(
+        "--wpe-chunks", default="8,32,64", help="clips_per_chunk values for the WPE-alone timing ('' = skip)"
+    )
     parser.add_argument("--e2e-clips", type=int, default=64, help="clips for the CLI synth+features check (0 = skip)")
     parser.add_argument("--workers", type=int, default=0, help="clip-rendering processes (0 = all cores)")
     parser.add_argument("--seed", type=int, default=2025)
-    parser.add_argument("--clip-time-cap-s", type=float, default=90.0,
-                        help="stop rendering clips after this many seconds and go on with those made")
+    parser.add_argument(
+        "--clip-time-cap-s",
+        type=float,
+        default=90.0,
+        help="stop rendering clips after this many seconds and go on with those made",
+    )
     parser.add_argument("--budget-s", type=float, default=240.0, help="skip remaining steps after this many seconds")
-    parser.add_argument("--variant-cap-s", type=float, default=90.0,
-                        help="a throughput variant stops (partial, flagged) after this many seconds")
+    parser.add_argument(
+        "--variant-cap-s",
+        type=float,
+        default=90.0,
+        help="a throughput variant stops (partial, flagged) after this many seconds",
+    )
     parser.add_argument("--require-cuda", action="store_true", help="exit 3 (after writing results) without CUDA")
     parser.add_argument("--cpu-only-clips", type=int, default=8, help="clip cap when CUDA is unavailable")
     args = parser.parse_args()
@@ -506,8 +608,11 @@ def run(args: argparse.Namespace, rep: Report) -> int:
         rate = device_rate()
         need = clips_needed / rate if rate and clips_needed else 0.0
         if left <= need:
-            why = (f"time budget {args.budget_s:.0f} s reached" if left <= 0 else
-                   f"~{need:.0f} s for {clips_needed} clips at {rate:.1f} clips/s > the {left:.0f} s left")
+            why = (
+                f"time budget {args.budget_s:.0f} s reached"
+                if left <= 0
+                else f"~{need:.0f} s for {clips_needed} clips at {rate:.1f} clips/s > the {left:.0f} s left"
+            )
             r["skipped"].append(f"{step} ({why})")
             rep.say(f"SKIPPED {step}: {why}")
             return True
@@ -527,8 +632,10 @@ def run(args: argparse.Namespace, rep: Report) -> int:
     env = r["environment"] = environment(args.device, rep)
     device, n = args.device, args.clips
     if device.startswith("cuda") and not env["cuda_available"]:
-        rep.say("!! CUDA is NOT available here: running the CPU-only parts with "
-                f"{min(n, args.cpu_only_clips)} clips (no CUDA numbers)")
+        rep.say(
+            "!! CUDA is NOT available here: running the CPU-only parts with "
+            f"{min(n, args.cpu_only_clips)} clips (no CUDA numbers)"
+        )
         device, n = "cpu", min(n, args.cpu_only_clips)
         r["cuda_unavailable"] = True
         if args.require_cuda:
@@ -537,7 +644,6 @@ def run(args: argparse.Namespace, rep: Report) -> int:
     cpu_threads = args.cpu_threads or os.cpu_count() or 1
     torch.set_num_threads(cpu_threads)  # the CPU path in the checks and the baseline uses all cores
     import textseld.features.extract  # noqa: F401  (import errors show here, before the clips)
-
 
     rep.say(f"== {n} clips (real synthetic generator, {args.workers or os.cpu_count()} processes)")
     t = time.perf_counter()
@@ -571,7 +677,7 @@ def run(args: argparse.Namespace, rep: Report) -> int:
         rep.say(f"== throughput: compute_features on {device}, batch {bs}, {n} clips")
         # each variant stops after --variant-cap-s: a slow first variant must not starve the others
         cap = min(deadline, time.perf_counter() + args.variant_cap_s)
-        res = attempt(f"throughput batch {bs}", lambda: throughput(clips, device, bs, rep, cap, keep))
+        res = attempt(f"throughput batch {bs}", lambda bs=bs, cap=cap: throughput(clips, device, bs, rep, cap, keep))
         if res:
             r["throughput"].append(res)
         rep.write_json()
@@ -582,8 +688,10 @@ def run(args: argparse.Namespace, rep: Report) -> int:
         r["checks"]["batch_consistency"] = {"max_abs_diff_dB": worst, "ok": worst <= TOL_DB}
     if r.get("cpu_baseline") and r["throughput"]:
         best = max(r["throughput"], key=lambda x: x["clips_per_s"])
-        r["speedup_vs_cpu"] = {"best_batch": f"batch {best['batch_size']}",
-                               "ratio": round(best["clips_per_s"] / r["cpu_baseline"]["clips_per_s"], 2)}
+        r["speedup_vs_cpu"] = {
+            "best_batch": f"batch {best['batch_size']}",
+            "ratio": round(best["clips_per_s"] / r["cpu_baseline"]["clips_per_s"], 2),
+        }
         rep.say(f"  {device} / cpu: {r['speedup_vs_cpu']['ratio']:.2f}x")
     rep.write_json()
 
@@ -600,14 +708,17 @@ def run(args: argparse.Namespace, rep: Report) -> int:
     if args.e2e_clips > 0 and not over("CLI end to end", 2 * args.e2e_clips):
         rep.say(f"== CLI: textseld synth + textseld features --device {device}, {args.e2e_clips} clips")
         with tempfile.TemporaryDirectory(prefix="textseld_e2e_") as work:
-            res = attempt("CLI end to end", lambda: end_to_end(args.e2e_clips, device, args.workers or os.cpu_count()
-                                                                or 1, Path(work), rep))
+            res = attempt(
+                "CLI end to end",
+                lambda: end_to_end(args.e2e_clips, device, args.workers or os.cpu_count() or 1, Path(work), rep),
+            )
         if res:
             r["checks"]["e2e"] = res
 
     # what this process imported outside the standard library (the GPU machine lacks some packages)
-    r["third_party_modules"] = sorted({m.split(".")[0] for m in sys.modules if not m.startswith("_")}
-                                      - set(sys.stdlib_module_names))
+    r["third_party_modules"] = sorted(
+        {m.split(".")[0] for m in sys.modules if not m.startswith("_")} - set(sys.stdlib_module_names)
+    )
     failed = [k for k, v in r["checks"].items() if not v.get("ok")]
     bad_out = [f"batch {t['batch_size']}" for t in r["throughput"] if not t["outputs_finite"]]
     if failed or bad_out or r["errors"]:

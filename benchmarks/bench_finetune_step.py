@@ -68,11 +68,14 @@ def make_store(folder: Path, names, rows):
 def make_batch(indices, rows, names, seed=0):
     g = torch.Generator().manual_seed(seed)
     b = len(indices)
-    return {"src": torch.randn(b, 1, N_FEAT_FRAMES, N_MELS, generator=g),
-            "doa": torch.randn(b, 4, N_FEAT_FRAMES, N_MELS, generator=g),
-            "dist": torch.randn(b, 2, N_FEAT_FRAMES, N_MELS, generator=g),
-            "target": torch.from_numpy(np.stack([build_targets(rows[i]) for i in indices])),
-            "index": torch.tensor(indices), "name": [names[i] for i in indices]}
+    return {
+        "src": torch.randn(b, 1, N_FEAT_FRAMES, N_MELS, generator=g),
+        "doa": torch.randn(b, 4, N_FEAT_FRAMES, N_MELS, generator=g),
+        "dist": torch.randn(b, 2, N_FEAT_FRAMES, N_MELS, generator=g),
+        "target": torch.from_numpy(np.stack([build_targets(rows[i]) for i in indices])),
+        "index": torch.tensor(indices),
+        "name": [names[i] for i in indices],
+    }
 
 
 def pad_templates_to(encoder, length: int) -> None:
@@ -95,6 +98,7 @@ def naive_gt(encoder):
                 ids[i, : len(q)] = torch.tensor(q)
             a, _ = encoder._run(encoder._embed_ids(ids), torch.tensor([len(q) for q in seqs]))
             return a
+
     return embed
 
 
@@ -159,13 +163,14 @@ def main(argv=None) -> int:
             else:
                 cache = GroundTruthCache(enc)
                 gt = cache.embed
-            task = TextTask(model, store.sentence, gt, len(TEMPLATES), cfg.mae_weight, cfg.adpit_weight,
-                            frames_per_clip=frames)
+            task = TextTask(
+                model, store.sentence, gt, len(TEMPLATES), cfg.mae_weight, cfg.adpit_weight, frames_per_clip=frames
+            )
             opt = make_optimizer(model, cfg, "finetune")
             return {"task": task, "opt": opt, "cache": cache, "gen": torch.Generator().manual_seed(1), "t": []}
 
         def interleave(runs, steps):
-            for r in runs.values():                                   # warm-up
+            for r in runs.values():  # warm-up
                 time_steps(r["task"], r["opt"], batches[:1], 1)
             for i in range(steps):
                 for r in runs.values():
@@ -183,23 +188,33 @@ def main(argv=None) -> int:
         med = interleave(runs, args.steps)
         cache = runs["real"]["cache"]
         for path in ("real", "naive"):
-            extra = (f", GT sentences served without encoding {cache.hits / max(cache.hits + cache.misses, 1):.2f}"
-                     if path == "real" else "")
-            print(f"{path:5s}: median step {med[path]:.3f} s over {args.steps} steps "
-                  f"(batch 8 x {N_LABEL_FRAMES} frames){extra}")
+            extra = (
+                f", GT sentences served without encoding {cache.hits / max(cache.hits + cache.misses, 1):.2f}"
+                if path == "real"
+                else ""
+            )
+            print(
+                f"{path:5s}: median step {med[path]:.3f} s over {args.steps} steps "
+                f"(batch 8 x {N_LABEL_FRAMES} frames){extra}"
+            )
         print(f"speed-up real vs naive: {med['naive'] / med['real']:.2f}x")
         del runs
 
         # ---- one epoch of ~200 clips, real path, all frames vs subsampled frames
         n_steps = len(batches)
-        runs = {("rcc", "bert", None): setup("real"), ("rcc", "bert", args.frames): setup("real", args.frames),
-                ("beats", "bert", args.frames): setup("real", args.frames, "beats"),
-                ("rcc", "clip", args.frames): setup("real", args.frames, "rcc", "clip")}
+        runs = {
+            ("rcc", "bert", None): setup("real"),
+            ("rcc", "bert", args.frames): setup("real", args.frames),
+            ("beats", "bert", args.frames): setup("real", args.frames, "beats"),
+            ("rcc", "clip", args.frames): setup("real", args.frames, "rcc", "clip"),
+        }
         med = interleave(runs, args.steps)
         for (source, text, frames), per_step in med.items():
-            print(f"finetune {source}-{text}-grep epoch ({args.clips} clips, {n_steps} steps), "
-                  f"text_frames_per_clip={frames}: "
-                  f"{per_step * n_steps:.1f} s ({per_step:.3f} s/step, median of {args.steps})")
+            print(
+                f"finetune {source}-{text}-grep epoch ({args.clips} clips, {n_steps} steps), "
+                f"text_frames_per_clip={frames}: "
+                f"{per_step * n_steps:.1f} s ({per_step:.3f} s/step, median of {args.steps})"
+            )
         del runs
 
         # ---- pretraining and baseline steps
@@ -208,9 +223,11 @@ def main(argv=None) -> int:
         from textseld.train.tasks import AudioTask
 
         small = ModelConfig.from_size("small")
-        for label, make in (("pretrain rcc", lambda: build_model("rcc", None, "pretrain", small)),
-                            (f"pretrain beats ({small.beats_arch})", lambda: build_model("beats", None, "pretrain", small)),
-                            ("baseline", lambda: build_baseline(small))):
+        for label, make in (
+            ("pretrain rcc", lambda: build_model("rcc", None, "pretrain", small)),
+            (f"pretrain beats ({small.beats_arch})", lambda: build_model("beats", None, "pretrain", small)),
+            ("baseline", lambda: build_baseline(small)),
+        ):
             torch.manual_seed(0)
             task = AudioTask(make())
             opt = torch.optim.Adam(task.model.parameters(), lr=1e-4)

@@ -23,7 +23,7 @@ def step_time(model, batch, target, steps: int) -> float:
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model.train()
     times = []
-    for _ in range(steps + 1):   # the first step warms up allocators
+    for _ in range(steps + 1):  # the first step warms up allocators
         t0 = time.perf_counter()
         out, _ = model(batch)
         loss = adpit_loss(out, target)
@@ -51,17 +51,21 @@ def main() -> int:
     target[:, :, 0, 1:, 3] = torch.tensor([0.6, 0.8, 2.0])
     print("command:", " ".join([sys.executable] + sys.argv))
     print(f"size={args.size} batch={b} threads={args.threads} steps={args.steps}")
-    models = {"baseline": build_baseline(cfg),
-              "pretrain-rcc": build_model("rcc", None, "pretrain", cfg),
-              "pretrain-beats": build_model("beats", None, "pretrain", cfg)}
+    models = {
+        "baseline": build_baseline(cfg),
+        "pretrain-rcc": build_model("rcc", None, "pretrain", cfg),
+        "pretrain-beats": build_model("beats", None, "pretrain", cfg),
+    }
     ref = None
     for name, model in models.items():
         n = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         t = step_time(model, batch, target, args.steps)
         ref = ref or t
-        print(f"{name:15s} params={n / 1e6:7.3f}M trainable={n_train / 1e6:7.3f}M "
-              f"step={t:7.3f}s  ratio_to_baseline={t / ref:6.2f}")
+        print(
+            f"{name:15s} params={n / 1e6:7.3f}M trainable={n_train / 1e6:7.3f}M "
+            f"step={t:7.3f}s  ratio_to_baseline={t / ref:6.2f}"
+        )
     return 0
 
 

@@ -48,8 +48,12 @@ else:
 def measure(n: int, n_shards: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_pack_") as tmp:
         subprocess.run([sys.executable, "-c", CHILD, "write", tmp, str(n), str(n_shards)], check=True)
-        out = subprocess.run([sys.executable, "-c", CHILD, "pack", tmp, str(n), str(n_shards)], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, "pack", tmp, str(n), str(n_shards)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         result = json.loads(out.strip().splitlines()[-1])
         return result
 
@@ -64,12 +68,16 @@ def main() -> None:
     for n in args.counts:
         r = measure(n, args.shards)
         results[n] = r
-        print(f"{n:6d} clips ({n * 7 * 251 * 64 * 4 / 2**20:7.0f} MB of features): peak RSS {r['peak_rss_mb']:7.1f} MB "
-              f"(after imports {r['import_rss_mb']:6.1f} MB), "
-              f"pack + stats {r['seconds']:6.1f} s")
+        print(
+            f"{n:6d} clips ({n * 7 * 251 * 64 * 4 / 2**20:7.0f} MB of features): peak RSS {r['peak_rss_mb']:7.1f} MB "
+            f"(after imports {r['import_rss_mb']:6.1f} MB), "
+            f"pack + stats {r['seconds']:6.1f} s"
+        )
     lo, hi = min(args.counts), max(args.counts)
-    print(f"peak RSS ratio {hi} / {lo} clips: {results[hi]['peak_rss_mb'] / results[lo]['peak_rss_mb']:.3f} "
-          f"(difference {results[hi]['peak_rss_mb'] - results[lo]['peak_rss_mb']:.1f} MB)")
+    print(
+        f"peak RSS ratio {hi} / {lo} clips: {results[hi]['peak_rss_mb'] / results[lo]['peak_rss_mb']:.3f} "
+        f"(difference {results[hi]['peak_rss_mb'] - results[lo]['peak_rss_mb']:.1f} MB)"
+    )
 
 
 if __name__ == "__main__":

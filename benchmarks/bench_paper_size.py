@@ -63,17 +63,33 @@ def paper_setup(device: str = "cpu", steps: int = 1) -> dict:
     validate(config, str(REPO / "config/schema.yaml"), set_default=True)
     paper_train = copy.deepcopy(config["train"])
     # offline: no weights files, the same architectures with random weights
-    update_config(config, {"text_encoders": {"random_init": True, "clip_weights": None, "bert_path": None},
-                           "models": {"beats_checkpoint": None}})
-    short = {"epochs": 1, "batch_size": BATCH, "max_steps_per_epoch": steps, "device": device,
-             "num_workers": 0, "progress": False}
+    update_config(
+        config,
+        {
+            "text_encoders": {"random_init": True, "clip_weights": None, "bert_path": None},
+            "models": {"beats_checkpoint": None},
+        },
+    )
+    short = {
+        "epochs": 1,
+        "batch_size": BATCH,
+        "max_steps_per_epoch": steps,
+        "device": device,
+        "num_workers": 0,
+        "progress": False,
+    }
     update_config(config, {"train": {k: dict(short) for k in ("pretrain", "finetune", "baseline")}})
     update_config(config, {"train": {"validation_split": {"fraction": 0.5}}})
     setup = resolve_setup(config)
-    return {"models": setup["models"], "text_encoders": setup["text_encoders"],
-            "train": {k: config["train"][k] for k in ("pretrain", "finetune", "baseline")},
-            "split": config["train"]["validation_split"], "paper_train": paper_train,
-            "seeds": config["seeds"], "token_width": setup["token_width"]}
+    return {
+        "models": setup["models"],
+        "text_encoders": setup["text_encoders"],
+        "train": {k: config["train"][k] for k in ("pretrain", "finetune", "baseline")},
+        "split": config["train"]["validation_split"],
+        "paper_train": paper_train,
+        "seeds": config["seeds"],
+        "token_width": setup["token_width"],
+    }
 
 
 def write_data(root: Path, n_train: int, n_val: int = 2, seed: int = 0) -> dict:
@@ -103,13 +119,21 @@ def write_data(root: Path, n_train: int, n_val: int = 2, seed: int = 0) -> dict:
         return np.asarray(out, dtype=np.float64).reshape(-1, 6)
 
     label_rows = [rows() for _ in names]
-    feats = {k: rng.normal(size=(len(names), c, N_FEAT_FRAMES, N_MELS)).astype(np.float32)
-             for k, c in (("src", 1), ("doa", 4), ("dist", 2))}
+    feats = {
+        k: rng.normal(size=(len(names), c, N_FEAT_FRAMES, N_MELS)).astype(np.float32)
+        for k, c in (("src", 1), ("doa", 4), ("dist", 2))
+    }
     root.mkdir(parents=True, exist_ok=True)
     train_h5 = root / "train.h5"
     with PackedWriter(train_h5, "dev-train-synth", "{}") as w:
-        w.append(names, feats["src"], feats["doa"], feats["dist"], np.stack([build_targets(r) for r in label_rows]),
-                 label_rows)
+        w.append(
+            names,
+            feats["src"],
+            feats["doa"],
+            feats["dist"],
+            np.stack([build_targets(r) for r in label_rows]),
+            label_rows,
+        )
     stats = root / "stats.h5"
     compute_training_stats(train_h5, stats, split.to_dict())
     texts = build_text_store(train_h5, root / "texts.h5")
@@ -121,18 +145,28 @@ def run_system(system: str, setup: dict, data: dict, runs: Path, seed: int = 0, 
     from textseld.train.runs import finetune, pretrain, train_baseline
 
     run_dir = runs / system
-    common = dict(model_cfg=setup["models"], seed=seed, split=setup["split"], on_step=on_step,
-                  on_config_change="restart")
+    common = dict(
+        model_cfg=setup["models"], seed=seed, split=setup["split"], on_step=on_step, on_config_change="restart"
+    )
     if system.startswith("pretrain-"):
         src = system.split("-", 1)[1]
-        return pretrain(run_dir, data["train_h5"], data["stats"], src, train_cfg=setup["train"]["pretrain"],
-                        **common)
+        return pretrain(run_dir, data["train_h5"], data["stats"], src, train_cfg=setup["train"]["pretrain"], **common)
     if system == "baseline":
-        return train_baseline(run_dir, data["train_h5"], data["stats"], train_cfg=setup["train"]["baseline"],
-                              **common)
+        return train_baseline(run_dir, data["train_h5"], data["stats"], train_cfg=setup["train"]["baseline"], **common)
     src, txt, head = system.split("-")
-    return finetune(run_dir, data["train_h5"], data["stats"], data["texts"], runs / f"pretrain-{src}", src, txt,
-                    head, text_cfg=setup["text_encoders"][txt], train_cfg=setup["train"]["finetune"], **common)
+    return finetune(
+        run_dir,
+        data["train_h5"],
+        data["stats"],
+        data["texts"],
+        runs / f"pretrain-{src}",
+        src,
+        txt,
+        head,
+        text_cfg=setup["text_encoders"][txt],
+        train_cfg=setup["train"]["finetune"],
+        **common,
+    )
 
 
 def parameter_counts(run_dir: Path) -> dict:
@@ -140,8 +174,10 @@ def parameter_counts(run_dir: Path) -> dict:
     from textseld.train.runs import build_run_model
 
     model, _ = build_run_model(json.loads((run_dir / "config.json").read_text()), load_pretrained=False)
-    return {"params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "params_all": sum(p.numel() for p in model.parameters())}
+    return {
+        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "params_all": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def child(args) -> dict:
@@ -165,11 +201,16 @@ def child(args) -> dict:
     total = time.perf_counter() - t0
     wall = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     cpu = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
-    out = {"system": args.child, "steps_timed": len(wall), "s_per_step": statistics.median(wall),
-           "steps_per_s": 1.0 / statistics.median(wall),
-           "cpu_s_per_step": statistics.median(cpu), "run_s": total,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           **parameter_counts(Path(args.workdir) / "runs" / args.child)}
+    out = {
+        "system": args.child,
+        "steps_timed": len(wall),
+        "s_per_step": statistics.median(wall),
+        "steps_per_s": 1.0 / statistics.median(wall),
+        "cpu_s_per_step": statistics.median(cpu),
+        "run_s": total,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **parameter_counts(Path(args.workdir) / "runs" / args.child),
+    }
     if args.device == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -181,8 +222,11 @@ def project_hours(results: list[dict], paper_train: dict, seeds: int, train_clip
     paper batches (baseline 256, which use a GPU better) are left out."""
     hours = {}
     for r in results:
-        kind = "pretrain" if r["system"].startswith("pretrain") else (
-            "baseline" if r["system"] == "baseline" else "finetune")
+        kind = (
+            "pretrain"
+            if r["system"].startswith("pretrain")
+            else ("baseline" if r["system"] == "baseline" else "finetune")
+        )
         epochs = int(paper_train[kind]["epochs"])
         runs = 1 if kind == "pretrain" else seeds
         hours[r["system"]] = r["s_per_step"] / BATCH * train_clips * epochs * runs / 3600
@@ -195,8 +239,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed optimisation steps per system (after one untimed)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--systems", nargs="*", default=SYSTEMS, help="subset of the systems (pretrainings first)")
-    p.add_argument("--train-clips", type=int, default=20000,
-                   help="training clips of the paper setup, for the GPU-hours projection (assumed 20000)")
+    p.add_argument(
+        "--train-clips",
+        type=int,
+        default=20000,
+        help="training clips of the paper setup, for the GPU-hours projection (assumed 20000)",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
@@ -219,29 +267,52 @@ def main(argv=None) -> int:
         (work / "data.json").write_text(json.dumps(data))
         needed = {f"pretrain-{s.split('-')[0]}" for s in args.systems if s in FINETUNES}
         for system in [s for s in SYSTEMS if s in args.systems or s in needed]:
-            cmd = [sys.executable, __file__, "--child", system, "--workdir", str(work), "--device", args.device,
-                   "--steps", str(args.steps), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                system,
+                "--workdir",
+                str(work),
+                "--device",
+                args.device,
+                "--steps",
+                str(args.steps),
+                "--threads",
+                str(args.threads),
+            ]
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 raise SystemExit(f"{system} failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
-            r = json.loads(lines[-1][len("RESULT "):])
+            r = json.loads(lines[-1][len("RESULT ") :])
             results.append(r)
-            print(f"{system:18s} {r['s_per_step']:8.2f} s/step (cpu {r['cpu_s_per_step']:7.2f} s)  "
-                  f"peak RSS {r['peak_rss_mb']:7.0f} MB" + (f"  peak GPU {r['peak_gpu_mb']:7.0f} MB"
-                                                            if "peak_gpu_mb" in r else "")
-                  + f"  params {r['params_trainable'] / 1e6:.1f}M / {r['params_all'] / 1e6:.1f}M", flush=True)
+            print(
+                f"{system:18s} {r['s_per_step']:8.2f} s/step (cpu {r['cpu_s_per_step']:7.2f} s)  "
+                f"peak RSS {r['peak_rss_mb']:7.0f} MB"
+                + (f"  peak GPU {r['peak_gpu_mb']:7.0f} MB" if "peak_gpu_mb" in r else "")
+                + f"  params {r['params_trainable'] / 1e6:.1f}M / {r['params_all'] / 1e6:.1f}M",
+                flush=True,
+            )
     setup = paper_setup(args.device)
-    record = {"device": args.device, "steps": args.steps, "threads": args.threads, "batch": BATCH,
-              "token_width": setup["token_width"], "results": results}
+    record = {
+        "device": args.device,
+        "steps": args.steps,
+        "threads": args.threads,
+        "batch": BATCH,
+        "token_width": setup["token_width"],
+        "results": results,
+    }
     if args.device == "cuda":
         import torch
 
         record["gpu"] = torch.cuda.get_device_name(0)
     record["projection"] = project_hours(results, setup["paper_train"], len(setup["seeds"]), args.train_clips)
-    print(f"projected paper grid: {record['projection']['total']:.0f} {args.device.upper()}-hours "
-          f"({args.train_clips} training clips, {len(setup['seeds'])} seeds, paper epochs)")
+    print(
+        f"projected paper grid: {record['projection']['total']:.0f} {args.device.upper()}-hours "
+        f"({args.train_clips} training clips, {len(setup['seeds'])} seeds, paper epochs)"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

@@ -43,8 +43,12 @@ def render_with_pyroomacoustics(scene, dry) -> np.ndarray:
     out = np.zeros((2, TIMELINE))
     for ev, full in zip(scene.events, dry):
         pra.random.seed(0)
-        ref = pra.ShoeBox(list(room.dims), fs=SAMPLE_RATE, max_order=room.max_order,
-                          materials=pra.Material(sabine_absorption(room.dims, room.rt60)))
+        ref = pra.ShoeBox(
+            list(room.dims),
+            fs=SAMPLE_RATE,
+            max_order=room.max_order,
+            materials=pra.Material(sabine_absorption(room.dims, room.rt60)),
+        )
         ref.add_source(room.source_position(ev.distance, ev.azimuth, ev.elevation))
         dirs = [CardioidFamily(DirectionVector(yaw, 90), p=1.0), CardioidFamily(DirectionVector(yaw + 90, 90), p=0.0)]
         ref.add_microphone_array(np.array([room.mic, room.mic]).T, directivity=dirs)
@@ -65,8 +69,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = synthesize_dataset(tmp, args.clips, 0, seed=args.seed, workers=1, progress=False,
-                                     speech_backend="formant")
+        summary = synthesize_dataset(
+            tmp, args.clips, 0, seed=args.seed, workers=1, progress=False, speech_backend="formant"
+        )
         total = time.perf_counter() - t0
     per_clip = total / args.clips
 
@@ -103,14 +108,22 @@ def main() -> int:
     render_ours_subset = t_ours_sub / nb
 
     print(f"command: {cmd}")
-    print(f"clips: {n} (workers=1, default settings, image-source order median {int(np.median(orders))}, "
-          f"max {max(orders)}); silent frames {summary['splits']['dev-train-synth']['silent_frame_fraction']:.1%}")
-    print(f"end-to-end: {total:.2f} s total, {per_clip:.3f} s/clip (target <= 0.300) -> "
-          f"{'OK' if per_clip <= 0.3 else 'TOO SLOW'}")
-    print(f"stages per clip: scene {t_scene / n * 1e3:.1f} ms, dry sounds + labels {t_dry / n * 1e3:.1f} ms, "
-          f"rendering + stereo {t_render / n * 1e3:.1f} ms")
-    print(f"room rendering on {nb} clips: numpy image sources {render_ours_subset * 1e3:.1f} ms/clip, "
-          f"pyroomacoustics baseline {t_pra / nb * 1e3:.1f} ms/clip -> speed-up x{t_pra / nb / render_ours_subset:.1f}")
+    print(
+        f"clips: {n} (workers=1, default settings, image-source order median {int(np.median(orders))}, "
+        f"max {max(orders)}); silent frames {summary['splits']['dev-train-synth']['silent_frame_fraction']:.1%}"
+    )
+    print(
+        f"end-to-end: {total:.2f} s total, {per_clip:.3f} s/clip (target <= 0.300) -> "
+        f"{'OK' if per_clip <= 0.3 else 'TOO SLOW'}"
+    )
+    print(
+        f"stages per clip: scene {t_scene / n * 1e3:.1f} ms, dry sounds + labels {t_dry / n * 1e3:.1f} ms, "
+        f"rendering + stereo {t_render / n * 1e3:.1f} ms"
+    )
+    print(
+        f"room rendering on {nb} clips: numpy image sources {render_ours_subset * 1e3:.1f} ms/clip, "
+        f"pyroomacoustics baseline {t_pra / nb * 1e3:.1f} ms/clip -> speed-up x{t_pra / nb / render_ours_subset:.1f}"
+    )
     return 0
 
 

@@ -96,6 +96,12 @@ def score_loop(refs, preds, protocol="dcase2025", average="macro"):
         f = tp.sum() / (EPS + tp.sum() + fps.sum() + 0.5 * (fp.sum() + fn.sum()))
         doae = doa_sum.sum() / (pairs.sum() + EPS) if pairs.sum() else np.nan
         rde = rde_sum.sum() / (pairs.sum() + EPS) if pairs.sum() else np.nan
-    return {"F": float(f), "DOAE": float(doae), "RDE": float(rde),
-            "classwise": {"F": f_c.tolist(), "DOAE": doa_c.tolist(), "RDE": rde_c.tolist()},
-            "protocol": protocol, "average": average, "n_clips": n_clips}
+    return {
+        "F": float(f),
+        "DOAE": float(doae),
+        "RDE": float(rde),
+        "classwise": {"F": f_c.tolist(), "DOAE": doa_c.tolist(), "RDE": rde_c.tolist()},
+        "protocol": protocol,
+        "average": average,
+        "n_clips": n_clips,
+    }

@@ -26,8 +26,10 @@ def fake_clip_frames(rng: random.Random, n_frames: int = 50) -> list[list[tuple[
     frames, current = [], []
     for _ in range(n_frames):
         if rng.random() < 0.2:
-            current = [(rng.randrange(13), rng.randrange(-90, 91), rng.randrange(50, 600) / 100)
-                       for _ in range(rng.choice([0, 1, 1, 2, 3]))]
+            current = [
+                (rng.randrange(13), rng.randrange(-90, 91), rng.randrange(50, 600) / 100)
+                for _ in range(rng.choice([0, 1, 1, 2, 3]))
+            ]
         frames.append(current)
     return frames
 
@@ -93,13 +95,17 @@ def main() -> None:
     t_cached = timeit(gt_cached, 1) / args.steps
     uniq = len(set(steps[0]))
     print("command:", " ".join([sys.executable] + sys.argv))
-    print(f"encoder {args.kind} ({enc.weights_info['source']}), width {enc.width}, "
-          f"{n} frames/step, {args.threads} thread(s), template length max {max(enc._template_lengths)}")
+    print(
+        f"encoder {args.kind} ({enc.weights_info['source']}), width {enc.width}, "
+        f"{n} frames/step, {args.threads} thread(s), template length max {max(enc._template_lengths)}"
+    )
     print(f"inject + encode, pad to longest: {t_long * 1e3:8.1f} ms/step")
     print(f"inject + encode, pad to 77     : {t_77 * 1e3:8.1f} ms/step  (ratio 77/longest = {t_77 / t_long:.2f})")
     print(f"ground truth, recomputed       : {t_unc * 1e3:8.1f} ms/step")
-    print(f"ground truth, cache first pass : {t_first * 1e3:8.1f} ms/step  ({uniq} distinct of {n} sentences, "
-          f"ratio {t_unc / t_first:.1f}x)")
+    print(
+        f"ground truth, cache first pass : {t_first * 1e3:8.1f} ms/step  ({uniq} distinct of {n} sentences, "
+        f"ratio {t_unc / t_first:.1f}x)"
+    )
     print(f"ground truth, cache warm       : {t_cached * 1e3:8.1f} ms/step  (ratio {t_unc / t_cached:.0f}x)")
 
 

@@ -4,7 +4,6 @@ import re
 
 from snakemake.utils import validate
 
-
 # Validate once, filling the schema's defaults: every later lookup may index directly.
 validate(config, "../config/schema.yaml", set_default=True)
 

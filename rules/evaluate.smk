@@ -16,8 +16,7 @@ rule collect_references:
     conda:
         "../envs/textseld.yaml"
     shell:
-        "(mkdir -p {output.refs} && for d in {params.folders}; do"
-        " cp -r \"$d\" {output.refs}/; done) > {log} 2>&1"
+        "(mkdir -p {output.refs} && for d in {params.folders}; do" ' cp -r "$d" {output.refs}/; done) > {log} 2>&1'
 
 
 # The output is a manifest beside the CSV folder, not the folder itself: a directory()

@@ -63,9 +63,7 @@ rule finetune:
         stats=STATS,
         texts=texts_file("train"),
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
-        weights=lambda wildcards: fetched(
-            [wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])
-        ),
+        weights=lambda wildcards: fetched([wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])),
     output:
         model=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/best.pt",
         metrics=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/val_metrics.json",

@@ -38,11 +38,13 @@ def test_remove_stale_clears_what_a_killed_writer_left(tmp_path):
     from textseld.atomic import atomic_path, temporaries_of
 
     target = tmp_path / "train.h5"
-    code = ("import os, signal, sys\n"
-            "from textseld.atomic import atomic_path\n"
-            "with atomic_path(sys.argv[1], suffix='.h5') as tmp:\n"
-            "    tmp.write_bytes(b'half')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys\n"
+        "from textseld.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1], suffix='.h5') as tmp:\n"
+        "    tmp.write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(target)])
     assert proc.returncode == -signal.SIGKILL
     left = temporaries_of(target, ".h5")

@@ -22,8 +22,7 @@ NAME = "fold3_room1_mix001_deg000_start0000"
 
 def _wav(path, n=CLIP_SAMPLES, channels=2):
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.random.default_rng(0).uniform(-0.3, 0.3, (n, channels)), SAMPLE_RATE,
-             subtype="PCM_16")
+    sf.write(str(path), np.random.default_rng(0).uniform(-0.3, 0.3, (n, channels)), SAMPLE_RATE, subtype="PCM_16")
     return path
 
 
@@ -151,8 +150,20 @@ def test_truncated_and_missing_wav_are_named(tmp_path):
         read_stereo(cut)
     with pytest.raises(AudioInputError, match=f"{tmp_path / 'gone.wav'}: audio file not found"):
         read_stereo(tmp_path / "gone.wav")
-    assert main(["predict", "--run-dir", str(tmp_path), "--out-dir", str(tmp_path / "o"), "--audio",
-                 str(tmp_path / "gone.wav")]) != 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run-dir",
+                str(tmp_path),
+                "--out-dir",
+                str(tmp_path / "o"),
+                "--audio",
+                str(tmp_path / "gone.wav"),
+            ]
+        )
+        != 0
+    )
 
 
 # ------------------------------------------------ predict --features statistics
@@ -175,10 +186,15 @@ def test_predict_uses_the_run_statistics_or_refuses(tmp_path, caplog):
 
 
 # ------------------------------------------------------------------ configs
-@pytest.mark.parametrize("key, value, expected", [
-    ("epochs", 2.0, "expected a positive integer, got 2.0"), ("batch_size", "8", "expected a positive integer"),
-    ("lr", "1e-4", "expected"), ("epochz", 3, "valid keys: epochs"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("epochs", 2.0, "expected a positive integer, got 2.0"),
+        ("batch_size", "8", "expected a positive integer"),
+        ("lr", "1e-4", "expected"),
+        ("epochz", 3, "valid keys: epochs"),
+    ],
+)
 def test_training_config_types_are_checked_naming_the_key(key, value, expected):
     """YAML's `2.0` passes an integer JSON schema and `1e-4` is a string: the config class says so."""
     from textseld.train.config import TrainConfig

@@ -126,7 +126,9 @@ def test_missing_split_folder(tmp_path):
     _clip(tmp_path, "a", NAMES[0])
     report = check_dataset(tmp_path, ["a", "dev-test-tau"], progress=False)
     assert [p.path for p in report.problems] == [
-        tmp_path / "stereo_dev" / "dev-test-tau", tmp_path / "metadata_dev" / "dev-test-tau"]
+        tmp_path / "stereo_dev" / "dev-test-tau",
+        tmp_path / "metadata_dev" / "dev-test-tau",
+    ]
     assert not check_dataset(tmp_path / "nothing", progress=False).ok
 
 

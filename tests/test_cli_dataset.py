@@ -12,8 +12,20 @@ def _textseld(*args):
 
 def test_synth_then_check_data_pass_on_16_clips(tmp_path):
     out = tmp_path / "synth"
-    proc = _textseld("synth", "--out", str(out), "--train-clips", "12", "--test-clips", "4", "--seed", "3",
-                     "--workers", "2", "--no-progress")
+    proc = _textseld(
+        "synth",
+        "--out",
+        str(out),
+        "--train-clips",
+        "12",
+        "--test-clips",
+        "4",
+        "--seed",
+        "3",
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list((out / "stereo_dev").rglob("*.wav"))) == 16
     assert len(list((out / "metadata_dev").rglob("*.csv"))) == 16

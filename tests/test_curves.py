@@ -22,11 +22,14 @@ def test_read_training_log_parses_numbers_and_blanks(tmp_path):
     assert log["val_F"][0] == 0.1 and math.isnan(log["val_F"][1])
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", "holds no epoch"),
-    ("epoch,loss\n0,0.5\n", r"lacks column\(s\) \['val_F'\]"),
-    ("epoch,loss,val_F\n0,abc,0.1\n", r"log.csv:2: column 'loss' must be a number"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "holds no epoch"),
+        ("epoch,loss\n0,0.5\n", r"lacks column\(s\) \['val_F'\]"),
+        ("epoch,loss,val_F\n0,abc,0.1\n", r"log.csv:2: column 'loss' must be a number"),
+    ],
+)
 def test_bad_logs_name_the_file(tmp_path, text, match):
     run = _log(tmp_path / "a", text)
     with pytest.raises(ValueError, match=match):
@@ -39,8 +42,9 @@ def test_missing_log_is_an_error(tmp_path):
 
 
 def test_plot_writes_a_png(tmp_path):
-    runs = {f"run{i}": _log(tmp_path / f"r{i}", f"epoch,loss,val_F\n0,{1 + i},0.1\n1,{0.5 + i},0.3\n")
-            for i in range(3)}
+    runs = {
+        f"run{i}": _log(tmp_path / f"r{i}", f"epoch,loss,val_F\n0,{1 + i},0.1\n1,{0.5 + i},0.3\n") for i in range(3)
+    }
     out = tmp_path / "curves.png"
     plot_training_curves(runs, out)
     data = out.read_bytes()

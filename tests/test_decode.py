@@ -31,7 +31,7 @@ def test_single_track_and_threshold():
     r = decode_output(out)
     assert r.shape == (2, 6)
     np.testing.assert_allclose(r[0], [4, 2, 0, 30, 250, 0], atol=1e-9)
-    np.testing.assert_allclose(r[1], [6, 2, 0, 30, 0, 0], atol=1e-9)   # 0.5 is not active; d clipped at 0
+    np.testing.assert_allclose(r[1], [6, 2, 0, 30, 0, 0], atol=1e-9)  # 0.5 is not active; d clipped at 0
 
 
 def test_flat_and_shaped_inputs_agree():
@@ -42,6 +42,7 @@ def test_flat_and_shaped_inputs_agree():
     assert flat[7, 1 * 39 + 4] == out[7, 1, 0, 4] and flat[7, 2 * 39 + 26 + 5] == out[7, 2, 2, 5]
     np.testing.assert_array_equal(decode_output(out), decode_output(flat))
     import torch
+
     np.testing.assert_allclose(decode_output(torch.from_numpy(flat)), decode_output(flat))
     assert len(decode_output(torch.from_numpy(flat).bfloat16())) > 0
     batch = decode_batch(np.stack([out, out[::-1]]))
@@ -49,7 +50,7 @@ def test_flat_and_shaped_inputs_agree():
 
 
 def test_two_close_tracks_merge_into_their_mean():
-    out = output((0, 1, 0, 10, 1.0, 2.0), (0, 1, 2, 20, 1.0, 4.0))   # 10° apart
+    out = output((0, 1, 0, 10, 1.0, 2.0), (0, 1, 2, 20, 1.0, 4.0))  # 10° apart
     r = decode_output(out)
     assert r.shape == (1, 6)
     np.testing.assert_allclose(r[0, [0, 1, 2, 5]], [0, 1, 0, 0])
@@ -84,7 +85,8 @@ def test_merging_is_per_class_and_frame():
 def test_bad_shape_and_nan_are_rejected():
     with pytest.raises(ValueError, match="shape"):
         decode_output(np.zeros((50, 100)))
-    bad = np.zeros((L, K * 3 * C)); bad[0, 0] = np.nan
+    bad = np.zeros((L, K * 3 * C))
+    bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         decode_output(bad)
 
@@ -134,7 +136,9 @@ def test_round_trip_reference_to_output_scores_perfectly(tmp_path, protocol):
     assert [p.stem for p in paths] == names
     r = evaluate_dirs(tmp_path / "metadata_dev", pred_dir, protocol, "macro")
     f_c = np.array(r["classwise"]["F"])
-    present = np.array([c in read_labels(ref_dir / f"{n}.csv")[:, 1] for c in range(C) for n in names]).reshape(C, -1).any(1)
+    present = (
+        np.array([c in read_labels(ref_dir / f"{n}.csv")[:, 1] for c in range(C) for n in names]).reshape(C, -1).any(1)
+    )
     np.testing.assert_allclose(f_c[present], 1.0, atol=1e-12)
     assert r["DOAE"] == pytest.approx(0.0, abs=1e-9) and r["RDE"] == pytest.approx(0.0, abs=1e-9)
     micro = evaluate_dirs(tmp_path / "metadata_dev", pred_dir, protocol, "micro")

@@ -49,8 +49,8 @@ class FakeZenodo:
     def __init__(self, files: dict[str, bytes]):
         self.files = dict(files)
         self.md5 = {k: hashlib.md5(v).hexdigest() for k, v in files.items()}
-        self.drop_after: dict[str, int] = {}   # name -> cut the first transfer after N bytes
-        self.corrupt: dict[str, int] = {}      # name -> serve corrupted bytes this many times
+        self.drop_after: dict[str, int] = {}  # name -> cut the first transfer after N bytes
+        self.corrupt: dict[str, int] = {}  # name -> serve corrupted bytes this many times
         self.requests: list[tuple[str, str | None, int]] = []
         self.ignore_range = False
         self.fail_status: int | None = None  # answer file requests with this HTTP status
@@ -70,10 +70,20 @@ class FakeZenodo:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         rng = h.headers.get("Range")
         if h.path == f"/api/records/{RECORD}":
-            body = json.dumps({"id": RECORD, "files": [
-                {"key": k, "size": len(v), "checksum": f"md5:{self.md5[k]}",
-                 "links": {"self": f"{self.url}/files/{k}/content"}}
-                for k, v in self.files.items()]}).encode()
+            body = json.dumps(
+                {
+                    "id": RECORD,
+                    "files": [
+                        {
+                            "key": k,
+                            "size": len(v),
+                            "checksum": f"md5:{self.md5[k]}",
+                            "links": {"self": f"{self.url}/files/{k}/content"},
+                        }
+                        for k, v in self.files.items()
+                    ],
+                }
+            ).encode()
             self.requests.append((h.path, rng, 0))
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
@@ -134,8 +144,9 @@ def zenodo():
 
 def _get(server, out, **kw):
     kw.setdefault("retries", 2)
-    return download_record(out, record=RECORD, api_url=f"{server.url}/api/records/",
-                           progress=False, timeout=10, backoff=0.0, **kw)
+    return download_record(
+        out, record=RECORD, api_url=f"{server.url}/api/records/", progress=False, timeout=10, backoff=0.0, **kw
+    )
 
 
 def test_download_extract_manifest(zenodo, tmp_path):
@@ -220,6 +231,7 @@ def test_second_run_skips_verified_files(zenodo, tmp_path):
     assert len(zenodo.file_requests()) == n  # no download request
     # A deleted extraction is redone from the kept, verified zip, still without downloading.
     import shutil
+
     shutil.rmtree(tmp_path / "metadata_dev")
     _get(zenodo, tmp_path)
     assert len(zenodo.file_requests()) == n
@@ -230,8 +242,9 @@ def test_unknown_file_and_http_errors(zenodo, tmp_path):
     with pytest.raises(DownloadError, match="nope.zip"):
         _get(zenodo, tmp_path, files=["nope.zip"])
     with pytest.raises(DownloadError, match="404"):
-        download_record(tmp_path, record="999", api_url=f"{zenodo.url}/api/records/", progress=False,
-                        retries=0, backoff=0.0)
+        download_record(
+            tmp_path, record="999", api_url=f"{zenodo.url}/api/records/", progress=False, retries=0, backoff=0.0
+        )
 
 
 @pytest.mark.parametrize(
@@ -274,8 +287,20 @@ def test_safe_symlink_inside_is_kept(tmp_path):
 
 
 def test_cli_download(zenodo, tmp_path, capsys):
-    rc = main(["download", "--out", str(tmp_path), "--record", RECORD, "--files", "metadata_dev.zip",
-               "--api-url", f"{zenodo.url}/api/records/", "--no-progress"])
+    rc = main(
+        [
+            "download",
+            "--out",
+            str(tmp_path),
+            "--record",
+            RECORD,
+            "--files",
+            "metadata_dev.zip",
+            "--api-url",
+            f"{zenodo.url}/api/records/",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert "metadata_dev.zip" in capsys.readouterr().out
     assert (tmp_path / "metadata_dev/dev-train-tau/clip0.csv").exists()

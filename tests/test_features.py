@@ -56,8 +56,9 @@ def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
     ivy_bin = np.real(sy * np.conj(sw)) / (np.abs(sw) ** 2 + np.abs(sy) ** 2 + 1e-8)
     ivy = (fb @ ivy_bin).T / fb.sum(axis=1)
     direct = nara_wpe(sw[:, None, :], taps=60, delay=5, iterations=5)[:, 0]
-    resid = w - librosa.istft(direct, hop_length=480, win_length=960, n_fft=1024, window="hann",
-                              center=True, length=len(w))
+    resid = w - librosa.istft(
+        direct, hop_length=480, win_length=960, n_fft=1024, window="hann", center=True, length=len(w)
+    )
     return {
         "logmel_lr": np.stack([lm_l, lm_r]),
         "ild": lm_l - lm_r,
@@ -82,8 +83,16 @@ def feats(clips):
 
 
 def test_shapes_and_dtypes(feats):
-    expect = {"logmel_lr": (3, 2, T, F), "ild": (3, T, F), "ivy": (3, T, F), "direct": (3, T, F),
-              "reverb": (3, T, F), "src": (3, 1, T, F), "doa": (3, 4, T, F), "dist": (3, 2, T, F)}
+    expect = {
+        "logmel_lr": (3, 2, T, F),
+        "ild": (3, T, F),
+        "ivy": (3, T, F),
+        "direct": (3, T, F),
+        "reverb": (3, T, F),
+        "src": (3, 1, T, F),
+        "doa": (3, 4, T, F),
+        "dist": (3, 2, T, F),
+    }
     for key, shape in expect.items():
         assert tuple(feats[key].shape) == shape, key
         assert feats[key].dtype == torch.float32
@@ -184,8 +193,15 @@ def test_load_audio_validates(tmp_path, clips):
         load_audio(rate)
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(24000, 1024, 64, 0.0, None), (16000, 512, 40, 50.0, 7000.0),
-                                                       (44100, 2048, 128, 0.0, None), (24000, 1024, 64, 300.0, 8000.0)])
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax",
+    [
+        (24000, 1024, 64, 0.0, None),
+        (16000, 512, 40, 50.0, 7000.0),
+        (44100, 2048, 128, 0.0, None),
+        (24000, 1024, 64, 300.0, 8000.0),
+    ],
+)
 def test_slaney_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
     from textseld.features.spectral import hz_to_mel, mel_to_hz, slaney_mel
 

@@ -23,20 +23,36 @@ def fake_clip(rng, name_index: int):
     """Random features and a few label rows for one clip."""
     name = f"fold3_room1_mix{name_index:03d}_deg000_start0000"
     n_rows = int(rng.integers(0, 4))
-    rows = np.stack([rng.integers(0, 50, n_rows), rng.integers(0, 13, n_rows), np.arange(n_rows),
-                     rng.integers(-90, 91, n_rows), rng.integers(50, 500, n_rows), np.ones(n_rows)], 1)
+    rows = np.stack(
+        [
+            rng.integers(0, 50, n_rows),
+            rng.integers(0, 13, n_rows),
+            np.arange(n_rows),
+            rng.integers(-90, 91, n_rows),
+            rng.integers(50, 500, n_rows),
+            np.ones(n_rows),
+        ],
+        1,
+    )
     rows = rows.astype(np.float64).reshape(-1, 6)
-    feats = {"src": rng.normal(-40, 10, (1, T, F)), "doa": rng.normal(0, 5, (4, T, F)),
-             "dist": rng.normal(-50, 8, (2, T, F))}
+    feats = {
+        "src": rng.normal(-40, 10, (1, T, F)),
+        "doa": rng.normal(0, 5, (4, T, F)),
+        "dist": rng.normal(-50, 8, (2, T, F)),
+    }
     return name, {k: v.astype(np.float32) for k, v in feats.items()}, build_targets(rows), rows
 
 
 def write_fake(path, clips, split="dev-train-synth"):
     with PackedWriter(path, split, '{"test": 1}') as w:
         for start in range(0, len(clips), 2):
-            part = clips[start:start + 2]
-            w.append([c[0] for c in part], *(np.stack([c[1][k] for c in part]) for k in ("src", "doa", "dist")),
-                     np.stack([c[2] for c in part]), [c[3] for c in part])
+            part = clips[start : start + 2]
+            w.append(
+                [c[0] for c in part],
+                *(np.stack([c[1][k] for c in part]) for k in ("src", "doa", "dist")),
+                np.stack([c[2] for c in part]),
+                [c[3] for c in part],
+            )
 
 
 def assert_same_file(a, b):
@@ -60,8 +76,9 @@ def test_merge_order_independent_of_sharding(tmp_path, fake_clips):
     write_fake(tmp_path / "s1.h5", fake_clips[3:])
     write_fake(tmp_path / "s2.h5", [])
     n1 = merge_shards([tmp_path / "one.h5"], tmp_path / "packed1.h5", batch_size=3)
-    n3 = merge_shards([tmp_path / "s1.h5", tmp_path / "s2.h5", tmp_path / "s0.h5"], tmp_path / "packed3.h5",
-                      batch_size=2)
+    n3 = merge_shards(
+        [tmp_path / "s1.h5", tmp_path / "s2.h5", tmp_path / "s0.h5"], tmp_path / "packed3.h5", batch_size=2
+    )
     assert n1 == n3 == 7
     assert_same_file(tmp_path / "packed1.h5", tmp_path / "packed3.h5")
     with h5py.File(tmp_path / "packed3.h5", "r") as f:
@@ -70,7 +87,7 @@ def test_merge_order_independent_of_sharding(tmp_path, fake_clips):
         assert f["src"].chunks == (1, 1, T, F)
         off = f["label_offsets"][:]
         for i, clip in enumerate(fake_clips):
-            np.testing.assert_array_equal(f["label_rows"][off[i]:off[i + 1]], clip[3])
+            np.testing.assert_array_equal(f["label_rows"][off[i] : off[i + 1]], clip[3])
             np.testing.assert_array_equal(f["doa"][i], clip[1]["doa"])
             np.testing.assert_array_equal(f["targets"][i], clip[2])
 
@@ -178,15 +195,37 @@ def _tiny_dataset(root, n=3):
 def test_cli_features_and_pack_end_to_end(tmp_path):
     split = _tiny_dataset(tmp_path / "data")
     d = str(tmp_path / "data")
-    assert cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "all.h5"),
-                     "--batch-size", "2"]) == 0
+    assert (
+        cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "all.h5"), "--batch-size", "2"])
+        == 0
+    )
     for i in range(3):
-        assert cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / f"sh{i}.h5"),
-                         "--shard", f"{i}/3"]) == 0
-    assert cli_main(["pack", "--shards", str(tmp_path / "all.h5"), "--out", str(tmp_path / "p1.h5"),
-                     "--stats-out", str(tmp_path / "stats.h5")]) == 0
-    assert cli_main(["pack", "--shards", *(str(tmp_path / f"sh{i}.h5") for i in (2, 0, 1)),
-                     "--out", str(tmp_path / "p3.h5")]) == 0
+        assert (
+            cli_main(
+                ["features", "--data", d, "--split", split, "--out", str(tmp_path / f"sh{i}.h5"), "--shard", f"{i}/3"]
+            )
+            == 0
+        )
+    assert (
+        cli_main(
+            [
+                "pack",
+                "--shards",
+                str(tmp_path / "all.h5"),
+                "--out",
+                str(tmp_path / "p1.h5"),
+                "--stats-out",
+                str(tmp_path / "stats.h5"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli_main(
+            ["pack", "--shards", *(str(tmp_path / f"sh{i}.h5") for i in (2, 0, 1)), "--out", str(tmp_path / "p3.h5")]
+        )
+        == 0
+    )
     assert_same_file(tmp_path / "p1.h5", tmp_path / "p3.h5")
     ds = PackedDataset(tmp_path / "p1.h5", stats_path=tmp_path / "stats.h5")
     assert len(ds) == 3 and ds.names[1] == "fold3_room2_mix001_deg000_start0000"
@@ -199,8 +238,7 @@ def test_cli_features_and_pack_end_to_end(tmp_path):
         assert "wpe" in f.attrs["feature_config"] and f.attrs["split"] == split
         # the right channel is 6 dB quieter: ILD ~ +6 dB in doa channel 3
         assert 5.0 < float(np.mean(f["doa"][:, 3])) < 7.0
-    assert cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "x.h5"),
-                     "--shard", "3/3"]) == 1
+    assert cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "x.h5"), "--shard", "3/3"]) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU is visible")
@@ -231,8 +269,11 @@ def test_training_stats_exclude_the_validation_clips_and_record_the_split(tmp_pa
     with h5py.File(tmp_path / "stats.h5", "r") as g:
         assert g.attrs["n_clips"] == len(train_idx)
     check_stats_split(tmp_path / "stats.h5", split, names, tmp_path / "train.h5")  # the same split: fine
-    with pytest.raises(ValueError, match=r"stats\.h5: computed on another training part .*seed: 0 in the "
-                                         r"statistics, 1 here"):
+    with pytest.raises(
+        ValueError,
+        match=r"stats\.h5: computed on another training part .*seed: 0 in the "
+        r"statistics, 1 here",
+    ):
         check_stats_split(tmp_path / "stats.h5", SplitConfig(0.3, 1), names, tmp_path / "train.h5")
     compute_stats(tmp_path / "train.h5", tmp_path / "all.h5")
     with pytest.raises(ValueError, match=r"all\.h5: records no validation split"):
@@ -243,8 +284,24 @@ def test_pack_cli_statistics_use_the_shared_split(tmp_path, fake_clips):
     from textseld.data.splits import SplitConfig
 
     write_fake(tmp_path / "s0.h5", fake_clips)
-    assert cli_main(["pack", "--shards", str(tmp_path / "s0.h5"), "--out", str(tmp_path / "p.h5"),
-                     "--stats-out", str(tmp_path / "stats.h5"), "--val-fraction", "0.3", "--split-seed", "2"]) == 0
+    assert (
+        cli_main(
+            [
+                "pack",
+                "--shards",
+                str(tmp_path / "s0.h5"),
+                "--out",
+                str(tmp_path / "p.h5"),
+                "--stats-out",
+                str(tmp_path / "stats.h5"),
+                "--val-fraction",
+                "0.3",
+                "--split-seed",
+                "2",
+            ]
+        )
+        == 0
+    )
     train_idx, _ = SplitConfig(0.3, 2).indices([c[0] for c in fake_clips])
     x = np.stack([fake_clips[i][1]["dist"] for i in train_idx]).astype(np.float64)
     np.testing.assert_allclose(hdf5.read_stats(tmp_path / "stats.h5")["dist"][0], x.mean(axis=(0, 2)), rtol=1e-6)
@@ -271,8 +328,12 @@ def test_damaged_feature_chunk_is_an_error_naming_the_file(tmp_path):
     names = ["fold3_room1_mix001_deg000_start0000", "fold3_room1_mix001_deg000_start0001"]
     rows = [np.zeros((0, 6)), np.asarray([[3, 1, 0, 20, 150, 0]], dtype=np.float64)]
     with PackedWriter(path, "dev-train", "{}") as w:
-        w.append(names, *(rng.normal(size=(2, c, N_FEAT_FRAMES, N_MELS)).astype(np.float32) for c in (1, 4, 2)),
-                 np.stack([build_targets(r) for r in rows]), rows)
+        w.append(
+            names,
+            *(rng.normal(size=(2, c, N_FEAT_FRAMES, N_MELS)).astype(np.float32) for c in (1, 4, 2)),
+            np.stack([build_targets(r) for r in rows]),
+            rows,
+        )
     with h5py.File(path, "r") as f:
         assert all(f[k].fletcher32 for k in ("src", "doa", "dist", "targets", "label_rows"))
     assert PackedDataset(path)[1]["name"] == names[1]
@@ -291,8 +352,12 @@ def test_damaged_index_is_an_error_naming_the_file(tmp_path):
 
     path = tmp_path / "test.h5"
     with PackedWriter(path, "dev-test", "{}") as w:
-        w.append(["a"], *(np.zeros((1, c, N_FEAT_FRAMES, N_MELS), np.float32) for c in (1, 4, 2)),
-                 np.zeros((1, *TARGET_SHAPE), np.float32), [np.zeros((0, 6))])
+        w.append(
+            ["a"],
+            *(np.zeros((1, c, N_FEAT_FRAMES, N_MELS), np.float32) for c in (1, 4, 2)),
+            np.zeros((1, *TARGET_SHAPE), np.float32),
+            [np.zeros((0, 6))],
+        )
     raw = bytearray(path.read_bytes())
     raw[800:4800] = b"\x00" * 4000  # after the superblock: object headers and chunk indices
     path.write_bytes(bytes(raw))
@@ -316,6 +381,10 @@ def test_packed_writer_removes_what_a_killed_writer_left(tmp_path):
     keep = tmp_path / ".test.h5.k1ll3d.h5.tmp"  # another target's: not ours to remove
     keep.write_bytes(b"")
     with PackedWriter(tmp_path / "train.h5", "dev-train", "{}") as w:
-        w.append(["a"], *(np.zeros((1, c, N_FEAT_FRAMES, N_MELS), np.float32) for c in (1, 4, 2)),
-                 np.zeros((1, *TARGET_SHAPE), np.float32), [np.zeros((0, 6))])
+        w.append(
+            ["a"],
+            *(np.zeros((1, c, N_FEAT_FRAMES, N_MELS), np.float32) for c in (1, 4, 2)),
+            np.zeros((1, *TARGET_SHAPE), np.float32),
+            [np.zeros((0, 6))],
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == [".test.h5.k1ll3d.h5.tmp", "train.h5"]

@@ -87,7 +87,12 @@ def test_ignores_other_files_and_lists_splits(tmp_path):
 def test_parse_clip_name():
     assert parse_clip_name(C) == dict(fold=3, room=21, mix=10, deg=270, start=1234)
     assert parse_clip_name(f"/x/y/{A}.wav")["mix"] == 1
-    for bad in ["fold3_room4_mix01_deg000_start0000", "fold3_room4_mix001_deg000", "foo",
-                A + "_extra", "fold3_roomX_mix001_deg000_start0000"]:
+    for bad in [
+        "fold3_room4_mix01_deg000_start0000",
+        "fold3_room4_mix001_deg000",
+        "foo",
+        A + "_extra",
+        "fold3_roomX_mix001_deg000_start0000",
+    ]:
         with pytest.raises(DatasetError, match="fold\\{F\\}"):
             parse_clip_name(bad)

@@ -30,16 +30,25 @@ from textseld.train.runs import train_baseline
 SPLIT = {"fraction": 0.1, "seed": 0}
 # one event per clip, little reverberation, quiet background: learnable in seconds
 EASY = {"n_events_p": [1.0], "max_polyphony": 1, "rt60": [0.2, 0.25], "snr_db": [30, 30], "distance": [1.0, 3.0]}
-TRAIN = {"epochs": 80, "batch_size": 4, "lr": 3e-3, "schedule": {"name": "cosine"}, "distance_scale": 0.2,
-         "device": "cpu", "progress": False, "torch_threads": 1}
+TRAIN = {
+    "epochs": 80,
+    "batch_size": 4,
+    "lr": 3e-3,
+    "schedule": {"name": "cosine"},
+    "distance_scale": 0.2,
+    "device": "cpu",
+    "progress": False,
+    "torch_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def easy(tmp_path_factory):
     root = tmp_path_factory.mktemp("learning")
     data = root / "data"
-    synthesize_dataset(data, train_clips=20, test_clips=0, seed=7, workers=1, progress=False,
-                       speech_backend="formant", scene=EASY)
+    synthesize_dataset(
+        data, train_clips=20, test_clips=0, seed=7, workers=1, progress=False, speech_backend="formant", scene=EASY
+    )
     shard = root / "shard.h5"
     extract_shard(data, ["dev-train-synth"], shard, threads=1)
     packed, stats = root / "train.h5", root / "stats.h5"

@@ -24,6 +24,12 @@ def test_everything_a_job_prints_lands_in_its_log(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == "" and proc.stderr == ""  # nothing escapes to the terminal
     text = log.read_text()
-    for piece in ("INFO textseld.x: a record", "a print", "progress: 100%", "a warning",
-                  "raw fd write", "RuntimeError: boom"):
+    for piece in (
+        "INFO textseld.x: a record",
+        "a print",
+        "progress: 100%",
+        "a warning",
+        "raw fd write",
+        "RuntimeError: boom",
+    ):
         assert piece in text, piece

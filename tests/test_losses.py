@@ -30,7 +30,7 @@ def test_thirteen_distinct_candidates():
     assert len(CANDIDATES) == 13 and len(set(CANDIDATES)) == 13
     assert CANDIDATES[0] == (0, 0, 0)
     assert sorted(CANDIDATES[7:]) == sorted(itertools.permutations((3, 4, 5)))
-    for cand in CANDIDATES[1:7]:   # B0/B1 over 3 tracks, each used, one duplicated
+    for cand in CANDIDATES[1:7]:  # B0/B1 over 3 tracks, each used, one duplicated
         assert set(cand) == {1, 2}
 
 
@@ -82,8 +82,8 @@ def test_hand_computed_single_event():
 
 def test_hand_computed_two_events_choose_best_arrangement():
     tgt = empty_target()
-    put(tgt, 1, 5, 1.0, 0.0, 0.0)   # B0
-    put(tgt, 2, 5, 0.0, 1.0, 0.0)   # B1
+    put(tgt, 1, 5, 1.0, 0.0, 0.0)  # B0
+    put(tgt, 2, 5, 0.0, 1.0, 0.0)  # B1
     # tracks predict (B0, B0, 0): best candidate B0B0B1 -> error only on track 2: |B1|^2 = 1
     pred = pred_from_tracks({(0, 5): (1.0, 0.0, 0.0), (1, 5): (1.0, 0.0, 0.0)})
     assert adpit_loss(pred, tgt).item() == pytest.approx((1.0 / 9.0) / C, rel=1e-6)

@@ -115,12 +115,12 @@ def test_example_10_missing_versus_empty_prediction_file():
 
 def test_strict_protocol_scores_every_frame_and_missing_files():
     assert score({"a": REF1}, {"a": REF1}, "strict")["classwise"]["F"][0] == pytest.approx(1.0)
-    pred2 = np.vstack([REF1, track(range(9, 50), az=-60)])      # example 2: 41 false alarms now count
+    pred2 = np.vstack([REF1, track(range(9, 50), az=-60)])  # example 2: 41 false alarms now count
     assert score({"a": REF1}, {"a": pred2}, "strict")["classwise"]["F"][0] == pytest.approx(10 / 30.5)
     pred2c = np.vstack([REF1, track([8], az=-60)])
     assert score({"a": REF1}, {"a": pred2c}, "strict")["classwise"]["F"][0] == pytest.approx(10 / 10.5)
     refs = {"a": REF1, "b": track(range(11), cls=3)}
-    r = score(refs, {"a": REF1}, "strict", "micro")                 # missing file = 11 misses
+    r = score(refs, {"a": REF1}, "strict", "micro")  # missing file = 11 misses
     assert r["F"] == pytest.approx(10 / 15.5) and r["n_clips"] == 2
     r3 = score({"a": REF1, "b": rows()}, {"a": REF1, "b": track(range(50), cls=5)}, "strict")
     assert r3["classwise"]["F"][5] == 0.0
@@ -131,17 +131,18 @@ def test_micro_and_macro_differ_as_defined():
     ref = np.vstack([track(range(11), cls=0), track([0], cls=1, az=-40)])
     pred = np.vstack([track(range(11), cls=0), track([0], cls=1, az=0)])  # class 1: one spatially wrong pair
     macro, micro = score({"a": ref}, {"a": pred}), score({"a": ref}, {"a": pred}, average="micro")
-    assert macro["F"] == pytest.approx(1 / 13)    # F_0 = 1, F_1 = 0
-    assert micro["F"] == pytest.approx(10 / 11)   # TP 10, FPs 1
-    assert macro["DOAE"] == pytest.approx(20.0)   # nanmean of 0 and 40
+    assert macro["F"] == pytest.approx(1 / 13)  # F_0 = 1, F_1 = 0
+    assert micro["F"] == pytest.approx(10 / 11)  # TP 10, FPs 1
+    assert macro["DOAE"] == pytest.approx(20.0)  # nanmean of 0 and 40
     assert micro["DOAE"] == pytest.approx(40 / 11)  # (0*10 + 40*1) / 11 pairs
     for key in ("F", "DOAE", "RDE"):
         np.testing.assert_equal(macro["classwise"][key], micro["classwise"][key])
 
 
 def test_fold_azimuth():
-    np.testing.assert_allclose(fold_azimuth(np.array([100, -100, 180, -180, 270, 90, -90, 450.5])),
-                               [80, -80, 0, 0, -90, 90, -90, 89.5])
+    np.testing.assert_allclose(
+        fold_azimuth(np.array([100, -100, 180, -180, 270, 90, -90, 450.5])), [80, -80, 0, 0, -90, 90, -90, 89.5]
+    )
 
 
 def _random_clips(rng, n_clips, integer=True, max_events=4):
@@ -151,7 +152,7 @@ def _random_clips(rng, n_clips, integer=True, max_events=4):
         n_ref_frames = rng.integers(0, 51)
         for f in range(n_ref_frames):
             for _ in range(rng.integers(0, max_events)):
-                c = rng.integers(0, 4)          # few classes: many same-class overlaps
+                c = rng.integers(0, 4)  # few classes: many same-class overlaps
                 az, d = rng.integers(-90, 91), rng.integers(50, 500)
                 ref.append((f, c, rng.integers(0, 3), az, d, 0))
                 if rng.random() < 0.8:
@@ -170,7 +171,7 @@ def _random_clips(rng, n_clips, integer=True, max_events=4):
 @pytest.mark.parametrize("average", ["macro", "micro"])
 def test_vectorised_equals_reference_loop(protocol, average):
     rng = np.random.default_rng(7)
-    refs, preds = _random_clips(rng, 40, integer=True)      # integer azimuths: many assignment ties
+    refs, preds = _random_clips(rng, 40, integer=True)  # integer azimuths: many assignment ties
     refs2, preds2 = _random_clips(rng, 20, integer=False)
     refs.update({k + "f": v for k, v in refs2.items()})
     preds.update({k + "f": v for k, v in preds2.items()})
@@ -185,16 +186,19 @@ def test_ties_and_overfull_cells_follow_official_slots():
     # 12 predictions of one class in one frame: the official slots keep 10 and
     # overwrite slot 0; one reference equidistant from several predictions.
     ref = rows((0, 0, 0, 10, 100, 0), (0, 0, 1, 50, 300, 0), (1, 0, 0, 0, 100, 0), (2, 0, 0, 0, 100, 0))
-    pred = rows(*[(0, 0, s % 3, 30 + (s % 2) * 0, 100 + 40 * s, 0) for s in range(12)],
-                (1, 0, 0, 10, 150, 0), (1, 0, 1, -10, 250, 0))
+    pred = rows(
+        *[(0, 0, s % 3, 30 + (s % 2) * 0, 100 + 40 * s, 0) for s in range(12)],
+        (1, 0, 0, 10, 150, 0),
+        (1, 0, 1, -10, 250, 0),
+    )
     for protocol in ("dcase2025", "strict"):
         got, want = score({"a": ref}, {"a": pred}, protocol), score_loop({"a": ref}, {"a": pred}, protocol)
         for key in ("F", "DOAE", "RDE"):
             assert got[key] == pytest.approx(want[key], rel=1e-12)
     st = clip_statistics({"a": ref}, {"a": pred}, "dcase2025")[1]
-    assert st[0, 0, 1] == 9          # frame 0: 10 kept of 12 predictions vs 2 references; frame 1: 2 vs 1
+    assert st[0, 0, 1] == 9  # frame 0: 10 kept of 12 predictions vs 2 references; frame 1: 2 vs 1
     st = clip_statistics({"a": ref}, {"a": pred}, "strict")[1]
-    assert st[0, 0, 1] == 11         # strict keeps all 12 predictions at frame 0 (10 extra) + 1 at frame 1
+    assert st[0, 0, 1] == 11  # strict keeps all 12 predictions at frame 0 (10 extra) + 1 at frame 1
 
 
 def test_prediction_without_reference_is_an_error():
@@ -202,8 +206,16 @@ def test_prediction_without_reference_is_an_error():
         score({"a": REF1}, {"zzz": REF1})
 
 
-@pytest.mark.parametrize("bad", [(50, 0, 0, 0, 100, 0), (-1, 0, 0, 0, 100, 0), (3, 13, 0, 0, 100, 0),
-                                 (2.5, 0, 0, 0, 100, 0), (1, 0, 0, np.nan, 100, 0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (50, 0, 0, 0, 100, 0),
+        (-1, 0, 0, 0, 100, 0),
+        (3, 13, 0, 0, 100, 0),
+        (2.5, 0, 0, 0, 100, 0),
+        (1, 0, 0, np.nan, 100, 0),
+    ],
+)
 def test_in_memory_rows_out_of_range_are_rejected(bad):
     with pytest.raises(ValueError, match="prediction of clip 'a'"):
         score({"a": REF1}, {"a": np.vstack([REF1, rows(bad)])}, "strict")
@@ -239,15 +251,18 @@ def test_evaluate_dirs_matches_score(dirs):
     assert r["F"] == pytest.approx(9 / (9 + 0.5 * 1 + 0.5 * 10))
 
 
-@pytest.mark.parametrize("text, line, what", [
-    ("frame,class,source,azimuth,distance\n", 1, "header"),
-    (HEADER + "0,0,0,10,100\n", 2, "columns"),
-    (HEADER + "0,0,0,10,100,0\n1.0,0,0,10,100,0\n", 3, "frame"),
-    (HEADER + "0,x,0,10,100,0\n", 2, "class"),
-    (HEADER + "0,0,0,10,100,0\n0,0,0,10,100,0\n3,13,0,10,100,0\n", 4, "class"),
-    (HEADER + "50,0,0,10,100,0\n", 2, "frame"),
-    (HEADER + "-1,0,0,10,100,0\n", 2, "frame"),
-])
+@pytest.mark.parametrize(
+    "text, line, what",
+    [
+        ("frame,class,source,azimuth,distance\n", 1, "header"),
+        (HEADER + "0,0,0,10,100\n", 2, "columns"),
+        (HEADER + "0,0,0,10,100,0\n1.0,0,0,10,100,0\n", 3, "frame"),
+        (HEADER + "0,x,0,10,100,0\n", 2, "class"),
+        (HEADER + "0,0,0,10,100,0\n0,0,0,10,100,0\n3,13,0,10,100,0\n", 4, "class"),
+        (HEADER + "50,0,0,10,100,0\n", 2, "frame"),
+        (HEADER + "-1,0,0,10,100,0\n", 2, "frame"),
+    ],
+)
 def test_malformed_prediction_names_file_and_line(dirs, text, line, what):
     ref_dir, pred_dir = dirs
     bad = _write(pred_dir / "fold4_room2_mix002.csv", text)
@@ -289,14 +304,15 @@ def test_bootstrap_contains_estimate_and_is_deterministic():
 def test_cli_evaluate_prints_and_writes_json(dirs, tmp_path, capsys):
     ref_dir, pred_dir = dirs
     out = tmp_path / "res" / "scores.json"
-    rc = cli_main(["evaluate", "--ref", str(ref_dir), "--pred", str(pred_dir), "--protocol", "strict",
-                   "--ci", "--json", str(out)])
+    rc = cli_main(
+        ["evaluate", "--ref", str(ref_dir), "--pred", str(pred_dir), "--protocol", "strict", "--ci", "--json", str(out)]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "F20" in text and "DOAE" in text and "RDE" in text
     data = json.loads(out.read_text())
     assert data["protocol"] == "strict" and data["average"] == "macro" and data["n_clips"] == 2
-    assert data["classwise"]["DOAE"][1] is None          # NaN written as null
+    assert data["classwise"]["DOAE"][1] is None  # NaN written as null
     assert len(data["ci"]["F"]) == 2
     # strict: clip 2 is missing (11 misses of class 3), clip 1 has 10 TP + 1 FP
     assert data["F"] == pytest.approx((10 / 10.5) / 13)

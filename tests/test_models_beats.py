@@ -7,19 +7,24 @@ from textseld.models.beats import BEATs, BeatsEncoder, beats_arch, relative_posi
 from textseld.models.config import ModelConfig
 
 
-def official_shapes(n_layers, embed=512, width=768, ffn=3072, heads=12, conv_pos=128, groups=16,
-                    buckets=320, classes=527, patch=16):
+def official_shapes(
+    n_layers, embed=512, width=768, ffn=3072, heads=12, conv_pos=128, groups=16, buckets=320, classes=527, patch=16
+):
     """Names and shapes of the official BEATs (iter3+, finetuned) state dict, written out by hand
     from the official architecture (BEATs.py / backbone.py), not from our module tree."""
     s = {
         "patch_embedding.weight": (embed, 1, patch, patch),
-        "layer_norm.weight": (embed,), "layer_norm.bias": (embed,),
-        "post_extract_proj.weight": (width, embed), "post_extract_proj.bias": (width,),
+        "layer_norm.weight": (embed,),
+        "layer_norm.bias": (embed,),
+        "post_extract_proj.weight": (width, embed),
+        "post_extract_proj.bias": (width,),
         "encoder.pos_conv.0.bias": (width,),
         "encoder.pos_conv.0.weight_g": (1, 1, conv_pos),
         "encoder.pos_conv.0.weight_v": (width, width // groups, conv_pos),
-        "encoder.layer_norm.weight": (width,), "encoder.layer_norm.bias": (width,),
-        "predictor.weight": (classes, width), "predictor.bias": (classes,),
+        "encoder.layer_norm.weight": (width,),
+        "encoder.layer_norm.bias": (width,),
+        "predictor.weight": (classes, width),
+        "predictor.bias": (classes,),
     }
     for i in range(n_layers):
         p = f"encoder.layers.{i}."
@@ -63,11 +68,12 @@ def make_checkpoint(path, cfg_extra=None):
     shapes = official_shapes(2, **TINY)
     state = {k: torch.randn(v) for k, v in shapes.items()}
     # the official model shares one bucket table between layers
-    state["encoder.layers.1.self_attn.relative_attention_bias.weight"] = \
-        state["encoder.layers.0.self_attn.relative_attention_bias.weight"]
+    state["encoder.layers.1.self_attn.relative_attention_bias.weight"] = state[
+        "encoder.layers.0.self_attn.relative_attention_bias.weight"
+    ]
     state["encoder.pos_conv.0.weight_g"] = state["encoder.pos_conv.0.weight_g"].abs()
     cfg = dict(beats_arch("tiny"))
-    cfg.update({"layer_wise_gradient_decay_ratio": 0.6, "mask_prob": 0.8})   # training keys: ignored
+    cfg.update({"layer_wise_gradient_decay_ratio": 0.6, "mask_prob": 0.8})  # training keys: ignored
     cfg.update(cfg_extra or {})
     torch.save({"cfg": cfg, "model": state}, path)
     return state
@@ -76,7 +82,7 @@ def make_checkpoint(path, cfg_extra=None):
 def test_encoder_loads_checkpoint_strictly_with_weights_only(tmp_path):
     path = tmp_path / "beats.pt"
     state = make_checkpoint(path)
-    torch.load(path, weights_only=True)   # the file format itself is weights_only-safe
+    torch.load(path, weights_only=True)  # the file format itself is weights_only-safe
     enc = BeatsEncoder(ModelConfig.from_size("tiny", beats_checkpoint=str(path)))
     assert enc.weights_info == {"beats": str(path)}
     loaded = enc.beats.state_dict()
@@ -84,7 +90,9 @@ def test_encoder_loads_checkpoint_strictly_with_weights_only(tmp_path):
         if k != "patch_embedding.weight":
             assert torch.equal(loaded[k], v), k
     assert loaded["patch_embedding.weight"].shape == (16, 1, 5, 16)
-    assert torch.allclose(loaded["patch_embedding.weight"], resize_patch_kernel(state["patch_embedding.weight"], (5, 16)))
+    assert torch.allclose(
+        loaded["patch_embedding.weight"], resize_patch_kernel(state["patch_embedding.weight"], (5, 16))
+    )
 
 
 def test_bad_checkpoint_files_are_named(tmp_path):
@@ -95,7 +103,7 @@ def test_bad_checkpoint_files_are_named(tmp_path):
     with pytest.raises(ValueError, match="bad.pt"):
         BeatsEncoder(ModelConfig.from_size("tiny", beats_checkpoint=str(bad)))
     wrong = tmp_path / "wrong.pt"
-    make_checkpoint(wrong, {"encoder_layers": 3})   # cfg says 3 layers, state has 2
+    make_checkpoint(wrong, {"encoder_layers": 3})  # cfg says 3 layers, state has 2
     with pytest.raises(RuntimeError, match="Missing key"):
         BeatsEncoder(ModelConfig.from_size("tiny", beats_checkpoint=str(wrong)))
 
@@ -126,8 +134,11 @@ def test_transformer_frozen_and_eval_even_in_train_mode():
     assert enc.beats.patch_embedding.training
     assert not enc.beats.encoder.training and not any(m.training for m in enc.beats.encoder.modules())
     trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
-    assert trainable == {"beats.patch_embedding.weight", "beats.post_extract_proj.weight",
-                         "beats.post_extract_proj.bias"}
+    assert trainable == {
+        "beats.patch_embedding.weight",
+        "beats.post_extract_proj.weight",
+        "beats.post_extract_proj.bias",
+    }
     # eval + frozen: two forward passes agree (no dropout / layer drop) and an optimiser
     # step moves only the trainable parameters
     x = torch.randn(1, 1, 251, 64)
@@ -144,10 +155,10 @@ def test_relative_position_buckets():
     rel = torch.arange(-1000, 1001)
     b = relative_position_bucket(rel, 320, 800)
     assert b.min() >= 0 and b.max() <= 319
-    assert b[1000] == 0                                  # distance 0
-    assert b[1001] == 161 and b[999] == 1               # +1 in the upper half, -1 in the lower
-    assert b[-1] == 319 and b[0] == 159                  # far distances saturate
-    assert (b[1000:].diff() >= 0).all()                  # monotone in distance
+    assert b[1000] == 0  # distance 0
+    assert b[1001] == 161 and b[999] == 1  # +1 in the upper half, -1 in the lower
+    assert b[-1] == 319 and b[0] == 159  # far distances saturate
+    assert (b[1000:].diff() >= 0).all()  # monotone in distance
 
 
 def test_shared_bias_table_is_one_parameter():
@@ -160,7 +171,7 @@ def test_band_rows_are_separate_sequences_and_gate_is_wired():
     enc = BeatsEncoder(ModelConfig.from_size("tiny")).eval()
     x = torch.randn(1, 1, 251, 64)
     y = x.clone()
-    y[..., :16] = torch.randn(1, 1, 251, 16)          # change only the lowest band (kernel width 16)
+    y[..., :16] = torch.randn(1, 1, 251, 16)  # change only the lowest band (kernel width 16)
     with torch.no_grad():
         a, b = enc(x), enc(y)
         assert not torch.allclose(a[:, :, 0], b[:, :, 0])
@@ -173,4 +184,4 @@ def test_band_rows_are_separate_sequences_and_gate_is_wired():
 def test_deep_norm_alpha():
     with torch.device("meta"):
         model = BEATs(beats_arch("base"))
-    assert model.encoder.layers[0].alpha == pytest.approx(24 ** 0.25)
+    assert model.encoder.layers[0].alpha == pytest.approx(24**0.25)

@@ -29,13 +29,16 @@ def test_from_dict_lists_and_roundtrip():
     assert ModelConfig.from_dict({"rcc_pools": [[5, 2], [1, 2], [1, 2], [1, 2]]}).rcc_pools[0] == (5, 2)
 
 
-@pytest.mark.parametrize("bad, key", [
-    ({"d_model": 30, "n_heads": 8}, "n_heads"),
-    ({"rcc_pools": [[5, 2]]}, "rcc_pools"),
-    ({"dropout": 1.5}, "dropout"),
-    ({"conv_kernel": 4}, "conv_kernel"),
-    ({"beats_arch": "large"}, "beats_arch"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"d_model": 30, "n_heads": 8}, "n_heads"),
+        ({"rcc_pools": [[5, 2]]}, "rcc_pools"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"conv_kernel": 4}, "conv_kernel"),
+        ({"beats_arch": "large"}, "beats_arch"),
+    ],
+)
 def test_validation_names_the_key(bad, key):
     with pytest.raises(ValueError, match=key):
         ModelConfig.from_dict(bad)

@@ -75,8 +75,9 @@ def test_rcc_bands_are_independent_sequences():
     enc = RCCEncoder(1, cfg).eval()
     x = torch.randn(1, 1, 251, 64)
     with torch.no_grad():
-        feats = enc.blocks(enc.input_norm(x.permute(0, 1, 3, 2).reshape(1, 64, 251)).reshape(1, 1, 64, 251)
-                           .permute(0, 1, 3, 2))
-        ref = enc.conformer(feats[0].permute(2, 1, 0))        # (bands, L, d)
-        out = enc(x)[0].transpose(0, 1)                       # (bands, L, d)
+        feats = enc.blocks(
+            enc.input_norm(x.permute(0, 1, 3, 2).reshape(1, 64, 251)).reshape(1, 1, 64, 251).permute(0, 1, 3, 2)
+        )
+        ref = enc.conformer(feats[0].permute(2, 1, 0))  # (bands, L, d)
+        out = enc(x)[0].transpose(0, 1)  # (bands, L, d)
     assert torch.allclose(out, ref, atol=1e-5)

@@ -43,8 +43,11 @@ class FakeTextEncoder(nn.Module):
 
 def batch(b=2):
     g = torch.Generator().manual_seed(1)
-    return dict(src=torch.randn(b, 1, 251, 64, generator=g), doa=torch.randn(b, 4, 251, 64, generator=g),
-                dist=torch.randn(b, 2, 251, 64, generator=g))
+    return dict(
+        src=torch.randn(b, 1, 251, 64, generator=g),
+        doa=torch.randn(b, 4, 251, 64, generator=g),
+        dist=torch.randn(b, 2, 251, 64, generator=g),
+    )
 
 
 CFG = ModelConfig.from_size("tiny")
@@ -104,7 +107,7 @@ def test_parameter_groups_partition_and_frozen_encoder_unchanged():
     ids_new = {id(p) for p in groups["new"]}
     assert ids_pre and ids_new and not ids_pre & ids_new
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    assert trainable == ids_pre | ids_new                      # each trainable param in exactly one group
+    assert trainable == ids_pre | ids_new  # each trainable param in exactly one group
     assert not {id(p) for p in enc.parameters()} & (ids_pre | ids_new)
     assert ids_new == {id(p) for p in model.head.parameters()}
     frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
@@ -147,6 +150,7 @@ def test_build_baseline():
 
 def test_with_the_real_tiny_bert_encoder():
     from textseld.models.text_encoders import TextEncoderConfig, build_text_encoder
+
     enc = build_text_encoder("bert", TextEncoderConfig.tiny())
     cfg = ModelConfig.from_size("tiny", token_width=enc.width)
     model = build_model("rcc", "bert", "grep", cfg, enc)
@@ -154,4 +158,4 @@ def test_with_the_real_tiny_bert_encoder():
     assert out.shape == (2, 2, 117) and aux["A"].shape[:2] == (2, 2)
     out.square().mean().backward()
     assert all(p.grad is None for p in enc.parameters())
-    assert model.tokenizer.p_audio.mlp[0].weight.grad.abs().sum() > 0   # gradient reaches the tokens
+    assert model.tokenizer.p_audio.mlp[0].weight.grad.abs().sum() > 0  # gradient reaches the tokens

@@ -11,8 +11,11 @@ from textseld.models.tokenizer import AttentivePooling, Tokenizer
 
 def batch(b=2):
     g = torch.Generator().manual_seed(0)
-    return dict(src=torch.randn(b, 1, 251, 64, generator=g), doa=torch.randn(b, 4, 251, 64, generator=g),
-                dist=torch.randn(b, 2, 251, 64, generator=g))
+    return dict(
+        src=torch.randn(b, 1, 251, 64, generator=g),
+        doa=torch.randn(b, 4, 251, 64, generator=g),
+        dist=torch.randn(b, 2, 251, 64, generator=g),
+    )
 
 
 @pytest.mark.parametrize("source", ["rcc", "beats"])
@@ -48,15 +51,15 @@ def test_attentive_pooling_learns_non_uniform_weights():
     torch.nn.init.zeros_(pool.score.bias)
     x = torch.randn(3, 5, 4, 8)
     w = pool.weights(x)
-    assert torch.allclose(w, torch.full_like(w, 0.25))            # uniform at zero scores
+    assert torch.allclose(w, torch.full_like(w, 0.25))  # uniform at zero scores
     assert torch.allclose(pool(x), x.mean(dim=2))
     opt = torch.optim.SGD(pool.parameters(), lr=1.0)
-    target = x[:, :, 0]                                           # favour the first token
+    target = x[:, :, 0]  # favour the first token
     (pool(x) - target).square().mean().backward()
     opt.step()
     w = pool.weights(x)
     assert torch.allclose(w.sum(-1), torch.ones(3, 5))
-    assert (w.max(-1).values - w.min(-1).values).min() > 1e-4     # no longer all equal
+    assert (w.max(-1).values - w.min(-1).values).min() > 1e-4  # no longer all equal
 
 
 def test_tokenizer_pooling_weights_not_equal_after_a_step():
@@ -104,7 +107,7 @@ def test_baseline_shape_and_param_count():
     # conv 2->64, 64->64, 64->64 (~75k) + biGRU(128) x2 layers on 128 inputs (~595k)
     # + 2 MHSA(128) (~132k) + linears (~32k): about 0.8 M, as the DCASE2025 baseline
     assert 6e5 < n < 1.1e6, n
-    assert model.gru.input_size == 64 * 2   # 64 bands / (4*4*2) = 2 bands x 64 filters
+    assert model.gru.input_size == 64 * 2  # 64 bands / (4*4*2) = 2 bands x 64 filters
     small = BaselineCRNN(ModelConfig.from_size("tiny"))
     assert small(x, frames=torch.tensor([0, 7]))[0].shape == (2, 2, 117)
     with pytest.raises(ValueError, match="logmel_lr"):

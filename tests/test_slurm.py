@@ -23,8 +23,17 @@ from workflow_helpers import SNAKEMAKE, workflow_copy
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 CLUSTER_RULES = {  # every rule that is not a localrule
-    "synthesize_dataset", "extract_features", "pack_features", "feature_stats", "make_texts",
-    "pretrain_tokenizer", "train_baseline", "finetune", "collect_references", "predict", "evaluate",
+    "synthesize_dataset",
+    "extract_features",
+    "pack_features",
+    "feature_stats",
+    "make_texts",
+    "pretrain_tokenizer",
+    "train_baseline",
+    "finetune",
+    "collect_references",
+    "predict",
+    "evaluate",
 }
 
 
@@ -32,7 +41,8 @@ CLUSTER_RULES = {  # every rule that is not a localrule
 def cluster():
     """The cluster must be up: fail in CI (a broken bring-up must not pass), skip elsewhere."""
     ok = shutil.which("sinfo") is not None and subprocess.run(
-        ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()[:1] in (["idle"], ["mixed"])
+        ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True
+    ).stdout.split()[:1] in (["idle"], ["mixed"])
     if not ok:
         msg = "no idle single-node Slurm cluster: run `bash .ci/slurm_up.sh` first (as root)"
         if os.environ.get("CI"):
@@ -44,7 +54,10 @@ def sacct_jobs(since: str) -> list[dict]:
     """Jobs (allocations only) started since `since`: id, name, state, comment (= rule)."""
     out = subprocess.run(
         ["sacct", "-X", "-n", "-P", "--starttime", since, "-o", "JobID,JobName,State,Comment"],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     jobs = []
     for line in out.splitlines():
         job_id, name, state, comment = line.split("|", 3)
@@ -59,9 +72,25 @@ def run_slurm(wd: Path, *args: str, limit: int) -> tuple[subprocess.CompletedPro
     env["PATH"] = f"{Path(SNAKEMAKE[0]).parent}{os.pathsep}{env.get('PATH', '')}"
     t0 = time.monotonic()
     # targets and options before --configfile: it takes every following word
-    proc = subprocess.run(["timeout", "-k", "30", str(limit), "snakemake", "--profile", "slurm", *args,
-                           "--configfile", "config/tiny.yaml"],
-                          cwd=wd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [
+            "timeout",
+            "-k",
+            "30",
+            str(limit),
+            "snakemake",
+            "--profile",
+            "slurm",
+            *args,
+            "--configfile",
+            "config/tiny.yaml",
+        ],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     return proc, time.monotonic() - t0
 
 
@@ -80,8 +109,9 @@ def test_synthesis_runs_as_a_slurm_job(tmp_path):
 @pytest.mark.slow
 def test_gpu_request_on_a_site_without_gpus_fails_fast_with_slurms_error(tmp_path):
     wd = workflow_copy(tmp_path / "wf")
-    proc, seconds = run_slurm(wd, "resources/datasets/synthetic/synth_summary.json",
-                              "--set-resources", "synthesize_dataset:gpu=1", limit=240)
+    proc, seconds = run_slurm(
+        wd, "resources/datasets/synthetic/synth_summary.json", "--set-resources", "synthesize_dataset:gpu=1", limit=240
+    )
     log = "".join(p.read_text() for p in (wd / ".snakemake/log").glob("*.log"))
     assert proc.returncode not in (0, 124, 137), (proc.returncode, (proc.stdout + proc.stderr)[-3000:])
     assert seconds < 120, f"took {seconds:.0f} s: a GPU request must fail at submission, not hang"
@@ -98,7 +128,7 @@ def test_tiny_workflow_through_the_slurm_profile(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert (wd / "results/comparison.csv").is_file()
     jobs = [j for j in sacct_jobs(since) if j["comment"].startswith("rule_")]
-    rules = {j["comment"][len("rule_"):].split("_wildcards_")[0] for j in jobs}
+    rules = {j["comment"][len("rule_") :].split("_wildcards_")[0] for j in jobs}
     assert rules == CLUSTER_RULES, rules ^ CLUSTER_RULES
     assert all(j["state"] == "COMPLETED" for j in jobs), [j for j in jobs if j["state"] != "COMPLETED"]
     # one Slurm job per planned cluster job: 8 finetunings, 2 pretrainings, 1 baseline, ...

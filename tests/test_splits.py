@@ -11,7 +11,9 @@ from textseld.data.splits import validation_split
 def _names(n_rooms=4, n_mix=5, n_clips=3):
     return [
         f"fold3_room{r}_mix{m:03d}_deg{(90 * k) % 360:03d}_start{k * 7:04d}"
-        for r in range(1, n_rooms + 1) for m in range(1, n_mix + 1) for k in range(n_clips)
+        for r in range(1, n_rooms + 1)
+        for m in range(1, n_mix + 1)
+        for k in range(n_clips)
     ]
 
 

@@ -105,7 +105,9 @@ def test_renderer_agrees_with_pyroomacoustics_cardioid_family():
         ref.compute_rir()
         n = min(len(ref.rir[0][0]), len(ref.rir[1][0]))
         w, y = np.asarray(ref.rir[0][0][:n]), np.asarray(ref.rir[1][0][:n])
-        assert _ild_db(np.stack([h[0] + h[1], h[0] - h[1]])) == pytest.approx(_ild_db(np.stack([w + y, w - y])), abs=0.3)
+        assert _ild_db(np.stack([h[0] + h[1], h[0] - h[1]])) == pytest.approx(
+            _ild_db(np.stack([w + y, w - y])), abs=0.3
+        )
         # Same absolute scale (1/r amplitude) and the same reverberant energy.
         assert np.sum(h[0] ** 2) / np.sum(w**2) == pytest.approx(1.0, rel=0.05)
         assert np.sum(h[1] ** 2) / np.sum(y**2) == pytest.approx(1.0, rel=0.05)
@@ -118,8 +120,10 @@ def test_sabine_order_is_capped_and_absorption_checked():
         sabine_absorption((12.0, 10.0, 4.0), 0.05)
 
 
-@pytest.mark.parametrize("az,folded", [(0, 0), (90, 90), (120, 60), (-120, -60), (180, 0), (-180, 0),
-                                       (150, 30), (-90, -90), (-30, -30), (270, -90)])
+@pytest.mark.parametrize(
+    "az,folded",
+    [(0, 0), (90, 90), (120, 60), (-120, -60), (180, 0), (-180, 0), (150, 30), (-90, -90), (-30, -30), (270, -90)],
+)
 def test_fold_azimuth(az, folded):
     assert fold_azimuth(az) == pytest.approx(folded)
 
@@ -209,7 +213,8 @@ def _fake_espeak(tmp_path):
     """A stand-in espeak-ng that writes a streaming WAV (22.05 kHz, 200 Hz tone) to stdout."""
     exe = tmp_path / "bin" / "espeak-ng"
     exe.parent.mkdir()
-    exe.write_text(textwrap.dedent(f"""\
+    exe.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import struct, sys, numpy as np
         sr = 22050
@@ -217,7 +222,8 @@ def _fake_espeak(tmp_path):
         fmt = struct.pack('<IHHIIHH', 16, 1, 1, sr, 2 * sr, 2, 16)
         hdr = b'RIFF' + struct.pack('<I', 0x7fffffff) + b'WAVE' + b'fmt ' + fmt
         sys.stdout.buffer.write(hdr + b'data' + struct.pack('<I', 0x7fffffff) + x.tobytes())
-        """))
+        """)
+    )
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     return exe
 
@@ -298,8 +304,27 @@ def test_direction_cue_survives_mixing(tmp_path):
 
 
 def test_cli_synth(tmp_path, capsys):
-    assert cli_main(["synth", "--out", str(tmp_path), "--train-clips", "1", "--test-clips", "1",
-                     "--seed", "2", "--workers", "0", "--speech", "formant", "--no-progress"]) == 0
+    assert (
+        cli_main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--train-clips",
+                "1",
+                "--test-clips",
+                "1",
+                "--seed",
+                "2",
+                "--workers",
+                "0",
+                "--speech",
+                "formant",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "stereo_dev" / "dev-test-synth" / f"{clip_name(4, 0)}.wav").is_file()
     assert "dev-train-synth: 1 clips" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -311,8 +336,15 @@ def test_cli_synth(tmp_path, capsys):
 def test_scene_config_sets_difficulty():
     from textseld.data.synthesis.scene import SceneConfig
 
-    cfg = SceneConfig.from_dict({"n_events_p": [0.0, 0.0, 1.0], "max_polyphony": 1, "rt60": [0.25, 0.3],
-                                 "snr_db": [25, 28], "distance": [1.0, 2.0]})
+    cfg = SceneConfig.from_dict(
+        {
+            "n_events_p": [0.0, 0.0, 1.0],
+            "max_polyphony": 1,
+            "rt60": [0.25, 0.3],
+            "snr_db": [25, 28],
+            "distance": [1.0, 2.0],
+        }
+    )
     for i in range(20):
         scene = sample_scene(clip_rng(5, 0, i), cfg=cfg)
         assert 1 <= len(scene.events) <= 3
@@ -326,8 +358,15 @@ def test_scene_config_sets_difficulty():
     assert SceneConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("bad,key", [({"max_polyphony": 4}, "max_polyphony"), ({"rt60": [0.5, 0.2]}, "rt60"),
-                                     ({"n_events_p": [0.5, 0.2]}, "n_events_p"), ({"snr": [1, 2]}, "snr")])
+@pytest.mark.parametrize(
+    "bad,key",
+    [
+        ({"max_polyphony": 4}, "max_polyphony"),
+        ({"rt60": [0.5, 0.2]}, "rt60"),
+        ({"n_events_p": [0.5, 0.2]}, "n_events_p"),
+        ({"snr": [1, 2]}, "snr"),
+    ],
+)
 def test_scene_config_rejects_bad_values(bad, key):
     from textseld.data.synthesis.scene import SceneConfig
 

@@ -36,10 +36,12 @@ def test_single_event_goes_to_a0_only():
 
 
 def test_two_same_class_events_distinct_b_slots():
-    rows = np.array([
-        _row(3, 2, 1, -30, 100),  # source 1 -> second
-        _row(3, 2, 0, 60, 300),   # source 0 -> first
-    ])
+    rows = np.array(
+        [
+            _row(3, 2, 1, -30, 100),  # source 1 -> second
+            _row(3, 2, 0, 60, 300),  # source 0 -> first
+        ]
+    )
     t = build_targets(rows)
     np.testing.assert_allclose(t[3, B0, :, 2], _vec(60, 3.0), atol=1e-6)
     np.testing.assert_allclose(t[3, B1, :, 2], _vec(-30, 1.0), atol=1e-6)
@@ -48,13 +50,15 @@ def test_two_same_class_events_distinct_b_slots():
 
 
 def test_three_same_class_events_and_other_class_alone():
-    rows = np.array([
-        _row(0, 5, 2, 10, 200),
-        _row(0, 5, 0, 20, 400),
-        _row(0, 5, 0, -45, 150),  # same source as previous: ordered by azimuth
-        _row(0, 8, 0, 0, 500),
-        _row(1, 5, 0, 20, 400),   # next frame, alone
-    ])
+    rows = np.array(
+        [
+            _row(0, 5, 2, 10, 200),
+            _row(0, 5, 0, 20, 400),
+            _row(0, 5, 0, -45, 150),  # same source as previous: ordered by azimuth
+            _row(0, 8, 0, 0, 500),
+            _row(1, 5, 0, 20, 400),  # next frame, alone
+        ]
+    )
     t = build_targets(rows, distance_scale=0.1)
     np.testing.assert_allclose(t[0, C0, :, 5], _vec(-45, 0.15), atol=1e-6)
     np.testing.assert_allclose(t[0, C1, :, 5], _vec(20, 0.40), atol=1e-6)
@@ -66,8 +70,9 @@ def test_three_same_class_events_and_other_class_alone():
 
 
 def test_input_order_does_not_matter():
-    rows = np.array([_row(f, c, s, az, 100 + f) for f in range(0, 50, 7) for c in (1, 3)
-                     for s, az in ((0, 10), (1, -80), (2, 33))])
+    rows = np.array(
+        [_row(f, c, s, az, 100 + f) for f in range(0, 50, 7) for c in (1, 3) for s, az in ((0, 10), (1, -80), (2, 33))]
+    )
     perm = np.random.default_rng(1).permutation(len(rows))
     np.testing.assert_array_equal(build_targets(rows), build_targets(rows[perm]))
 

@@ -109,7 +109,9 @@ def test_injected_word_embeddings_reproduce_the_sentence(name, request):
             _, hidden = enc._run(x, torch.tensor([len(ids)]))
             torch.testing.assert_close(h[i], hidden[0, enc._tpl_pos[tids[i]]], atol=2e-5, rtol=1e-4)
         # A different word changes A: the slots are really used.
-        other = enc.encode_with_tokens([0], enc.token_embedding_of("woman")[None], tok["doa"][None], tok["dist"][None])[0]
+        other = enc.encode_with_tokens([0], enc.token_embedding_of("woman")[None], tok["doa"][None], tok["dist"][None])[
+            0
+        ]
         assert not torch.allclose(other, a[:1], atol=1e-4)
 
 
@@ -225,8 +227,12 @@ def test_clip_weights_from_file(tmp_path, clip):
     assert build_text_encoder("clip", TextEncoderConfig.tiny(clip_weights=str(pt))).weights_info["file"] == str(pt)
     # wrong architecture: error names the file and the key
     with pytest.raises(ValueError, match=r"clip.safetensors.*positional_embedding"):
-        build_text_encoder("clip", TextEncoderConfig.tiny(
-            clip_weights=str(path), clip_text_cfg=dict(width=64, layers=2, heads=2, context_length=64)))
+        build_text_encoder(
+            "clip",
+            TextEncoderConfig.tiny(
+                clip_weights=str(path), clip_text_cfg=dict(width=64, layers=2, heads=2, context_length=64)
+            ),
+        )
     with pytest.raises(FileNotFoundError):
         build_text_encoder("clip", TextEncoderConfig.tiny(clip_weights=str(tmp_path / "nope.pt")))
 

@@ -36,8 +36,7 @@ def test_template_counts_and_slots():
 
 def test_spec_examples():
     assert (
-        render_sentence([(MAN, 30, 3.5)], 0)
-        == "The sound of man comes from direction 30°, approximately 3.5 m away."
+        render_sentence([(MAN, 30, 3.5)], 0) == "The sound of man comes from direction 30°, approximately 3.5 m away."
     )
     # Events are ordered by class (woman = 0 before man = 1), then azimuth.
     assert (
@@ -124,10 +123,12 @@ def test_fixed_template_is_stable_across_processes():
     ids = [fixed_template(n) for n in names]
     assert all(0 <= i < 50 for i in ids)
     assert len(set(ids)) > 25  # spread over the templates
-    code = (
-        "from textseld.text.sentences import fixed_template;"
-        f"print([fixed_template(n) for n in {names!r}])"
+    code = f"from textseld.text.sentences import fixed_template;print([fixed_template(n) for n in {names!r}])"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "123"})
     assert eval(out.stdout) == ids

@@ -42,8 +42,7 @@ def test_build_and_read(tmp_path):
         for t in (0, 17, 49):
             assert store.sentence(i, 0, t) == render_sentence(frame_events(ROWS[i])[0], t)
     assert store.sentence(0, 0, 0) == (
-        "The sound of woman and man comes from directions -60° and 30°, "
-        "approximately 3 m and 3.5 m away, respectively."
+        "The sound of woman and man comes from directions -60° and 30°, approximately 3 m and 3.5 m away, respectively."
     )
     assert store.sentence(2, 49, 0) == "The sound of music comes from direction -90°, approximately 0.4 m away."
     # Frames without events: the no-sound sentence of the template.
@@ -58,8 +57,10 @@ def test_build_and_read(tmp_path):
 def test_cli(tmp_path):
     feats = write_features(tmp_path / "f.h5")
     assert main(["texts", "--features", str(feats), "--out", str(tmp_path / "t" / "texts.h5")]) == 0
-    assert TextStore(tmp_path / "t" / "texts.h5").fixed_sentences(0)[7].startswith(
-        render_sentence([(12, 10, 5)], fixed_template(NAMES[0]))[:10]
+    assert (
+        TextStore(tmp_path / "t" / "texts.h5")
+        .fixed_sentences(0)[7]
+        .startswith(render_sentence([(12, 10, 5)], fixed_template(NAMES[0]))[:10])
     )
     assert [p.name for p in (tmp_path / "t").iterdir()] == ["texts.h5"]  # no temp files left
 

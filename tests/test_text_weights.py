@@ -71,8 +71,22 @@ def test_beats_from_url(tmp_path):
     assert entry["source"] == url and (tmp_path / "w" / "beats" / "model.pt").read_bytes() == payload
     assert entry["files"]["beats/model.pt"]["sha256"] == hashlib.sha256(payload).hexdigest()
     # file:// URLs too; the CLI writes the manifest and skips what is 'none'
-    assert main(["fetch-weights", "--out", str(tmp_path / "c"), "--clip-arch", "none", "--bert", "none",
-                 "--beats", (served / "model.pt").as_uri()]) == 0
+    assert (
+        main(
+            [
+                "fetch-weights",
+                "--out",
+                str(tmp_path / "c"),
+                "--clip-arch",
+                "none",
+                "--bert",
+                "none",
+                "--beats",
+                (served / "model.pt").as_uri(),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert list(manifest["entries"]) == ["beats"]
     assert verify_manifest(tmp_path / "c") == []
@@ -113,7 +127,8 @@ def test_fetch_clip_and_bert_local_logic(tmp_path, monkeypatch):
     entries = read_manifest(tmp_path / "w")["entries"]
     assert entries["clip"]["path"] == "clip/ViT-B-16-openai.safetensors" and entries["clip"]["quick_gelu"]
     assert (tmp_path / "w" / entries["clip"]["path"]).read_bytes() == b"clip-weights"
-    assert sorted(entries["bert"]["files"]) == [f"bert/org--tiny-bert/{n}" for n in
-                                                ("config.json", "model.safetensors", "vocab.txt")]
+    assert sorted(entries["bert"]["files"]) == [
+        f"bert/org--tiny-bert/{n}" for n in ("config.json", "model.safetensors", "vocab.txt")
+    ]
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["bert", "clip", "manifest.json"]
     assert verify_manifest(tmp_path / "w") == []

@@ -77,8 +77,17 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     model = nn.Linear(2, 2)
     opt = torch.optim.Adam(model.parameters())
-    save_checkpoint(tmp_path / "c.pt", model=model, optimizers=[opt], schedulers=[], epoch=0, step=0,
-                    batch_in_epoch=0, best_metric=None, best_epoch=None)
+    save_checkpoint(
+        tmp_path / "c.pt",
+        model=model,
+        optimizers=[opt],
+        schedulers=[],
+        epoch=0,
+        step=0,
+        batch_in_epoch=0,
+        best_metric=None,
+        best_epoch=None,
+    )
     expected = _draws()
     state = torch.load(tmp_path / "c.pt", weights_only=True)  # no pickled objects inside
     set_rng_state(state["rng"])
@@ -92,8 +101,17 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
 def test_frozen_parameters_are_not_stored_and_shapes_are_checked(tmp_path):
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     model[0].requires_grad_(False)
-    save_checkpoint(tmp_path / "c.pt", model=model, optimizers=[], schedulers=[], epoch=1, step=5,
-                    batch_in_epoch=0, best_metric=0.5, best_epoch=0)
+    save_checkpoint(
+        tmp_path / "c.pt",
+        model=model,
+        optimizers=[],
+        schedulers=[],
+        epoch=1,
+        step=5,
+        batch_in_epoch=0,
+        best_metric=0.5,
+        best_epoch=0,
+    )
     state = read_checkpoint(tmp_path / "c.pt")
     assert "0.weight" not in state["model"] and "1.running_mean" in state["model"] and "2.weight" in state["model"]
     other = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
@@ -142,8 +160,12 @@ class ToyData(torch.utils.data.Dataset):
         return self.items[i]
 
     def refs(self):
-        return {it["name"]: np.array([[f, int(it["src"][0, 0].argmax()), 0, 0, 200, 0] for f in range(N_LABEL_FRAMES)],
-                                     dtype=np.float64) for it in self.items}
+        return {
+            it["name"]: np.array(
+                [[f, int(it["src"][0, 0].argmax()), 0, 0, 200, 0] for f in range(N_LABEL_FRAMES)], dtype=np.float64
+            )
+            for it in self.items
+        }
 
 
 class ToyTask:
@@ -166,11 +188,13 @@ def _run(run_dir, epochs=3, on_step=None):
     torch.manual_seed(0)
     task = ToyTask()
     opt = torch.optim.Adam(task.model.parameters(), lr=1e-2)
-    cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 4, "checkpoint_every_steps": 1,
-                                 "progress": False}, preset="pretrain")
+    cfg = TrainConfig.from_dict(
+        {"epochs": epochs, "batch_size": 4, "checkpoint_every_steps": 1, "progress": False}, preset="pretrain"
+    )
     val = ToyData(6, offset=100)
-    result = fit(run_dir, task, opt, ToyData(10), val, val.refs(), cfg, seed=3, device=torch.device("cpu"),
-                 on_step=on_step)
+    result = fit(
+        run_dir, task, opt, ToyData(10), val, val.refs(), cfg, seed=3, device=torch.device("cpu"), on_step=on_step
+    )
     return task, result
 
 
@@ -325,6 +349,15 @@ def test_checkpoint_write_removes_a_killed_writers_temporary(tmp_path):
     stale = tmp_path / ".last.pt.k1ll3d.pt.tmp"  # what a SIGKILL during torch.save leaves
     stale.write_bytes(b"\x00" * 4096)
     task = ToyTask()
-    save_checkpoint(tmp_path / "last.pt", model=task.model, optimizers=[], schedulers=[], epoch=1, step=3,
-                    batch_in_epoch=0, best_metric=None, best_epoch=None)
+    save_checkpoint(
+        tmp_path / "last.pt",
+        model=task.model,
+        optimizers=[],
+        schedulers=[],
+        epoch=1,
+        step=3,
+        batch_in_epoch=0,
+        best_metric=None,
+        best_epoch=None,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

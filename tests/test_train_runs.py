@@ -17,10 +17,13 @@ import torch
 from textseld.constants import N_CLASSES, N_FEAT_FRAMES, N_LABEL_FRAMES, N_MELS
 from textseld.data.targets import build_targets
 
-TEXT_CFG = {"clip_pretrained": None,
-            "clip_text_cfg": dict(width=32, layers=1, heads=2, context_length=77, vocab_size=49408),
-            "clip_embed_dim": 32, "bert_random_init": True,
-            "bert_config": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)}
+TEXT_CFG = {
+    "clip_pretrained": None,
+    "clip_text_cfg": dict(width=32, layers=1, heads=2, context_length=77, vocab_size=49408),
+    "clip_embed_dim": 32,
+    "bert_random_init": True,
+    "bert_config": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+}
 MODEL_CFG = {"size": "tiny", "token_width": 32}
 TRAIN_CFG = {"epochs": 2, "batch_size": 4, "progress": False, "device": "cpu"}
 
@@ -44,8 +47,10 @@ def write_packed(path: Path, n_clips: int = 9, seed: int = 0) -> tuple[Path, Pat
     # 3 recordings (room, mix) -> the validation split takes one whole recording
     names = sorted(f"fold3_room1_mix{1 + i % 3:03d}_deg000_start{i:04d}" for i in range(n_clips))
     rows = [_clip_rows(rng) for _ in names]
-    feats = {key: rng.normal(size=(n_clips, ch, N_FEAT_FRAMES, N_MELS)).astype(np.float32)
-             for key, ch in (("src", 1), ("doa", 4), ("dist", 2))}
+    feats = {
+        key: rng.normal(size=(n_clips, ch, N_FEAT_FRAMES, N_MELS)).astype(np.float32)
+        for key, ch in (("src", 1), ("doa", 4), ("dist", 2))
+    }
     with PackedWriter(path, "dev-train-synth", "{}") as w:
         w.append(names, feats["src"], feats["doa"], feats["dist"], np.stack([build_targets(r) for r in rows]), rows)
     stats = path.with_name("stats.h5")
@@ -75,17 +80,36 @@ def pretrained(data, tmp_path_factory):
 def _finetune(data, pretrained_dir, run_dir, text="bert", head="grep", **kw):
     from textseld.train.runs import finetune
 
-    return finetune(run_dir, data["train_h5"], data["stats"], data["texts"], pretrained_dir, "rcc", text, head,
-                    kw.pop("model_cfg", MODEL_CFG), TEXT_CFG, kw.pop("train_cfg", {**TRAIN_CFG, "epochs": 1}),
-                    seed=2, **kw)
+    return finetune(
+        run_dir,
+        data["train_h5"],
+        data["stats"],
+        data["texts"],
+        pretrained_dir,
+        "rcc",
+        text,
+        head,
+        kw.pop("model_cfg", MODEL_CFG),
+        TEXT_CFG,
+        kw.pop("train_cfg", {**TRAIN_CFG, "epochs": 1}),
+        seed=2,
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------ groups
 def _finetune_model(text="clip", head="grep"):
     from textseld.train.runs import build_run_model
 
-    config = {"kind": "finetune", "seed": 0, "source": "rcc", "text": text, "head": head,
-              "model": MODEL_CFG, "text_encoder": TEXT_CFG}
+    config = {
+        "kind": "finetune",
+        "seed": 0,
+        "source": "rcc",
+        "text": text,
+        "head": head,
+        "model": MODEL_CFG,
+        "text_encoder": TEXT_CFG,
+    }
     return build_run_model(config, load_pretrained=False)
 
 
@@ -162,8 +186,9 @@ def test_pretrain_finetune_predict_end_to_end(data, pretrained, tmp_path):
         assert (pre_dir / name).is_file(), name
     assert json.loads((pre_dir / "weights.json").read_text())["source_encoder"] == "random init"
     run = tmp_path / "ft"
-    result = _finetune(data, pre_dir, run, "clip", "trep", train_cfg={**TRAIN_CFG, "epochs": 2,
-                                                                       "text_frames_per_clip": 5})
+    result = _finetune(
+        data, pre_dir, run, "clip", "trep", train_cfg={**TRAIN_CFG, "epochs": 2, "text_frames_per_clip": 5}
+    )
     weights = json.loads((run / "weights.json").read_text())
     assert weights["text_encoder"]["source"] == "random init"
     assert weights["pretrained_tokenizer"]["file"] == str(pre_dir / "best.pt")
@@ -205,8 +230,19 @@ def test_bad_configurations_give_clear_errors(data, pretrained, tmp_path):
     with pytest.raises(CheckpointError, match="do not fit this model architecture"):
         _finetune(data, pre_dir, tmp_path / "z", model_cfg={**MODEL_CFG, "rcc_channels": [4, 8, 8, 8]})
     with pytest.raises(RunConfigError, match="source 'beats'"):
-        finetune(tmp_path / "w", data["train_h5"], data["stats"], data["texts"], pre_dir, "beats", "bert",
-                 "grep", MODEL_CFG, TEXT_CFG, TRAIN_CFG)
+        finetune(
+            tmp_path / "w",
+            data["train_h5"],
+            data["stats"],
+            data["texts"],
+            pre_dir,
+            "beats",
+            "bert",
+            "grep",
+            MODEL_CFG,
+            TEXT_CFG,
+            TRAIN_CFG,
+        )
     with pytest.raises(ValueError, match="'epoch'"):
         pretrain(tmp_path / "v", data["train_h5"], data["stats"], "rcc", MODEL_CFG, {"epoch": 1})
 
@@ -235,8 +271,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
     def run(run_dir, kill_at):
-        return subprocess.run([sys.executable, str(script), str(run_dir), str(data["train_h5"]),
-                               str(data["stats"]), str(kill_at)], env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, str(script), str(run_dir), str(data["train_h5"]), str(data["stats"]), str(kill_at)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
 
     ref = run(tmp_path / "ref", 0)
     assert ref.returncode == 0, ref.stderr
@@ -251,8 +291,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(data, tmp_path)
     assert a["step"] == b["step"] == 9
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert (json.loads((tmp_path / "ref" / "val_metrics.json").read_text())
-            == json.loads((tmp_path / "cut" / "val_metrics.json").read_text()))
+    assert json.loads((tmp_path / "ref" / "val_metrics.json").read_text()) == json.loads(
+        (tmp_path / "cut" / "val_metrics.json").read_text()
+    )
 
 
 # ---------------------------------------------------------------- raw audio
@@ -306,25 +347,68 @@ def test_cli_pretrain_and_predict(data, tmp_path, capsys):
     from textseld.cli import main
 
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"models": {"token_width": 32},
-                                   "train": {"batch_size": 4, "progress": False}}))
+    cfg.write_text(yaml.safe_dump({"models": {"token_width": 32}, "train": {"batch_size": 4, "progress": False}}))
     run = tmp_path / "run"
-    rc = main(["train-baseline", "--train-h5", str(data["train_h5"]), "--stats", str(data["stats"]),
-               "--run-dir", str(run), "--size", "tiny", "--config", str(cfg), "--epochs", "1", "--seed", "4"])
+    rc = main(
+        [
+            "train-baseline",
+            "--train-h5",
+            str(data["train_h5"]),
+            "--stats",
+            str(data["stats"]),
+            "--run-dir",
+            str(run),
+            "--size",
+            "tiny",
+            "--config",
+            str(cfg),
+            "--epochs",
+            "1",
+            "--seed",
+            "4",
+        ]
+    )
     assert rc == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 0
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "baseline" and config["seed"] == 4 and config["train"]["lr"] == 1e-3
     assert config["train"]["epochs"] == 1 and config["model"]["token_width"] == 32
-    rc = main(["predict", "--run-dir", str(run), "--features", str(data["train_h5"]), "--stats",
-               str(data["stats"]), "--out-dir", str(tmp_path / "pred")])
+    rc = main(
+        [
+            "predict",
+            "--run-dir",
+            str(run),
+            "--features",
+            str(data["train_h5"]),
+            "--stats",
+            str(data["stats"]),
+            "--out-dir",
+            str(tmp_path / "pred"),
+        ]
+    )
     assert rc == 0 and len(list((tmp_path / "pred").glob("*.csv"))) == 9
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer: {epochs: 1}\n")
-    rc = main(["pretrain", "--source", "rcc", "--train-h5", str(data["train_h5"]), "--stats",
-               str(data["stats"]), "--run-dir", str(tmp_path / "r2"), "--config", str(bad)])
+    rc = main(
+        [
+            "pretrain",
+            "--source",
+            "rcc",
+            "--train-h5",
+            str(data["train_h5"]),
+            "--stats",
+            str(data["stats"]),
+            "--run-dir",
+            str(tmp_path / "r2"),
+            "--config",
+            str(bad),
+        ]
+    )
     assert rc == 1
-    assert "bad.yaml: unknown section(s) 'trainer'; valid sections: models, text_encoders, train" in capsys.readouterr().err
+    assert (
+        "bad.yaml: unknown section(s) 'trainer'; valid sections: models, text_encoders, train"
+        in capsys.readouterr().err
+    )
 
 
 def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tmp_path):
@@ -339,8 +423,20 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
 
     cfg = {**TRAIN_CFG, "epochs": 1}
     pretrain(tmp_path / "pre", data["train_h5"], data["stats"], "beats", MODEL_CFG, cfg, seed=5)
-    result = finetune(tmp_path / "ft", data["train_h5"], data["stats"], data["texts"], tmp_path / "pre", "beats",
-                      "bert", "grep", MODEL_CFG, TEXT_CFG, cfg, seed=6)
+    result = finetune(
+        tmp_path / "ft",
+        data["train_h5"],
+        data["stats"],
+        data["texts"],
+        tmp_path / "pre",
+        "beats",
+        "bert",
+        "grep",
+        MODEL_CFG,
+        TEXT_CFG,
+        cfg,
+        seed=6,
+    )
     _, pre_task, _, _ = load_run(tmp_path / "pre")
     _, ft_task, _, _ = load_run(tmp_path / "ft")
     frozen = [(n, p) for n, p in pre_task.model.tokenizer.named_parameters() if not p.requires_grad]
@@ -361,8 +457,13 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
 def test_resuming_with_another_configuration_is_refused(tmp_path):
     from textseld.train.runs import RunConfigError, _prepare_run_dir
 
-    config = {"kind": "pretrain", "seed": 0, "model": {"d_model": 16}, "train": {"epochs": 3, "device": "cpu"},
-              "inputs": {"train_h5": "a.h5"}}
+    config = {
+        "kind": "pretrain",
+        "seed": 0,
+        "model": {"d_model": 16},
+        "train": {"epochs": 3, "device": "cpu"},
+        "inputs": {"train_h5": "a.h5"},
+    }
     _prepare_run_dir(tmp_path, config)
     (tmp_path / "last.pt").write_bytes(b"x")
     _prepare_run_dir(tmp_path, {**config, "train": {"epochs": 3, "device": "cuda"}, "inputs": {"train_h5": "b.h5"}})
@@ -399,8 +500,20 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
     assert len({tuple(validation_split(names, 0.1, s)[1]) for s in (1, 5, 7)}) > 1
     cfg = {**TRAIN_CFG, "epochs": 1}
     for seed in (5, 7):
-        finetune(tmp_path / f"ft{seed}", data["train_h5"], data["stats"], data["texts"], pre_dir, "rcc", "clip",
-                 "grep", MODEL_CFG, TEXT_CFG, cfg, seed=seed)
+        finetune(
+            tmp_path / f"ft{seed}",
+            data["train_h5"],
+            data["stats"],
+            data["texts"],
+            pre_dir,
+            "rcc",
+            "clip",
+            "grep",
+            MODEL_CFG,
+            TEXT_CFG,
+            cfg,
+            seed=seed,
+        )
     train_baseline(tmp_path / "base", data["train_h5"], data["stats"], MODEL_CFG, cfg, seed=4)
 
     def recordings(run):
@@ -419,8 +532,21 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
     # a finetuning on another split than its pretraining's, or statistics that include the
     # validation clips, are refused with the file named
     with pytest.raises(RunConfigError, match="pretrained with validation split .* use one validation split"):
-        finetune(tmp_path / "other", data["train_h5"], data["stats"], data["texts"], pre_dir, "rcc", "clip",
-                 "grep", MODEL_CFG, TEXT_CFG, cfg, seed=5, split={"seed": 3})
+        finetune(
+            tmp_path / "other",
+            data["train_h5"],
+            data["stats"],
+            data["texts"],
+            pre_dir,
+            "rcc",
+            "clip",
+            "grep",
+            MODEL_CFG,
+            TEXT_CFG,
+            cfg,
+            seed=5,
+            split={"seed": 3},
+        )
     compute_stats(data["train_h5"], tmp_path / "all_stats.h5")
     with pytest.raises(RunConfigError, match=r"all_stats\.h5: records no validation split"):
         train_baseline(tmp_path / "b2", data["train_h5"], tmp_path / "all_stats.h5", MODEL_CFG, cfg, seed=4)
@@ -475,8 +601,11 @@ def test_run_directory_works_from_another_working_directory(data, pretrained, tm
     for key in ("train_h5", "stats", "texts"):
         shutil.copy(data[key], work / Path(data[key]).name)
     monkeypatch.chdir(work)
-    _finetune({"train_h5": Path("train.h5"), "stats": Path("stats.h5"), "texts": Path("texts.h5")},
-              Path("runs/pre"), Path("runs/ft"))
+    _finetune(
+        {"train_h5": Path("train.h5"), "stats": Path("stats.h5"), "texts": Path("texts.h5")},
+        Path("runs/pre"),
+        Path("runs/ft"),
+    )
     inputs = json.loads((work / "runs/ft/config.json").read_text())["inputs"]
     assert all(Path(v).is_absolute() for v in inputs.values()), inputs
     elsewhere = tmp_path / "elsewhere"

@@ -22,8 +22,11 @@ def wf(tmp_path_factory) -> Path:
     return workflow_copy(tmp_path_factory.mktemp("wf"))
 
 
-@pytest.mark.parametrize("extra", [[], ["--configfile", "config/tiny.yaml"], ["--configfile", "config/paper.yaml"]],
-                         ids=["default", "tiny", "paper"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--configfile", "config/tiny.yaml"], ["--configfile", "config/paper.yaml"]],
+    ids=["default", "tiny", "paper"],
+)
 def test_lint_is_clean(wf, extra):
     proc = snakemake(wf, "--lint", *extra)
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
@@ -50,9 +53,18 @@ def test_slurm_profile_is_found_by_name_before_a_users_own(wf, tmp_path):
     own.mkdir(parents=True)
     (own / "config.yaml").write_text("executor: no-such-executor\n")
     env = {"XDG_CONFIG_HOME": str(xdg)}
-    where = subprocess.run([sys.executable, "-c", "from snakemake.cli import get_profile_dir; "
-                            "print(get_profile_dir('slurm')[1].resolve())"],
-                           cwd=wf, capture_output=True, text=True, env={**os.environ, **env}, check=True)
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from snakemake.cli import get_profile_dir; print(get_profile_dir('slurm')[1].resolve())",
+        ],
+        cwd=wf,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
     assert where.stdout.strip() == str((REPO / "profiles/slurm/config.yaml").resolve())
     proc = snakemake(wf, "--profile", "slurm", "--dry-run", "--configfile", "config/tiny.yaml", env=env)
     assert "Using profiles slurm and workflow specific profile" in proc.stdout + proc.stderr
@@ -81,10 +93,18 @@ def test_paper_dry_run_plans_the_paper_grid(wf):
         "aggregate": 1,
         "training_curves": 1,
     }
-    finetunes = {(j.wildcards["src"], j.wildcards["txt"], j.wildcards["head"], j.wildcards["seed"])
-                 for j in jobs if j.rule == "finetune"}
-    assert finetunes == {(s, t, h, str(seed)) for s in ("beats", "rcc") for t in ("clip", "bert")
-                         for h in ("grep", "trep") for seed in cfg["seeds"]}
+    finetunes = {
+        (j.wildcards["src"], j.wildcards["txt"], j.wildcards["head"], j.wildcards["seed"])
+        for j in jobs
+        if j.rule == "finetune"
+    }
+    assert finetunes == {
+        (s, t, h, str(seed))
+        for s in ("beats", "rcc")
+        for t in ("clip", "bert")
+        for h in ("grep", "trep")
+        for seed in cfg["seeds"]
+    }
     assert {j.wildcards["weight"] for j in jobs if j.rule == "download_pretrained"} == {"beats", "clip", "bert"}
 
 
@@ -92,8 +112,10 @@ def test_feature_extraction_can_ask_slurm_for_a_gpu(wf, tmp_path):
     paper = dry_run(wf, "--configfile", "config/paper.yaml")
     assert all("gpu=" not in j.resources for j in paper if j.rule == "extract_features")
     gpu_cfg = tmp_path / "gpu_features.yaml"
-    gpu_cfg.write_text("features: {shards: 2, extract: {device: cuda}}\n"
-                       "resources:\n  features: {threads: 4, mem_mb: 8000, runtime: 240, gpu: 1}\n")
+    gpu_cfg.write_text(
+        "features: {shards: 2, extract: {device: cuda}}\n"
+        "resources:\n  features: {threads: 4, mem_mb: 8000, runtime: 240, gpu: 1}\n"
+    )
     jobs = [j for j in dry_run(wf, "--configfile", "config/paper.yaml", str(gpu_cfg)) if j.rule == "extract_features"]
     assert len(jobs) == 2 * 2 and all("gpu=1" in j.resources for j in jobs)
 
@@ -149,8 +171,16 @@ def test_tiny_run_writes_the_results_table(tiny_run):
 
     rows = list(csv.DictReader((tiny_run / TABLE).open()))
     assert [r["system"] for r in rows] == [
-        "Baseline", "BEATs-CLIP-GREP", "BEATs-BERT-GREP", "RCC-CLIP-GREP", "RCC-BERT-GREP",
-        "BEATs-CLIP-TREP", "BEATs-BERT-TREP", "RCC-CLIP-TREP", "RCC-BERT-TREP"]
+        "Baseline",
+        "BEATs-CLIP-GREP",
+        "BEATs-BERT-GREP",
+        "RCC-CLIP-GREP",
+        "RCC-BERT-GREP",
+        "BEATs-CLIP-TREP",
+        "BEATs-BERT-TREP",
+        "RCC-CLIP-TREP",
+        "RCC-BERT-TREP",
+    ]
     for r in rows:
         assert r["n_seeds"] == "1"
         assert 0.0 <= float(r["dcase2025_F20_1_pct_mean"]) <= 100.0
@@ -172,7 +202,13 @@ def test_nothing_is_planned_after_a_complete_run(tiny_run):
 @pytest.mark.slow
 def test_finetuning_lr_change_reruns_only_finetunings_and_downstream(tiny_run):
     cfg = _override(tiny_run, "lr", {"train": {"finetune": {"lr_new": 3.0e-4}}})
-    assert _planned(tiny_run, cfg) == {"finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1, "training_curves": 1}
+    assert _planned(tiny_run, cfg) == {
+        "finetune": 8,
+        "predict": 8,
+        "evaluate": 16,
+        "aggregate": 1,
+        "training_curves": 1,
+    }
 
 
 @pytest.mark.slow
@@ -181,8 +217,18 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
     counts = _planned(tiny_run, cfg)
     assert "synthesize_dataset" not in counts and "collect_references" not in counts
     assert counts["extract_features"] == 4  # 2 splits x 2 shards
-    for rule, n in {"pack_features": 2, "feature_stats": 1, "make_texts": 1, "pretrain_tokenizer": 2,
-                    "train_baseline": 1, "finetune": 8, "predict": 9, "evaluate": 18, "aggregate": 1, "training_curves": 1}.items():
+    for rule, n in {
+        "pack_features": 2,
+        "feature_stats": 1,
+        "make_texts": 1,
+        "pretrain_tokenizer": 2,
+        "train_baseline": 1,
+        "finetune": 8,
+        "predict": 9,
+        "evaluate": 18,
+        "aggregate": 1,
+        "training_curves": 1,
+    }.items():
         assert counts.get(rule) == n, (rule, counts)
 
 
@@ -195,8 +241,14 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
         "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n"
     )
     counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
-    assert counts == {"make_texts": 1, "finetune": 8, "predict": 8, "evaluate": 16, "aggregate": 1, "training_curves": 1}
-
+    assert counts == {
+        "make_texts": 1,
+        "finetune": 8,
+        "predict": 8,
+        "evaluate": 16,
+        "aggregate": 1,
+        "training_curves": 1,
+    }
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ TINY = ("--configfile", "config/tiny.yaml")
 # Imported at interpreter start (PYTHONPATH): once textseld.train.loop is imported, writing
 # last.pt into a run directory whose path ends with $TEXTSELD_TEST_KILL_RUN kills the whole
 # process group, i.e. the workflow and all its jobs (nothing in the library knows of this).
-KILLER = textwrap.dedent('''
+KILLER = textwrap.dedent("""
     import importlib.abc, importlib.util, os, signal, sys
     from pathlib import Path
 
@@ -54,7 +54,7 @@ KILLER = textwrap.dedent('''
 
     if os.environ.get("TEXTSELD_TEST_KILL_RUN"):
         sys.meta_path.insert(0, _Hook())
-''')
+""")
 
 
 def _table(wd: Path) -> list[dict]:
@@ -70,30 +70,47 @@ def _assert_same_table(a: list[dict], b: list[dict]) -> None:
             except ValueError:
                 assert va == rb[key], (ra["system"], key)
                 continue
-            assert (math.isnan(fa) and math.isnan(fb)) or fa == pytest.approx(fb, rel=1e-9, abs=1e-9), \
-                (ra["system"], key, va, rb[key])
+            assert (math.isnan(fa) and math.isnan(fb)) or fa == pytest.approx(fb, rel=1e-9, abs=1e-9), (
+                ra["system"],
+                key,
+                va,
+                rb[key],
+            )
 
 
 def _executed(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return job_counts(parse_dry_run(proc.stdout + proc.stderr))
 
 
-def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same_table(
-        tiny_workflow, tmp_path):
+def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same_table(tiny_workflow, tmp_path):
     wd = copy_workflow(tiny_workflow, tmp_path / "wd")
     run = wd / "results/runs/baseline/seed0"
     # As if the workflow had got as far as the baseline's training: its chain and the table
     # are missing (Snakemake does not go back for missing intermediates of existing outputs).
-    for path in (run, wd / "results/predictions/baseline", wd / "results/metrics/baseline",
-                 *(wd / "results").glob("comparison.*"), wd / "results/runs.csv", wd / "results/training_curves.png"):
+    for path in (
+        run,
+        wd / "results/predictions/baseline",
+        wd / "results/metrics/baseline",
+        *(wd / "results").glob("comparison.*"),
+        wd / "results/runs.csv",
+        wd / "results/training_curves.png",
+    ):
         subprocess.run(["rm", "-rf", str(path)], check=True)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILLER)
     env = snakemake_env({"PYTHONPATH": str(hook), "TEXTSELD_TEST_KILL_RUN": "runs/baseline/seed0"})
     # its own session: the kill takes the workflow and its jobs, not pytest
-    killed = subprocess.run([*SNAKEMAKE, "--cores", "2", *TINY], cwd=wd, env=env, capture_output=True,
-                            text=True, timeout=900, start_new_session=True, stdin=subprocess.DEVNULL)
+    killed = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", *TINY],
+        cwd=wd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
     # killed after the last epoch's checkpoint, before the job completed: the state that
     # failed forever ("training finished without a validation result")
@@ -103,28 +120,40 @@ def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     snakemake(wd, "--unlock", *TINY)
     rerun = snakemake(wd, "--cores", "2", *TINY, timeout=900)
-    assert _executed(rerun) == {"train_baseline": 1, "predict": 1, "evaluate": 2, "aggregate": 1,
-                                "training_curves": 1}
+    assert _executed(rerun) == {"train_baseline": 1, "predict": 1, "evaluate": 2, "aggregate": 1, "training_curves": 1}
     _assert_same_table(_table(wd), _table(tiny_workflow))
     assert json.loads((run / "val_metrics.json").read_text()) == json.loads(
-        (tiny_workflow / "results/runs/baseline/seed0/val_metrics.json").read_text())
+        (tiny_workflow / "results/runs/baseline/seed0/val_metrics.json").read_text()
+    )
     assert sorted(p.name for p in (wd / "results/predictions/baseline/seed0").iterdir()) == sorted(
-        p.name for p in (tiny_workflow / "results/predictions/baseline/seed0").iterdir())
+        p.name for p in (tiny_workflow / "results/predictions/baseline/seed0").iterdir()
+    )
     assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY)) == {}
 
 
 # What a finetuning trains on changes while its own configuration does not: before runs recorded
 # the content of their inputs, the finetuning resumed its finished run and failed.
-TEMPLATE_EDIT = ("import textseld.text.store as s\n"
-                 "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n")
+TEMPLATE_EDIT = (
+    "import textseld.text.store as s\n"
+    "s.TEMPLATES = (s.TEMPLATES[0].replace('comes from', 'arrives from'),) + tuple(s.TEMPLATES[1:])\n"
+)
 # change -> (config patch, sitecustomize or None, upstream jobs, run input that changes, its file)
 CHANGES = {
-    "train.pretrain.lr": ({"train": {"pretrain": {"lr": 3.0e-4}}}, None, {"pretrain_tokenizer": 1},
-                          "pretrained_dir", "results/runs/pretrain-rcc/best.pt"),
+    "train.pretrain.lr": (
+        {"train": {"pretrain": {"lr": 3.0e-4}}},
+        None,
+        {"pretrain_tokenizer": 1},
+        "pretrained_dir",
+        "results/runs/pretrain-rcc/best.pt",
+    ),
     "sentence template": ({}, TEMPLATE_EDIT, {"make_texts": 1}, "texts", "results/texts/train.h5"),
-    "features.extract.wpe": ({"features": {"extract": {"wpe": {"iterations": 4}}}}, None,
-                             {"extract_features": 4, "pack_features": 2, "feature_stats": 1, "make_texts": 1,
-                              "pretrain_tokenizer": 1}, "train_h5", "results/features/train.h5"),
+    "features.extract.wpe": (
+        {"features": {"extract": {"wpe": {"iterations": 4}}}},
+        None,
+        {"extract_features": 4, "pack_features": 2, "feature_stats": 1, "make_texts": 1, "pretrain_tokenizer": 1},
+        "train_h5",
+        "results/features/train.h5",
+    ),
 }
 
 

@@ -12,10 +12,10 @@ from textseld.features.wpe import wpe
 
 def reverberant_stft(rng: np.random.Generator, n_frames: int = 120, n_bins: int = 40) -> np.ndarray:
     """A toy STFT (F, T) complex128: sparse 'speech-like' frames convolved per bin with a decaying tail."""
-    dry = (rng.standard_normal((n_bins, n_frames)) + 1j * rng.standard_normal((n_bins, n_frames)))
+    dry = rng.standard_normal((n_bins, n_frames)) + 1j * rng.standard_normal((n_bins, n_frames))
     dry *= rng.random((n_bins, n_frames)) < 0.4
     taps = 25
-    tail = (rng.standard_normal((n_bins, taps)) + 1j * rng.standard_normal((n_bins, taps)))
+    tail = rng.standard_normal((n_bins, taps)) + 1j * rng.standard_normal((n_bins, taps))
     tail *= 0.5 * np.exp(-np.arange(taps) / 6.0)
     tail[:, 0] = 1.0
     wet = np.stack([np.convolve(dry[f], tail[f])[:n_frames] for f in range(n_bins)])
@@ -32,8 +32,9 @@ def test_matches_nara_wpe_batched(taps, delay, iterations):
     rng = np.random.default_rng(taps)
     clips = [reverberant_stft(rng, n_frames=251, n_bins=24) for _ in range(3)]
     clips[1] = clips[1] * 1e-4  # a quiet clip: the power floor is relative to each clip's peak
-    got = wpe(torch.from_numpy(np.stack(clips)), taps=taps, delay=delay, iterations=iterations,
-              clips_per_chunk=2)  # a chunk boundary inside the batch
+    got = wpe(
+        torch.from_numpy(np.stack(clips)), taps=taps, delay=delay, iterations=iterations, clips_per_chunk=2
+    )  # a chunk boundary inside the batch
     assert got.dtype == torch.complex128 and got.shape == (3, 24, 251)
     for b, y in enumerate(clips):
         ref = nara_wpe(y[:, None, :], taps=taps, delay=delay, iterations=iterations)[:, 0]
@@ -89,8 +90,15 @@ def test_blocks_across_clip_boundaries_and_edge_settings(cpu_kernel):
     rng = np.random.default_rng(5)
     clips = [reverberant_stft(rng, n_frames=90, n_bins=24) * scale for scale in (1.0, 1e-3, 30.0)]
     for taps, delay, iterations in ((12, 2, 3), (1, 0, 2), (2, 1, 1)):
-        got = wpe(torch.from_numpy(np.stack(clips)), taps=taps, delay=delay, iterations=iterations,
-                  clips_per_chunk=3, rows_per_block=7, cpu_kernel=cpu_kernel)
+        got = wpe(
+            torch.from_numpy(np.stack(clips)),
+            taps=taps,
+            delay=delay,
+            iterations=iterations,
+            clips_per_chunk=3,
+            rows_per_block=7,
+            cpu_kernel=cpu_kernel,
+        )
         for b, y in enumerate(clips):
             ref = nara_wpe(y[:, None, :], taps=taps, delay=delay, iterations=iterations)[:, 0]
             # (delay 0, 1 tap predicts y from itself: X is 0 up to rounding, hence the |y| term)

@@ -42,8 +42,9 @@ def tilings():
 
 @needs_kernel
 @pytest.mark.parametrize("tiling", [wpe_kernel.tiling_name(t) for t in wpe_kernel.TILINGS])
-@pytest.mark.parametrize("n,t_len,taps,delay", [(3, 251, 60, 5), (2, 40, 7, 0), (2, 9, 12, 3), (1, 5, 1, 0),
-                                                (4, 100, 17, 2), (1, 3, 4, 6)])
+@pytest.mark.parametrize(
+    "n,t_len,taps,delay", [(3, 251, 60, 5), (2, 40, 7, 0), (2, 9, 12, 3), (1, 5, 1, 0), (4, 100, 17, 2), (1, 3, 4, 6)]
+)
 def test_kernel_matches_the_definition(tilings, tiling, n, t_len, taps, delay):
     rng = np.random.default_rng(taps * 100 + t_len)
     y = rng.standard_normal((n, t_len)) + 1j * rng.standard_normal((n, t_len))
@@ -51,8 +52,9 @@ def test_kernel_matches_the_definition(tilings, tiling, n, t_len, taps, delay):
     r_out = torch.full((n, taps, taps), complex(np.nan, np.nan), dtype=torch.complex128)
     p_out = torch.full((n, taps), complex(np.nan, np.nan), dtype=torch.complex128)
     yt = torch.from_numpy(y)
-    wpe_kernel.correlations(tilings[tiling], yt.real.contiguous(), yt.imag.contiguous(), torch.from_numpy(w), taps,
-                            delay, r_out, p_out)
+    wpe_kernel.correlations(
+        tilings[tiling], yt.real.contiguous(), yt.imag.contiguous(), torch.from_numpy(w), taps, delay, r_out, p_out
+    )
     r_ref, p_ref = direct_correlations(y, w, taps, delay)
     upper = np.triu(np.ones((taps, taps), bool))
     got = r_out.numpy()
@@ -67,8 +69,16 @@ def test_kernel_matches_the_definition(tilings, tiling, n, t_len, taps, delay):
 def test_kernel_rejects_wrong_buffers():
     y = torch.zeros(2, 10, dtype=torch.float64)
     with pytest.raises(ValueError, match="r_out"):
-        wpe_kernel.correlations(KERNEL, y, y, y, 3, 1, torch.zeros(2, 3, 4, dtype=torch.complex128),
-                                torch.zeros(2, 3, dtype=torch.complex128))
+        wpe_kernel.correlations(
+            KERNEL,
+            y,
+            y,
+            y,
+            3,
+            1,
+            torch.zeros(2, 3, 4, dtype=torch.complex128),
+            torch.zeros(2, 3, dtype=torch.complex128),
+        )
 
 
 @needs_kernel

@@ -48,14 +48,23 @@ def snakemake_env(env: dict | None = None) -> dict:
     return full_env
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 600, check: bool = True,
-              env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 600, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir`; on failure the assertion shows the tail of its output."""
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True,
-                          timeout=timeout, env=snakemake_env(env), stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [*SNAKEMAKE, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=snakemake_env(env),
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{(proc.stdout + proc.stderr)[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-6000:]}"
+        )
     return proc
 
 
@@ -84,11 +93,11 @@ def parse_dry_run(output: str) -> list[PlannedJob]:
             continue
         stripped = line.strip()
         if stripped.startswith("reason:"):
-            current.reason = stripped[len("reason:"):].strip()
+            current.reason = stripped[len("reason:") :].strip()
         elif stripped.startswith("resources:"):
-            current.resources = stripped[len("resources:"):].strip()
+            current.resources = stripped[len("resources:") :].strip()
         elif stripped.startswith("wildcards:"):
-            for item in stripped[len("wildcards:"):].split(","):
+            for item in stripped[len("wildcards:") :].split(","):
                 key, _, value = item.strip().partition("=")
                 current.wildcards[key] = value
         elif not line.startswith(" ") and stripped:

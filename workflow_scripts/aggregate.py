@@ -1,4 +1,5 @@
 """Rule aggregate: join the runs' metrics and weights files into the results table."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

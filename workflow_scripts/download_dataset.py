@@ -1,4 +1,5 @@
 """Rule download_dataset: the DCASE2025 Stereo SELD data from Zenodo (verified, extracted)."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

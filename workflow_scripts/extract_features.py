@@ -1,4 +1,5 @@
 """Rule extract_features: features of one shard of one split's clips."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

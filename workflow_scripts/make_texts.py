@@ -1,4 +1,5 @@
 """Rule make_texts: the ground-truth text store of one packed split."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

@@ -1,4 +1,5 @@
 """Rule pack_features: gather one split's shards into the packed HDF5 (sorted by clip name)."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

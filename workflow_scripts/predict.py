@@ -1,4 +1,5 @@
 """Rule predict: DCASE CSVs of one run on the test split (selected checkpoint)."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

@@ -1,4 +1,5 @@
 """Rule synthesize_dataset: the embedded synthetic dataset (DCASE2025 layout)."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

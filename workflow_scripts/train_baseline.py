@@ -1,4 +1,5 @@
 """Rule train_baseline: the DCASE2025 audio-only baseline."""
+
 from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log

@@ -26,8 +26,9 @@ def _umask() -> int:
 def temporaries_of(path: str | os.PathLike, suffix: str = "") -> list[Path]:
     """The temporary files `atomic_path(path, suffix)` calls create beside `path`."""
     target = Path(path)
-    return sorted(p for p in target.parent.glob(f".{glob.escape(target.name)}.*{glob.escape(suffix)}.tmp")
-                  if p.is_file())
+    return sorted(
+        p for p in target.parent.glob(f".{glob.escape(target.name)}.*{glob.escape(suffix)}.tmp") if p.is_file()
+    )
 
 
 @contextlib.contextmanager

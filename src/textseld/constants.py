@@ -3,21 +3,21 @@
 Everything here is a property of the data format or of SPEC.md, not a tunable.
 """
 
-SAMPLE_RATE = 24_000          # Hz
-CLIP_SAMPLES = 120_000        # 5 s
-N_CHANNELS = 2                # [L, R]
-HOP = 480                     # 20 ms
-WIN = 960                     # Hann window length
+SAMPLE_RATE = 24_000  # Hz
+CLIP_SAMPLES = 120_000  # 5 s
+N_CHANNELS = 2  # [L, R]
+HOP = 480  # 20 ms
+WIN = 960  # Hann window length
 N_FFT = 1024
-N_BINS = N_FFT // 2 + 1       # 513
+N_BINS = N_FFT // 2 + 1  # 513
 N_MELS = 64
-N_FEAT_FRAMES = 251           # T: centred STFT frames of one clip
-N_LABEL_FRAMES = 50           # L: 100 ms label frames
-FEAT_PER_LABEL = 5            # feature frames pooled into one label frame
-N_CLASSES = 13                # C
-N_TRACKS = 3                  # K: multi-ACCDOA output tracks
-N_ADPIT_SLOTS = 6             # A0 | B0 B1 | C0 C1 C2
-MAX_AZIMUTH = 90              # labels are folded to [-90, 90]
+N_FEAT_FRAMES = 251  # T: centred STFT frames of one clip
+N_LABEL_FRAMES = 50  # L: 100 ms label frames
+FEAT_PER_LABEL = 5  # feature frames pooled into one label frame
+N_CLASSES = 13  # C
+N_TRACKS = 3  # K: multi-ACCDOA output tracks
+N_ADPIT_SLOTS = 6  # A0 | B0 B1 | C0 C1 C2
+MAX_AZIMUTH = 90  # labels are folded to [-90, 90]
 
 # Official class names (DCASE2025 Task 3), index = class id.
 CLASS_NAMES = (

@@ -23,7 +23,7 @@ _B = [(1, 1, 2), (1, 2, 1), (1, 2, 2), (2, 1, 1), (2, 1, 2), (2, 2, 1)]
 _C = [(3, 4, 5), (3, 5, 4), (4, 3, 5), (4, 5, 3), (5, 3, 4), (5, 4, 3)]
 CANDIDATES = _A + _B + _C
 _GROUP = [0] * len(_A) + [1] * len(_B) + [2] * len(_C)
-_FIRST = [_A[0], _B[0], _C[0]]   # the arrangement each group contributes as padding
+_FIRST = [_A[0], _B[0], _C[0]]  # the arrangement each group contributes as padding
 
 
 def adpit_loss(pred: torch.Tensor, target: torch.Tensor, distance_scale: float = 1.0) -> torch.Tensor:
@@ -39,21 +39,21 @@ def adpit_loss(pred: torch.Tensor, target: torch.Tensor, distance_scale: float =
         raise ValueError(f"ADPIT target must be (B={b}, L={frames}, 6, 4, {N_CLASSES}), got {tuple(target.shape)}")
     if pred.shape[-1] != N_TRACKS * 3 * N_CLASSES:
         raise ValueError(f"ADPIT prediction must be (B, L, {N_TRACKS * 3 * N_CLASSES}), got {tuple(pred.shape)}")
-    values = target[..., 1:, :].clone()                               # (B, L, 6, 3, C)
+    values = target[..., 1:, :].clone()  # (B, L, 6, 3, C)
     if distance_scale != 1.0:
         values[..., 2, :] = values[..., 2, :] * distance_scale
-    slots = target[..., :1, :] * values                               # activity-weighted
+    slots = target[..., :1, :] * values  # activity-weighted
     out = pred.reshape(b, frames, N_TRACKS, 3, N_CLASSES)
 
     def arrange(idx: tuple[int, int, int]) -> torch.Tensor:
-        return slots[:, :, list(idx)]                                 # (B, L, 3 tracks, 3, C)
+        return slots[:, :, list(idx)]  # (B, L, 3 tracks, 3, C)
 
     group_first = [arrange(i) for i in _FIRST]
     losses = []
     for idx, g in zip(CANDIDATES, _GROUP):
         pad = sum(group_first[o] for o in range(3) if o != g)
         tgt = arrange(idx) + pad
-        losses.append(((out - tgt) ** 2).mean(dim=(2, 3)))           # (B, L, C)
+        losses.append(((out - tgt) ** 2).mean(dim=(2, 3)))  # (B, L, C)
     return torch.stack(losses).min(dim=0).values.mean()
 
 

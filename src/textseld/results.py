@@ -53,8 +53,14 @@ HEAD_NAMES = {"grep": "GREP", "trep": "TREP"}
 # The paper's row order (SPEC section 8); systems not listed follow, sorted.
 PAPER_ORDER = (
     "Baseline",
-    "BEATs-CLIP-GREP", "BEATs-BERT-GREP", "RCC-CLIP-GREP", "RCC-BERT-GREP",
-    "BEATs-CLIP-TREP", "BEATs-BERT-TREP", "RCC-CLIP-TREP", "RCC-BERT-TREP",
+    "BEATs-CLIP-GREP",
+    "BEATs-BERT-GREP",
+    "RCC-CLIP-GREP",
+    "RCC-BERT-GREP",
+    "BEATs-CLIP-TREP",
+    "BEATs-BERT-TREP",
+    "RCC-CLIP-TREP",
+    "RCC-BERT-TREP",
 )
 
 
@@ -79,9 +85,14 @@ def run_records(runs: list[dict]) -> list[RunRecord]:
         missing = {"system", "seed", "metrics"} - set(run)
         if missing:
             raise ResultsError(f"run #{i}: missing key(s) {sorted(missing)}; got {sorted(run)}")
-        out.append(RunRecord(system=str(run["system"]), seed=int(run["seed"]),
-                             metrics={p: Path(v) for p, v in dict(run["metrics"]).items()},
-                             weights=Path(run["weights"]) if run.get("weights") else None))
+        out.append(
+            RunRecord(
+                system=str(run["system"]),
+                seed=int(run["seed"]),
+                metrics={p: Path(v) for p, v in dict(run["metrics"]).items()},
+                weights=Path(run["weights"]) if run.get("weights") else None,
+            )
+        )
     return out
 
 
@@ -209,9 +220,15 @@ def describe_weights(path: Path | None) -> dict[str, str]:
     config = _load_json(config_path, "run config") if config_path.is_file() else {}
     text = config.get("text")
     preset = (config.get("text_encoder") or {}).get(text) if text else None
-    return {"source_weights": _describe_source(data.get("source_encoder"), config.get("source"),
-                                               config.get("model") or {}, data.get("pretrained_tokenizer")),
-            "text_weights": _describe_text(data.get("text_encoder"), preset if isinstance(preset, str) else None)}
+    return {
+        "source_weights": _describe_source(
+            data.get("source_encoder"),
+            config.get("source"),
+            config.get("model") or {},
+            data.get("pretrained_tokenizer"),
+        ),
+        "text_weights": _describe_text(data.get("text_encoder"), preset if isinstance(preset, str) else None),
+    }
 
 
 def read_clip_stats(path: Path) -> tuple[list[str], np.ndarray] | None:
@@ -231,8 +248,9 @@ def read_clip_stats(path: Path) -> tuple[list[str], np.ndarray] | None:
     return names, stats
 
 
-def paired_differences(runs: list[RunRecord], baseline: str = "Baseline", n_boot: int = 1000,
-                       seed: int = 0) -> dict[str, dict[str, dict[str, tuple[float, float, float]]]]:
+def paired_differences(
+    runs: list[RunRecord], baseline: str = "Baseline", n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, dict[str, tuple[float, float, float]]]]:
     """{system: {protocol: {metric key: (diff, ci_low, ci_high)}}} in reported units: each
     system's seed-mean score minus the Baseline's, with a paired bootstrap interval over
     the test clips (same clips, same resamples for both). Systems, or protocols, whose
@@ -246,26 +264,30 @@ def paired_differences(runs: list[RunRecord], baseline: str = "Baseline", n_boot
         return {}
     out: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
     for proto in PROTOCOLS:
-        base = [read_clip_stats(r.metrics[proto]) for r in by_system[baseline] if proto in r.metrics]
-        if not base or any(b is None for b in base):
+        base_found = [read_clip_stats(r.metrics[proto]) for r in by_system[baseline] if proto in r.metrics]
+        base = [b for b in base_found if b is not None]
+        if not base or len(base) < len(base_found):
             continue
         names = base[0][0]
         for system, sys_runs in by_system.items():
             if system == baseline:
                 continue
-            other = [read_clip_stats(r.metrics[proto]) for r in sys_runs if proto in r.metrics]
-            if not other or any(o is None for o in other):
+            other_found = [read_clip_stats(r.metrics[proto]) for r in sys_runs if proto in r.metrics]
+            other = [o for o in other_found if o is not None]
+            if not other or len(other) < len(other_found):
                 continue
             for run, (run_names, _) in zip(by_system[baseline] + sys_runs, base + other):
                 if run_names != names:
-                    raise ResultsError(f"{run.metrics[proto]}: scored other test clips than "
-                                       f"{by_system[baseline][0].metrics[proto]}; a paired comparison needs "
-                                       f"the same clips")
-            res = paired_bootstrap_difference([b[1] for b in base], [o[1] for o in other], n_boot=n_boot,
-                                              seed=seed)
+                    raise ResultsError(
+                        f"{run.metrics[proto]}: scored other test clips than "
+                        f"{by_system[baseline][0].metrics[proto]}; a paired comparison needs "
+                        f"the same clips"
+                    )
+            res = paired_bootstrap_difference([b[1] for b in base], [o[1] for o in other], n_boot=n_boot, seed=seed)
             out.setdefault(system, {})[proto] = {
                 key: (res[key]["diff"] * scale, res[key]["ci"][0] * scale, res[key]["ci"][1] * scale)
-                for key, _, scale, _ in METRICS}
+                for key, _, scale, _ in METRICS
+            }
     return out
 
 
@@ -290,10 +312,15 @@ def _columns() -> tuple[list[str], list[str]]:
     for proto in PROTOCOLS:
         for _, stem, _, _ in METRICS:
             run_cols += [f"{proto}_{stem}", f"{proto}_{stem}_ci_low", f"{proto}_{stem}_ci_high"]
-            sys_cols += [f"{proto}_{stem}_mean", f"{proto}_{stem}_std",
-                         f"{proto}_{stem}_ci_low", f"{proto}_{stem}_ci_high",
-                         f"{proto}_{stem}_vs_baseline", f"{proto}_{stem}_vs_baseline_ci_low",
-                         f"{proto}_{stem}_vs_baseline_ci_high"]
+            sys_cols += [
+                f"{proto}_{stem}_mean",
+                f"{proto}_{stem}_std",
+                f"{proto}_{stem}_ci_low",
+                f"{proto}_{stem}_ci_high",
+                f"{proto}_{stem}_vs_baseline",
+                f"{proto}_{stem}_vs_baseline_ci_low",
+                f"{proto}_{stem}_vs_baseline_ci_high",
+            ]
     run_cols += ["source_weights", "text_weights"]
     sys_cols += ["source_weights", "text_weights"]
     return run_cols, sys_cols
@@ -315,8 +342,7 @@ def build_tables(runs: list[RunRecord], n_boot: int = 1000, seed: int = 0) -> tu
         for proto in PROTOCOLS:
             for key, stem, _, _ in METRICS:
                 value, low, high = metrics[proto][key]
-                row.update({f"{proto}_{stem}": value, f"{proto}_{stem}_ci_low": low,
-                            f"{proto}_{stem}_ci_high": high})
+                row.update({f"{proto}_{stem}": value, f"{proto}_{stem}_ci_low": low, f"{proto}_{stem}_ci_high": high})
         row.update(describe_weights(run.weights))
         run_rows.append(row)
     order = _order({r["system"] for r in run_rows})
@@ -334,8 +360,7 @@ def build_tables(runs: list[RunRecord], n_boot: int = 1000, seed: int = 0) -> tu
                 out[f"{proto}_{stem}_std"] = std
                 for side in ("ci_low", "ci_high"):
                     bounds = [r[f"{proto}_{stem}_{side}"] for r in rows]
-                    out[f"{proto}_{stem}_{side}"] = (None if any(b is None for b in bounds)
-                                                     else _mean_std(bounds)[0])
+                    out[f"{proto}_{stem}_{side}"] = None if any(b is None for b in bounds) else _mean_std(bounds)[0]
         for proto in PROTOCOLS:
             for key, stem, _, _ in METRICS:
                 diff = diffs.get(system, {}).get(proto, {}).get(key)
@@ -399,11 +424,13 @@ def markdown_table(sys_rows: list[dict]) -> str:
         cells += [_cell(row, strict, stem) for _, stem, _, _ in METRICS]
         cells += [row["source_weights"] or "-", row["text_weights"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\nTest split, {main} protocol unless marked {strict}. Mean ± standard deviation over seeds "
-            "(with one seed: the run's 95 % bootstrap interval over clips in brackets). Δ: the system's "
-            "seed mean minus the Baseline's, in brackets its 95 % paired bootstrap interval over the test "
-            "clips (the same clips and resamples for both systems); an interval that excludes 0 is a "
-            "difference these clips resolve. F20°/1 and RDE in %, DOAE in degrees.\n")
+    note = (
+        f"\nTest split, {main} protocol unless marked {strict}. Mean ± standard deviation over seeds "
+        "(with one seed: the run's 95 % bootstrap interval over clips in brackets). Δ: the system's "
+        "seed mean minus the Baseline's, in brackets its 95 % paired bootstrap interval over the test "
+        "clips (the same clips and resamples for both systems); an interval that excludes 0 is a "
+        "difference these clips resolve. F20°/1 and RDE in %, DOAE in degrees.\n"
+    )
     return "\n".join(lines) + "\n" + note
 
 
@@ -421,15 +448,19 @@ def plot_comparison(sys_rows: list[dict], path: str | os.PathLike) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 + 1.1 * len(systems), 4.2), squeeze=False)
     for ax, (_, stem, _, label) in zip(axes[0], METRICS):
         for k, proto in enumerate(PROTOCOLS):
-            means = np.array([np.nan if r[f"{proto}_{stem}_mean"] is None else r[f"{proto}_{stem}_mean"]
-                              for r in sys_rows], dtype=float)
+            means = np.array(
+                [np.nan if r[f"{proto}_{stem}_mean"] is None else r[f"{proto}_{stem}_mean"] for r in sys_rows],
+                dtype=float,
+            )
             err = np.zeros((2, len(sys_rows)))
             for i, r in enumerate(sys_rows):
                 if r[f"{proto}_{stem}_std"] is not None:
                     err[:, i] = r[f"{proto}_{stem}_std"]
                 elif r[f"{proto}_{stem}_ci_low"] is not None and not math.isnan(means[i]):
-                    err[:, i] = [max(means[i] - r[f"{proto}_{stem}_ci_low"], 0.0),
-                                 max(r[f"{proto}_{stem}_ci_high"] - means[i], 0.0)]
+                    err[:, i] = [
+                        max(means[i] - r[f"{proto}_{stem}_ci_low"], 0.0),
+                        max(r[f"{proto}_{stem}_ci_high"] - means[i], 0.0),
+                    ]
             ax.bar(x + (k - 0.5) * width, means, width, yerr=err, capsize=2, label=proto)
         ax.set_title(label)
         ax.set_xticks(x)
@@ -443,9 +474,15 @@ def plot_comparison(sys_rows: list[dict], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def aggregate(runs: list[RunRecord], comparison_csv: str | os.PathLike, comparison_md: str | os.PathLike,
-              figure: str | os.PathLike, runs_csv: str | os.PathLike | None = None, n_boot: int = 1000,
-              seed: int = 0) -> list[dict]:
+def aggregate(
+    runs: list[RunRecord],
+    comparison_csv: str | os.PathLike,
+    comparison_md: str | os.PathLike,
+    figure: str | os.PathLike,
+    runs_csv: str | os.PathLike | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
     """Write the results table (CSV + Markdown), the per-run table and the figure; return the system rows.
     n_boot, seed: the paired bootstrap of the differences to the Baseline."""
     run_rows, sys_rows = build_tables(runs, n_boot=n_boot, seed=seed)

@@ -48,8 +48,10 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     for txt in texts:
         section = encoder_section(text_encoders, txt)
         if section.get(txt) is None:
-            raise SetupError(f"config key text_encoders.{txt}: grid.texts uses the {txt} encoder, so choose it "
-                             f"by preset name (see textseld.models.text_encoders.{txt.upper()}_PRESETS)")
+            raise SetupError(
+                f"config key text_encoders.{txt}: grid.texts uses the {txt} encoder, so choose it "
+                f"by preset name (see textseld.models.text_encoders.{txt.upper()}_PRESETS)"
+            )
         try:
             widths[txt] = encoder_width(txt, TextEncoderConfig.from_dict(section))
         except (ValueError, OSError) as exc:
@@ -57,12 +59,16 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
         sections[txt], presets[txt] = section, section[txt]
     if len(set(widths.values())) > 1:
         listed = " and ".join(f"text_encoders.{t} = {presets[t]!r} (width {w})" for t, w in widths.items())
-        raise SetupError(f"config keys {listed}: the text encoders of one setup must have the same width, "
-                         f"because one pretrained tokenizer feeds both; choose presets of equal width")
+        raise SetupError(
+            f"config keys {listed}: the text encoders of one setup must have the same width, "
+            f"because one pretrained tokenizer feeds both; choose presets of equal width"
+        )
     models = dict(config.get("models") or {})
     if "token_width" in models:
-        raise SetupError("config key models.token_width: the token width is the text encoders' width "
-                         "(text_encoders.clip / text_encoders.bert); do not set it")
+        raise SetupError(
+            "config key models.token_width: the token width is the text encoders' width "
+            "(text_encoders.clip / text_encoders.bert); do not set it"
+        )
     try:
         width = next(iter(widths.values())) if widths else ModelConfig.from_dict(models).token_width
         ModelConfig.from_dict({**models, "token_width": width})
@@ -78,5 +84,9 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
         SplitConfig.from_dict(train.get("validation_split"))
     except ValueError as exc:
         raise SetupError(f"config section train.validation_split: {exc}") from None
-    return {"token_width": width, "models": {**models, "token_width": width}, "text_encoders": sections,
-            "widths": widths}
+    return {
+        "token_width": width,
+        "models": {**models, "token_width": width},
+        "text_encoders": sections,
+        "widths": widths,
+    }

@@ -17,8 +17,13 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, help="dataset root to download and extract into")
     p.add_argument("--record", default=DEFAULT_RECORD, help="Zenodo record id (default %(default)s)")
-    p.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), metavar="NAME",
-                   help="files of the record to fetch (default: %(default)s)")
+    p.add_argument(
+        "--files",
+        nargs="+",
+        default=list(DEFAULT_FILES),
+        metavar="NAME",
+        help="files of the record to fetch (default: %(default)s)",
+    )
     p.add_argument("--api-url", default=DEFAULT_API_URL, help="records API base URL (default %(default)s)")
     p.add_argument("--retries", type=int, default=5, help="retries per file after failures (default %(default)s)")
     p.add_argument("--no-extract", action="store_true", help="download and verify only")
@@ -33,8 +38,7 @@ def register(sub) -> None:
         "Exits 1 when any problem is found.",
     )
     p.add_argument("root", metavar="DIR", help="dataset root (holding stereo_dev/ and metadata_dev/)")
-    p.add_argument("--splits", nargs="+", metavar="SPLIT",
-                   help="split folders to check (default: every one present)")
+    p.add_argument("--splits", nargs="+", metavar="SPLIT", help="split folders to check (default: every one present)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_check_data)
 
@@ -45,8 +49,13 @@ def _download(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise ValueError(f"--retries must be >= 0, got {args.retries}")
     manifest = download_record(
-        args.out, record=args.record, files=args.files, api_url=args.api_url,
-        retries=args.retries, progress=not args.no_progress, extract=not args.no_extract,
+        args.out,
+        record=args.record,
+        files=args.files,
+        api_url=args.api_url,
+        retries=args.retries,
+        progress=not args.no_progress,
+        extract=not args.no_extract,
     )
     for entry in manifest["files"]:
         state = "extracted" if entry.get("extracted") else "downloaded"

@@ -38,16 +38,25 @@ def format_report(result: dict) -> str:
         lines.append(f"{'class':<22} {'F (%)':>7} {'DOAE':>7} {'RDE (%)':>8}")
         cw = result["classwise"]
         for c, name in enumerate(CLASS_NAMES):
-            lines.append(f"{c:>2} {name:<19} {_fmt(cw['F'][c], 100):>7} {_fmt(cw['DOAE'][c]):>7} "
-                         f"{_fmt(cw['RDE'][c], 100):>8}")
+            lines.append(
+                f"{c:>2} {name:<19} {_fmt(cw['F'][c], 100):>7} {_fmt(cw['DOAE'][c]):>7} {_fmt(cw['RDE'][c], 100):>8}"
+            )
     return "\n".join(lines)
 
 
 def run_evaluate(args) -> int:
     from textseld.metrics.seld import evaluate_dirs
 
-    result = evaluate_dirs(args.ref, args.pred, protocol=args.protocol, average=args.average,
-                           ci=args.ci, n_boot=args.n_boot, seed=args.seed, clip_stats=args.clip_stats)
+    result = evaluate_dirs(
+        args.ref,
+        args.pred,
+        protocol=args.protocol,
+        average=args.average,
+        ci=args.ci,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        clip_stats=args.clip_stats,
+    )
     print(format_report(result))
     if args.json:
         write_text_atomic(args.json, json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
@@ -60,8 +69,8 @@ def register(sub) -> None:
         "evaluate",
         help="score DCASE prediction CSVs (F20°/1, DOAE, RDE)",
         description="Score one folder of prediction CSVs (one per clip) against the reference CSVs "
-                    "under METADATA_DIR (subfolders allowed). Protocol dcase2025 reproduces the official "
-                    "evaluation code; strict scores all 50 frames of every clip.",
+        "under METADATA_DIR (subfolders allowed). Protocol dcase2025 reproduces the official "
+        "evaluation code; strict scores all 50 frames of every clip.",
     )
     p.add_argument("--ref", required=True, metavar="METADATA_DIR", help="folder of reference CSVs")
     p.add_argument("--pred", required=True, metavar="PRED_DIR", help="folder of prediction CSVs")
@@ -71,6 +80,9 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", metavar="OUT", help="write the scores as JSON (NaN as null)")
-    p.add_argument("--clip-stats", action="store_true",
-                   help="also write each clip's statistics into the JSON (for paired comparisons)")
+    p.add_argument(
+        "--clip-stats",
+        action="store_true",
+        help="also write each clip's statistics into the JSON (for paired comparisons)",
+    )
     p.set_defaults(func=run_evaluate)

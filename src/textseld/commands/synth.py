@@ -29,22 +29,55 @@ def register(sub) -> None:
             "depends only on --seed and the clip counts, not on --workers."
         ),
     )
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="dataset root to write (created if missing); earlier synthetic clips there are replaced")
-    p.add_argument("--train-clips", type=_non_negative, required=True, metavar="N",
-                   help="number of training clips (fold3, split dev-train-synth)")
-    p.add_argument("--test-clips", type=_non_negative, required=True, metavar="M",
-                   help="number of test clips (fold4, split dev-test-synth)")
-    p.add_argument("--seed", type=_non_negative, required=True, metavar="S",
-                   help="base random seed; each clip derives its own seed from (S, split, index)")
-    p.add_argument("--workers", type=_non_negative, default=1, metavar="W",
-                   help="worker processes (default 1; 0 = all CPU cores); does not change the output")
-    p.add_argument("--speech", choices=("auto", "formant", "espeak"), default="auto",
-                   help="speech voices: espeak-ng if on PATH (auto, the default), the built-in "
-                        "formant synthesiser (formant), or require espeak-ng (espeak)")
-    p.add_argument("--scene", type=_scene, default=None, metavar="JSON",
-                   help="how hard the scenes are, as a JSON object of SceneConfig keys, e.g. "
-                        "'{\"max_polyphony\": 2, \"rt60\": [0.2, 0.4]}' (default: the built-in ranges)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="dataset root to write (created if missing); earlier synthetic clips there are replaced",
+    )
+    p.add_argument(
+        "--train-clips",
+        type=_non_negative,
+        required=True,
+        metavar="N",
+        help="number of training clips (fold3, split dev-train-synth)",
+    )
+    p.add_argument(
+        "--test-clips",
+        type=_non_negative,
+        required=True,
+        metavar="M",
+        help="number of test clips (fold4, split dev-test-synth)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_non_negative,
+        required=True,
+        metavar="S",
+        help="base random seed; each clip derives its own seed from (S, split, index)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=1,
+        metavar="W",
+        help="worker processes (default 1; 0 = all CPU cores); does not change the output",
+    )
+    p.add_argument(
+        "--speech",
+        choices=("auto", "formant", "espeak"),
+        default="auto",
+        help="speech voices: espeak-ng if on PATH (auto, the default), the built-in "
+        "formant synthesiser (formant), or require espeak-ng (espeak)",
+    )
+    p.add_argument(
+        "--scene",
+        type=_scene,
+        default=None,
+        metavar="JSON",
+        help="how hard the scenes are, as a JSON object of SceneConfig keys, e.g. "
+        '\'{"max_polyphony": 2, "rt60": [0.2, 0.4]}\' (default: the built-in ranges)',
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=_run)
 
@@ -73,6 +106,8 @@ def _run(args) -> int:
     )
     print(json.dumps({k: summary[k] for k in ("root", "seconds", "seconds_per_clip", "speech_backend")}))
     for split, info in summary["splits"].items():
-        print(f"{split}: {info['clips']} clips, {info['events']} events, "
-              f"silent frames {info['silent_frame_fraction']:.1%}, max polyphony {info['max_polyphony']}")
+        print(
+            f"{split}: {info['clips']} clips, {info['events']} events, "
+            f"silent frames {info['silent_frame_fraction']:.1%}, max polyphony {info['max_polyphony']}"
+        )
     return 0

@@ -36,8 +36,9 @@ def load_sections(path: str | None) -> dict:
         raise ValueError(f"{p}: expected a mapping with sections {', '.join(SECTIONS)}")
     unknown = [k for k in data if k not in SECTIONS]
     if unknown:
-        raise ValueError(f"{p}: unknown section(s) {', '.join(map(repr, unknown))}; "
-                         f"valid sections: {', '.join(SECTIONS)}")
+        raise ValueError(
+            f"{p}: unknown section(s) {', '.join(map(repr, unknown))}; valid sections: {', '.join(SECTIONS)}"
+        )
     for key, value in data.items():
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"{p}: section {key!r} must be a mapping, got {type(value).__name__}")
@@ -68,8 +69,12 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--train-h5", required=True, help="packed features of the training split (HDF5)")
         p.add_argument("--stats", required=True, help="normalisation statistics (stats.h5 of the training split)")
     p.add_argument("--run-dir", required=True, help="run directory (resumed if it holds last.pt)")
-    p.add_argument("--size", choices=("tiny", "small", "paper"), default=None,
-                   help="model size preset (default: the config's, else small)")
+    p.add_argument(
+        "--size",
+        choices=("tiny", "small", "paper"),
+        default=None,
+        help="model size preset (default: the config's, else small)",
+    )
     p.add_argument("--config", default=None, help="YAML/JSON file with sections models, text_encoders, train")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
@@ -80,10 +85,15 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
     """--val-fraction / --split-seed: the validation split shared by every run and the statistics."""
-    p.add_argument("--val-fraction", type=float, default=None,
-                   help="share of training recordings held out for validation (default 0.1; same for every run)")
-    p.add_argument("--split-seed", type=int, default=None,
-                   help="seed of the validation split (default 0; never the run's --seed)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="share of training recordings held out for validation (default 0.1; same for every run)",
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=None, help="seed of the validation split (default 0; never the run's --seed)"
+    )
 
 
 def _print(result: dict) -> int:
@@ -95,16 +105,30 @@ def _pretrain(args) -> int:
     from textseld.train.runs import pretrain
 
     model, _, train, split = _sections(args)
-    return _print(pretrain(args.run_dir, args.train_h5, args.stats, args.source, model, train, args.seed,
-                           split=split))
+    return _print(pretrain(args.run_dir, args.train_h5, args.stats, args.source, model, train, args.seed, split=split))
 
 
 def _finetune(args) -> int:
     from textseld.train.runs import finetune
 
     model, text, train, split = _sections(args)
-    return _print(finetune(args.run_dir, args.train_h5, args.stats, args.texts, args.pretrained, args.source,
-                           args.text, args.head, model, text, train, args.seed, split=split))
+    return _print(
+        finetune(
+            args.run_dir,
+            args.train_h5,
+            args.stats,
+            args.texts,
+            args.pretrained,
+            args.source,
+            args.text,
+            args.head,
+            model,
+            text,
+            train,
+            args.seed,
+            split=split,
+        )
+    )
 
 
 def _baseline(args) -> int:

@@ -111,13 +111,11 @@ def check_labels(path: str | os.PathLike) -> list[Problem]:
         # LabelFileError's text is "file[:line]: message"; keep just the message.
         prefix = f"{e.path}:{e.line}: " if e.line is not None else f"{e.path}: "
         text = str(e)
-        problems.append(Problem(Path(e.path), e.line, text[len(prefix):] if text.startswith(prefix) else text))
+        problems.append(Problem(Path(e.path), e.line, text[len(prefix) :] if text.startswith(prefix) else text))
     return problems
 
 
-def check_dataset(
-    root: str | os.PathLike, splits: Iterable[str] | None = None, progress: bool = True
-) -> CheckReport:
+def check_dataset(root: str | os.PathLike, splits: Iterable[str] | None = None, progress: bool = True) -> CheckReport:
     """Check `splits` (default: every split folder under stereo_dev/ or metadata_dev/).
 
     Returns a CheckReport; it never raises for bad data, only collects.

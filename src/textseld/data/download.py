@@ -82,15 +82,18 @@ def parse_record(data: dict, source: str) -> dict[str, RemoteFile]:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DownloadError(f"{source}: files[{i}] lacks key/size/checksum ({exc!r})") from None
         if algo != "md5" or not re.fullmatch(r"[0-9a-f]{32}", digest):
-            raise DownloadError(f"{source}: files[{i}] ({key}): checksum must be 'md5:<hex>', got {entry['checksum']!r}")
+            raise DownloadError(
+                f"{source}: files[{i}] ({key}): checksum must be 'md5:<hex>', got {entry['checksum']!r}"
+            )
         if not key or not url:
             raise DownloadError(f"{source}: files[{i}] lacks a name or a download link")
         files[key] = RemoteFile(key, size, digest, url)
     return files
 
 
-def fetch_file_list(record: str, api_url: str = DEFAULT_API_URL, retries: int = 5,
-                    timeout: float = 60.0, backoff: float = 2.0) -> dict[str, RemoteFile]:
+def fetch_file_list(
+    record: str, api_url: str = DEFAULT_API_URL, retries: int = 5, timeout: float = 60.0, backoff: float = 2.0
+) -> dict[str, RemoteFile]:
     """Read a record's file list from the records API (with retries)."""
     url = _record_url(api_url, record)
     for attempt in range(retries + 1):
@@ -102,7 +105,7 @@ def fetch_file_list(record: str, api_url: str = DEFAULT_API_URL, retries: int = 
         except urllib.error.HTTPError as exc:
             if (exc.code < 500 and exc.code != 429) or attempt == retries:
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-        except (_TRANSIENT + (ValueError,)) as exc:
+        except _TRANSIENT + (ValueError,) as exc:
             if attempt == retries:
                 raise DownloadError(f"{url}: could not read the record ({exc})") from None
         log.warning("record %s: attempt %d failed, retrying", record, attempt + 1)
@@ -153,8 +156,9 @@ def _fetch_range(remote: RemoteFile, part: Path, timeout: float, bar) -> None:
                 bar.update(len(block))
 
 
-def download_file(remote: RemoteFile, dest: Path, retries: int = 5, timeout: float = 60.0,
-                  backoff: float = 2.0, progress: bool = True) -> None:
+def download_file(
+    remote: RemoteFile, dest: Path, retries: int = 5, timeout: float = 60.0, backoff: float = 2.0, progress: bool = True
+) -> None:
     """Download `remote` to `dest` via `dest.part`, resuming and verifying.
 
     A failure counts against `retries` only when an attempt made no progress
@@ -188,8 +192,9 @@ def download_file(remote: RemoteFile, dest: Path, retries: int = 5, timeout: flo
             if size < remote.size:
                 if size <= before:
                     failures += 1
-                log.warning("%s: %s at %d of %d bytes; resuming", remote.key, last_error or "short transfer",
-                            size, remote.size)
+                log.warning(
+                    "%s: %s at %d of %d bytes; resuming", remote.key, last_error or "short transfer", size, remote.size
+                )
                 if failures <= retries and size <= before:
                     time.sleep(backoff * 2 ** min(failures - 1, 5))
                 continue
@@ -198,8 +203,9 @@ def download_file(remote: RemoteFile, dest: Path, retries: int = 5, timeout: flo
                 os.replace(part, dest)
                 return
             failures += 1
-            last_error = (f"size {size} != expected {remote.size}" if got is None
-                          else f"MD5 {got} != expected {remote.md5}")
+            last_error = (
+                f"size {size} != expected {remote.size}" if got is None else f"MD5 {got} != expected {remote.md5}"
+            )
             log.error("%s: corrupt download (%s); deleting and fetching again", remote.key, last_error)
             part.unlink()
     raise DownloadError(f"{remote.key}: download failed after {retries} retries: {last_error}")
@@ -279,8 +285,16 @@ def download_record(
             download_file(remote, dest, retries, timeout, backoff, progress)
             entry = None
         if entry is None:
-            entry = dict(record=str(record), file=name, size=remote.size, md5=remote.md5, url=remote.url,
-                         downloaded_at=_now(), extracted=False, contents=[])
+            entry = dict(
+                record=str(record),
+                file=name,
+                size=remote.size,
+                md5=remote.md5,
+                url=remote.url,
+                downloaded_at=_now(),
+                extracted=False,
+                contents=[],
+            )
         entry["extracted"] = False
         entries[name] = entry
         write_text_atomic(manifest_path, json.dumps(document(), indent=2) + "\n")

@@ -64,10 +64,15 @@ class PackedWriter:
         # Fletcher32 per chunk: a damaged chunk is a read error (naming the file), not silent garbage
         for key in FEATURE_KEYS:
             shape = (CHANNELS[key], N_FEAT_FRAMES, N_MELS)
-            f.create_dataset(key, (0, *shape), maxshape=(None, *shape), dtype="f4", chunks=(1, *shape),
-                             fletcher32=True)
-        f.create_dataset("targets", (0, *TARGET_SHAPE), maxshape=(None, *TARGET_SHAPE), dtype="f4",
-                         chunks=(1, *TARGET_SHAPE), fletcher32=True)
+            f.create_dataset(key, (0, *shape), maxshape=(None, *shape), dtype="f4", chunks=(1, *shape), fletcher32=True)
+        f.create_dataset(
+            "targets",
+            (0, *TARGET_SHAPE),
+            maxshape=(None, *TARGET_SHAPE),
+            dtype="f4",
+            chunks=(1, *TARGET_SHAPE),
+            fletcher32=True,
+        )
         f.create_dataset("label_rows", (0, 6), maxshape=(None, 6), dtype="f8", chunks=(4096, 6), fletcher32=True)
         f.create_dataset("label_offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
         f.attrs["feature_config"] = self.feature_config
@@ -90,8 +95,9 @@ class PackedWriter:
             raise ValueError(f"{self.path}: expected {b} label row arrays, got {len(label_rows)}")
         for name in names:  # the contract: sorted by name, unique
             if self._last_name is not None and name <= self._last_name:
-                raise ValueError(f"{self.path}: clip names must be strictly increasing, got {name!r} "
-                                 f"after {self._last_name!r}")
+                raise ValueError(
+                    f"{self.path}: clip names must be strictly increasing, got {name!r} after {self._last_name!r}"
+                )
             self._last_name = name
         start, end = self.n_clips, self.n_clips + b
         f["names"].resize((end,))
@@ -103,10 +109,11 @@ class PackedWriter:
         rows_end = self.n_rows + int(counts.sum())
         f["label_rows"].resize((rows_end, 6))
         if rows_end > self.n_rows:
-            f["label_rows"][self.n_rows:rows_end] = np.concatenate([np.asarray(r, np.float64).reshape(-1, 6)
-                                                                   for r in label_rows])
+            f["label_rows"][self.n_rows : rows_end] = np.concatenate(
+                [np.asarray(r, np.float64).reshape(-1, 6) for r in label_rows]
+            )
         f["label_offsets"].resize((end + 1,))
-        f["label_offsets"][start + 1:end + 1] = self.n_rows + np.cumsum(counts)
+        f["label_offsets"][start + 1 : end + 1] = self.n_rows + np.cumsum(counts)
         self.n_clips, self.n_rows = end, rows_end
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -177,7 +184,7 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
         offsets = [f["label_offsets"][:] for f in files]  # (N_s + 1,) int64 each: small
         with PackedWriter(out, "+".join(splits), config) as writer:
             for start in tqdm(range(0, len(order), batch_size), desc=f"pack {Path(out).name}", unit="batch"):
-                batch = order[start:start + batch_size]
+                batch = order[start : start + batch_size]
                 parts: dict[str, list[Any]] = {k: [None] * len(batch) for k in (*FEATURE_KEYS, "targets")}
                 rows: list = [None] * len(batch)
                 for s in sorted({s for _, s, _ in batch}):
@@ -189,14 +196,21 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
                             for j, p in enumerate(pos):
                                 parts[key][p] = block[j]
                         for p, i in zip(pos, idx):
-                            rows[p] = files[s]["label_rows"][offsets[s][i]:offsets[s][i + 1]]
-                writer.append([name for name, _, _ in batch], np.stack(parts["src"]), np.stack(parts["doa"]),
-                              np.stack(parts["dist"]), np.stack(parts["targets"]), rows)
+                            rows[p] = files[s]["label_rows"][offsets[s][i] : offsets[s][i + 1]]
+                writer.append(
+                    [name for name, _, _ in batch],
+                    np.stack(parts["src"]),
+                    np.stack(parts["doa"]),
+                    np.stack(parts["dist"]),
+                    np.stack(parts["targets"]),
+                    rows,
+                )
         return len(order)
 
 
-def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=None, batch_size: int = 64,
-                  attrs: dict | None = None) -> dict:
+def compute_stats(
+    packed: str | os.PathLike, out: str | os.PathLike, indices=None, batch_size: int = 64, attrs: dict | None = None
+) -> dict:
     """Per-channel, per-band mean and std of src/doa/dist over clips and frames of a packed
     (training) file, streamed in float64 with Chan's pairwise update; `indices` restricts
     the clips (e.g. without the validation part: textseld.data.splits.compute_training_stats).
@@ -210,10 +224,11 @@ def compute_stats(packed: str | os.PathLike, out: str | os.PathLike, indices=Non
         if idx[0] < 0 or idx[-1] >= n_total:
             raise PackedFileError(f"{packed}: indices must be in 0..{n_total - 1}")
         # per key: [count, mean, sum of squared deviations]
-        acc: dict[str, list[Any]] = {k: [0, np.zeros((CHANNELS[k], N_MELS)), np.zeros((CHANNELS[k], N_MELS))]
-                                     for k in FEATURE_KEYS}
+        acc: dict[str, list[Any]] = {
+            k: [0, np.zeros((CHANNELS[k], N_MELS)), np.zeros((CHANNELS[k], N_MELS))] for k in FEATURE_KEYS
+        }
         for start in tqdm(range(0, len(idx), batch_size), desc="stats", unit="batch"):
-            sel = idx[start:start + batch_size]
+            sel = idx[start : start + batch_size]
             for key in FEATURE_KEYS:
                 with _reading(packed, f"{key} of clips {sel[0]}..{sel[-1]}"):
                     x = f[key][sel].astype(np.float64)  # (b, C, T, F)
@@ -272,8 +287,10 @@ class PackedDataset(torch.utils.data.Dataset):
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         self.stats = None  # small, read once and closed: safe before fork
         if stats_path is not None:
-            self.stats = {k: (torch.from_numpy(m)[:, None, :], torch.from_numpy(s)[:, None, :])
-                          for k, (m, s) in read_stats(stats_path).items()}
+            self.stats = {
+                k: (torch.from_numpy(m)[:, None, :], torch.from_numpy(s)[:, None, :])
+                for k, (m, s) in read_stats(stats_path).items()
+            }
         self._names: list[str] | None = None
         self._offsets: np.ndarray | None = None
         self._file: h5py.File | None = None
@@ -296,8 +313,11 @@ class PackedDataset(torch.utils.data.Dataset):
         if self._names is None:
             with _open(self.path) as f, _reading(self.path, "the clip names"):  # short-lived: no handle in workers
                 self._names = list(f["names"].asstr()[:])
-                if self.indices is not None and len(self.indices) and (
-                        self.indices.min() < 0 or self.indices.max() >= len(self._names)):
+                if (
+                    self.indices is not None
+                    and len(self.indices)
+                    and (self.indices.min() < 0 or self.indices.max() >= len(self._names))
+                ):
                     raise PackedFileError(f"{self.path}: indices must be in 0..{len(self._names) - 1}")
         return self._names
 
@@ -314,7 +334,7 @@ class PackedDataset(torch.utils.data.Dataset):
         with _reading(self.path, f"the label rows of clip {index}"):
             if self._offsets is None:
                 self._offsets = f["label_offsets"][:]
-            return f["label_rows"][self._offsets[index]:self._offsets[index + 1]]
+            return f["label_rows"][self._offsets[index] : self._offsets[index + 1]]
 
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):

@@ -89,10 +89,14 @@ def _check_unique(row: tuple[float, ...], seen: dict, path, line: int) -> None:
     if key in seen:
         first_line, first = seen[key]
         what = "repeats line" if first == row else "contradicts line"
-        raise LabelFileError(path, line, f"{what} {first_line}: frame {int(key[0])}, class {int(key[1])}, "
-                                         f"source {int(key[2])} must occur once per file (got azimuth "
-                                         f"{row[3]:g}, distance {row[4]:g}; line {first_line}: azimuth "
-                                         f"{first[3]:g}, distance {first[4]:g})")
+        raise LabelFileError(
+            path,
+            line,
+            f"{what} {first_line}: frame {int(key[0])}, class {int(key[1])}, "
+            f"source {int(key[2])} must occur once per file (got azimuth "
+            f"{row[3]:g}, distance {row[4]:g}; line {first_line}: azimuth "
+            f"{first[3]:g}, distance {first[4]:g})",
+        )
     seen[key] = (line, row)
 
 

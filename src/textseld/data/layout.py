@@ -46,9 +46,7 @@ def parse_clip_name(name: str) -> dict[str, int]:
         stem = stem[:-4]
     match = _CLIP_NAME.fullmatch(stem)
     if match is None:
-        raise DatasetError(
-            f"clip name {name!r} does not match fold{{F}}_room{{R}}_mix{{MMM}}_deg{{DDD}}_start{{SSSS}}"
-        )
+        raise DatasetError(f"clip name {name!r} does not match fold{{F}}_room{{R}}_mix{{MMM}}_deg{{DDD}}_start{{SSSS}}")
     return {key: int(value) for key, value in match.groupdict().items()}
 
 

@@ -31,9 +31,7 @@ def recording_key(name: str) -> tuple[int, int]:
     return parts["room"], parts["mix"]
 
 
-def validation_split(
-    names: Sequence[str], fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(names: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split clip names into (train_idx, val_idx), int64 index arrays, sorted.
 
     Whole recordings (room, mix) are assigned; about `fraction` of the
@@ -50,9 +48,7 @@ def validation_split(
     groups = sorted(set(keys))
     n_groups = len(groups)
     if n_groups < 2:
-        raise ValueError(
-            f"need clips from at least 2 recordings (room, mix) for a validation split, got {n_groups}"
-        )
+        raise ValueError(f"need clips from at least 2 recordings (room, mix) for a validation split, got {n_groups}")
     n_val = int(round(fraction * n_groups))
     n_val = min(max(n_val, 1), n_groups - 1)
     rng = np.random.default_rng(seed)
@@ -83,15 +79,18 @@ class SplitConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in values if k not in names]
         if unknown:
-            raise ValueError(f"validation split config: unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"valid keys: {', '.join(names)}")
+            raise ValueError(
+                f"validation split config: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"valid keys: {', '.join(names)}"
+            )
         cfg = cls(**values)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        if not (isinstance(self.fraction, (int, float)) and not isinstance(self.fraction, bool)
-                and 0 < self.fraction < 1):
+        if not (
+            isinstance(self.fraction, (int, float)) and not isinstance(self.fraction, bool) and 0 < self.fraction < 1
+        ):
             raise ValueError(f"validation split key 'fraction': expected a number in (0, 1), got {self.fraction!r}")
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0):
             raise ValueError(f"validation split key 'seed': expected an integer >= 0, got {self.seed!r}")
@@ -116,8 +115,9 @@ def split_record(split: SplitConfig, names: Sequence[str]) -> dict:
 STATS_ATTR = "validation_split"  # stats.h5 attribute holding split_record(...) as JSON
 
 
-def compute_training_stats(packed: str | os.PathLike, out: str | os.PathLike, split: SplitConfig | Mapping | None,
-                           batch_size: int = 64) -> dict:
+def compute_training_stats(
+    packed: str | os.PathLike, out: str | os.PathLike, split: SplitConfig | Mapping | None, batch_size: int = 64
+) -> dict:
     """Normalisation statistics of the training part of a packed training file: the clips
     that `split` does not hold out for validation (SPEC section 2). The split record is
     stored in `out` so that a run can check it trains on the same split."""
@@ -127,12 +127,14 @@ def compute_training_stats(packed: str | os.PathLike, out: str | os.PathLike, sp
     names = list(PackedDataset(packed).names)
     train_idx, _ = split.indices(names)
     record = split_record(split, names)
-    return compute_stats(packed, out, indices=train_idx, batch_size=batch_size,
-                         attrs={STATS_ATTR: json.dumps(record, sort_keys=True)})
+    return compute_stats(
+        packed, out, indices=train_idx, batch_size=batch_size, attrs={STATS_ATTR: json.dumps(record, sort_keys=True)}
+    )
 
 
-def check_stats_split(stats: str | os.PathLike, split: SplitConfig, names: Sequence[str],
-                      packed: str | os.PathLike) -> None:
+def check_stats_split(
+    stats: str | os.PathLike, split: SplitConfig, names: Sequence[str], packed: str | os.PathLike
+) -> None:
     """Raise ValueError unless `stats` was computed on the training part of `names` (the
     clips of `packed`) under `split`."""
     import h5py
@@ -144,12 +146,19 @@ def check_stats_split(stats: str | os.PathLike, split: SplitConfig, names: Seque
     except OSError as exc:
         raise ValueError(f"{stats}: cannot read statistics file ({exc})") from None
     if raw is None:
-        raise ValueError(f"{stats}: records no validation split, so it may include validation clips; "
-                         f"recompute it from {packed} with "
-                         f"textseld.data.splits.compute_training_stats (or `textseld pack --stats-out`)")
+        raise ValueError(
+            f"{stats}: records no validation split, so it may include validation clips; "
+            f"recompute it from {packed} with "
+            f"textseld.data.splits.compute_training_stats (or `textseld pack --stats-out`)"
+        )
     found = json.loads(raw)
     if found != expected:
-        diff = ", ".join(f"{k}: {found.get(k)!r} in the statistics, {expected[k]!r} here"
-                         for k in expected if found.get(k) != expected[k])
-        raise ValueError(f"{stats}: computed on another training part than this run's split of {packed} "
-                         f"({diff}); recompute the statistics with the same validation split")
+        diff = ", ".join(
+            f"{k}: {found.get(k)!r} in the statistics, {expected[k]!r} here"
+            for k in expected
+            if found.get(k) != expected[k]
+        )
+        raise ValueError(
+            f"{stats}: computed on another training part than this run's split of {packed} "
+            f"({diff}); recompute the statistics with the same validation split"
+        )

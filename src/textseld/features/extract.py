@@ -25,17 +25,38 @@ FEATURE_NAMES = ("logmel_lr", "ild", "ivy", "direct", "reverb", "src", "doa", "d
 FEATURE_CONFIG: dict[str, Any] = {
     "sample_rate": SAMPLE_RATE,
     "clip_samples": CLIP_SAMPLES,
-    "stft": {"n_fft": N_FFT, "hop": HOP, "win": WIN, "window": "hann (periodic), centred in n_fft",
-             "center": True, "pad_mode": "constant (zeros)"},
-    "mel": {"n_mels": N_MELS, "fmin": 0.0, "fmax": SAMPLE_RATE / 2, "scale": "slaney", "norm": "slaney",
-            "source": "librosa.filters.mel defaults"},
+    "stft": {
+        "n_fft": N_FFT,
+        "hop": HOP,
+        "win": WIN,
+        "window": "hann (periodic), centred in n_fft",
+        "center": True,
+        "pad_mode": "constant (zeros)",
+    },
+    "mel": {
+        "n_mels": N_MELS,
+        "fmin": 0.0,
+        "fmax": SAMPLE_RATE / 2,
+        "scale": "slaney",
+        "norm": "slaney",
+        "source": "librosa.filters.mel defaults",
+    },
     "db": {"floor": spectral.DB_FLOOR, "top_db": None},
     "peak_normalise": "both channels / max |sample| over both channels",
     "ivy_eps": spatial.IVY_EPS,
-    "wpe": {"taps": wpe.TAPS, "delay": wpe.DELAY, "iterations": wpe.ITERATIONS, "psd_context": 0,
-            "statistics_mode": "full", "input": "STFT of w = (l + r) / 2"},
-    "channels": {"src": ["mean L/R mel power (dB)"], "doa": ["logmel L", "logmel R", "ivy", "ild"],
-                 "dist": ["direct", "reverb"]},
+    "wpe": {
+        "taps": wpe.TAPS,
+        "delay": wpe.DELAY,
+        "iterations": wpe.ITERATIONS,
+        "psd_context": 0,
+        "statistics_mode": "full",
+        "input": "STFT of w = (l + r) / 2",
+    },
+    "channels": {
+        "src": ["mean L/R mel power (dB)"],
+        "doa": ["logmel L", "logmel R", "ivy", "ild"],
+        "dist": ["direct", "reverb"],
+    },
 }
 
 
@@ -126,8 +147,9 @@ def compute_features(
     src = spectral.power_to_db(mel_lr.mean(dim=1, keepdim=True))  # deterministic (no random channel)
 
     settings = wpe_settings(wpe_params)
-    direct_spec = wpe.wpe(spec_w, taps=settings["taps"], delay=settings["delay"],
-                          iterations=settings["iterations"])  # (B, 513, T)
+    direct_spec = wpe.wpe(
+        spec_w, taps=settings["taps"], delay=settings["delay"], iterations=settings["iterations"]
+    )  # (B, 513, T)
     w = 0.5 * (x[:, 0] + x[:, 1])
     reverb_spec = spectral.stft(w - spectral.istft(direct_spec, n_samples))
     direct = spectral.power_to_db(spectral.mel_power(direct_spec))

@@ -33,7 +33,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def shard_clips(clips: Sequence[Clip], index: int, count: int) -> list[Clip]:
     """Contiguous block `index` of `count` of the (name-sorted) clip list."""
     n = len(clips)
-    return list(clips[index * n // count:(index + 1) * n // count])
+    return list(clips[index * n // count : (index + 1) * n // count])
 
 
 def extract_shard(
@@ -53,18 +53,18 @@ def extract_shard(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"feature extraction on {device!r} was asked for, but this job sees no CUDA device "
-                           "(on a cluster, request a GPU for it; or extract on 'cpu')")
+        raise RuntimeError(
+            f"feature extraction on {device!r} was asked for, but this job sees no CUDA device "
+            "(on a cluster, request a GPU for it; or extract on 'cpu')"
+        )
     clips = shard_clips(list_clips(root, splits), *shard)
-    log.info("extracting %d clips (shard %d/%d of %s) on %s", len(clips), shard[0], shard[1],
-             "+".join(splits), device)
+    log.info("extracting %d clips (shard %d/%d of %s) on %s", len(clips), shard[0], shard[1], "+".join(splits), device)
     if threads:
         torch.set_num_threads(threads)
     config = feature_config_json(wpe)  # validates the WPE settings before any work
     with PackedWriter(out, "+".join(splits), config) as writer:
-        for start in tqdm(range(0, len(clips), batch_size), desc=f"features {os.path.basename(out)}",
-                          unit="batch"):
-            batch = clips[start:start + batch_size]
+        for start in tqdm(range(0, len(clips), batch_size), desc=f"features {os.path.basename(out)}", unit="batch"):
+            batch = clips[start : start + batch_size]
             names = [c.name for c in batch]
             audio = np.stack([load_audio(c.wav) for c in batch])
             rows = [read_labels(c.csv) for c in batch]

@@ -42,8 +42,9 @@ def mel_to_hz(mel: npt.ArrayLike) -> np.ndarray:
     """Inverse of `hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
     break_mel = MEL_BREAK_HZ / MEL_LINEAR_HZ_PER_MEL
-    return np.where(mel >= break_mel, MEL_BREAK_HZ * np.exp(MEL_LOG_STEP * (mel - break_mel)),
-                    mel * MEL_LINEAR_HZ_PER_MEL)
+    return np.where(
+        mel >= break_mel, MEL_BREAK_HZ * np.exp(MEL_LOG_STEP * (mel - break_mel)), mel * MEL_LINEAR_HZ_PER_MEL
+    )
 
 
 def slaney_mel(sr: float, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:

@@ -44,8 +44,8 @@ import ctypes
 import functools
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import torch
 
@@ -141,8 +141,13 @@ def _buffer(workspace: dict, name: str, shape: tuple, like: torch.Tensor) -> tor
     """A reused scratch tensor: fresh multi-MB tensors cost more (the kernel zeroes new pages)
     than the products written into them (hankel: 1.6 ms fresh vs 0.2 ms reused)."""
     buf = workspace.get(name)
-    if (buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0] or buf.dtype != like.dtype
-            or buf.device != like.device):
+    if (
+        buf is None
+        or buf.shape[1:] != shape[1:]
+        or buf.shape[0] < shape[0]
+        or buf.dtype != like.dtype
+        or buf.device != like.device
+    ):
         buf = workspace[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
     return buf[: shape[0]]  # a short last block uses the start of the buffer
 
@@ -154,8 +159,9 @@ def _workspace(scratch: threading.local) -> dict:
     return scratch.buffers
 
 
-def _torch_correlations(block: _Block, w: torch.Tensor, taps: int, delay: int,
-                        workspace: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _torch_correlations(
+    block: _Block, w: torch.Tensor, taps: int, delay: int, workspace: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
     """R's upper triangle (n, taps, taps) and P (n, taps, 1) of one block by a float64 matrix product
     over the stored lag products (the path without the compiled kernel, and on CUDA)."""
     n, t_len = w.shape
@@ -171,15 +177,17 @@ def _torch_correlations(block: _Block, w: torch.Tensor, taps: int, delay: int,
     c = torch.bmm(hankel, block.z, out=_buffer(workspace, "c", (n, 1 + taps, 2 * n_lags), w))
     c = torch.view_as_complex(c.view(n, (1 + taps) * n_lags, 2))
     # R[k, l] = c[1 + k, lag l - k] for l >= k, gathered into a contiguous (n, taps, taps)
-    r_upper = torch.index_select(c, 1, _upper_index(taps, delay, c.device),
-                                 out=_buffer(workspace, "r", (n, taps * taps), c)).view(n, taps, taps)
+    r_upper = torch.index_select(
+        c, 1, _upper_index(taps, delay, c.device), out=_buffer(workspace, "r", (n, taps * taps), c)
+    ).view(n, taps, taps)
     # P[k] = sum_t w[t] y[t - delay - k] conj(y[t]) = conj(sum_t w[t] z_{delay + k}[t]) = conj(c[0, lag delay + k])
     p = c[:, :n_lags].flip(-1)[:, delay:].conj().unsqueeze(-1)  # (n, taps, 1)
     return r_upper, p
 
 
-def _torch_reference(y_re: torch.Tensor, y_im: torch.Tensor, w: torch.Tensor, taps: int, delay: int,
-                     calls: int) -> Callable[[], None]:
+def _torch_reference(
+    y_re: torch.Tensor, y_im: torch.Tensor, w: torch.Tensor, taps: int, delay: int, calls: int
+) -> Callable[[], None]:
     """The torch product's side of wpe_kernel.choose: `calls` correlations of one block of rows, with
     the block's lag products made once per call as in _wpe_rows (where they serve every iteration,
     calls = an iteration count)."""
@@ -192,6 +200,7 @@ def _torch_reference(y_re: torch.Tensor, y_im: torch.Tensor, w: torch.Tensor, ta
         block = _Block(y, taps, delay, _fft_size(t_len + delay + taps - 1), z)
         for _ in range(calls):
             _torch_correlations(block, w, taps, delay, workspace)
+
     return run
 
 
@@ -201,6 +210,7 @@ def _torch_solve_reference(r_upper: torch.Tensor, p: torch.Tensor, calls: int) -
     def run() -> None:
         for _ in range(calls):
             _hermitian_solve(r_upper, p.unsqueeze(-1))
+
     return run
 
 
@@ -220,8 +230,9 @@ def _kernel_solve(kernel: ctypes.CDLL, r_upper: torch.Tensor, p: torch.Tensor, w
     return g
 
 
-def _block_step(block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: int, workspace: dict,
-                kernel: ctypes.CDLL | None) -> torch.Tensor:
+def _block_step(
+    block: _Block, w: torch.Tensor, taps: int, delay: int, n_fft: int, workspace: dict, kernel: ctypes.CDLL | None
+) -> torch.Tensor:
     """One WPE iteration on one block given its inverse power w (n, T); returns the new X (n, T).
     workspace: this thread's scratch buffers; kernel: the compiled correlation kernel or None."""
     t_len = w.shape[1]
@@ -254,8 +265,9 @@ def _worker_pool(n_workers: int) -> ThreadPoolExecutor:
     key = (os.getpid(), n_workers)
     with _POOLS_LOCK:
         if key not in _POOLS:
-            _POOLS[key] = ThreadPoolExecutor(n_workers, initializer=torch.set_num_threads, initargs=(1,),
-                                             thread_name_prefix="wpe")
+            _POOLS[key] = ThreadPoolExecutor(
+                n_workers, initializer=torch.set_num_threads, initargs=(1,), thread_name_prefix="wpe"
+            )
         pool = _POOLS[key]
     torch.set_num_threads(1)  # MKL's thread count is process-wide: keep the workers single-threaded
     return pool
@@ -278,8 +290,17 @@ def _run(pool: ThreadPoolExecutor | None, fn, *args) -> list:
     return list(pool.map(fn, *args)) if pool is not None else list(map(fn, *args))
 
 
-def _wpe_rows(y: torch.Tensor, n_clips: int, taps: int, delay: int, iterations: int, rows_per_block: int,
-              pool: ThreadPoolExecutor | None, scratch: threading.local, kernel: ctypes.CDLL | None) -> torch.Tensor:
+def _wpe_rows(
+    y: torch.Tensor,
+    n_clips: int,
+    taps: int,
+    delay: int,
+    iterations: int,
+    rows_per_block: int,
+    pool: ThreadPoolExecutor | None,
+    scratch: threading.local,
+    kernel: ctypes.CDLL | None,
+) -> torch.Tensor:
     """WPE of whole clips given as rows. y: (n_clips * F, T) complex128 -> same shape.
     kernel: the compiled correlation kernel (CPU), or None for the torch product.
     scratch: per-thread buffers, kept between calls (a fresh 134 MB lag-product buffer per
@@ -296,15 +317,27 @@ def _wpe_rows(y: torch.Tensor, n_clips: int, taps: int, delay: int, iterations: 
     starts = range(0, n, rows_per_block)
     # lag products for the torch product: written once, read every iteration (the kernel makes its own)
     z = None if kernel is not None else _buffer(_workspace(scratch), "z", (n, t_len, delay + taps), y)
-    blocks = _run(pool, lambda s: _Block(y[s : s + rows_per_block], taps, delay, n_fft,
-                                         None if z is None else z[s : s + rows_per_block]), starts)
+    blocks = _run(
+        pool,
+        lambda s: _Block(
+            y[s : s + rows_per_block], taps, delay, n_fft, None if z is None else z[s : s + rows_per_block]
+        ),
+        starts,
+    )
     for _ in range(iterations):
         p = _power(x)
         peak = p.reshape(n_clips, -1).amax(dim=1).repeat_interleave(n // n_clips).unsqueeze(1)  # (n, 1)
         w = _inverse_power(p, peak)
-        x = torch.cat(_run(pool, lambda blk, s, w=w: _block_step(blk, w[s : s + rows_per_block], taps, delay, n_fft,
-                                                              _workspace(scratch), kernel),
-                           blocks, starts))
+        x = torch.cat(
+            _run(
+                pool,
+                lambda blk, s, w=w: _block_step(
+                    blk, w[s : s + rows_per_block], taps, delay, n_fft, _workspace(scratch), kernel
+                ),
+                blocks,
+                starts,
+            )
+        )
     return x
 
 
@@ -355,8 +388,9 @@ def wpe(
 
     def run_chunk(start: int, pool: ThreadPoolExecutor | None) -> None:
         chunk = y[start : start + clips_per_chunk]
-        rows = _wpe_rows(chunk.reshape(-1, t_len), chunk.shape[0], taps, delay, iterations, rows_per_block, pool,
-                         scratch, kernel)
+        rows = _wpe_rows(
+            chunk.reshape(-1, t_len), chunk.shape[0], taps, delay, iterations, rows_per_block, pool, scratch, kernel
+        )
         out[start : start + clips_per_chunk] = rows.reshape(chunk.shape)
 
     try:

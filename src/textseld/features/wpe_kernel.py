@@ -38,8 +38,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("wpe_corr.c")
 # gnu11, not c11: strict ISO mode turns off fused multiply-add contraction (1.4x slower here)
 # -fno-math-errno: sqrt inlined (its argument is checked positive first)
-FLAG_SETS = (["-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno"],
-             ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno"])
+FLAG_SETS = (
+    ["-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno"],
+    ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno"],
+)
 ENV_SWITCH = "TEXTSELD_WPE_KERNEL"  # "0" = never the kernel, "1" = always (fastest tiling), "auto"
 # extra compiler flags, e.g. "-mno-avx512f" to reproduce an AVX2-only CPU's build on an AVX-512 one
 # (benchmarks/bench_features.py --emulate-avx2); part of the build's and the measurement's name
@@ -108,7 +110,7 @@ def find_compiler() -> str | None:
 
 
 def tiling_name(tiling: tuple[int, int, int] | None) -> str:
-    """"v8r1l4" for (8, 1, 4); "default" for the source's own choice (None)."""
+    """ "v8r1l4" for (8, 1, 4); "default" for the source's own choice (None)."""
     return "default" if tiling is None else "v{}r{}l{}".format(*tiling)
 
 
@@ -116,8 +118,9 @@ def _key(*parts: str | bytes) -> str:
     return hashlib.sha256(b"\0".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
 
 
-def build(compiler: str | None = None, folder: Path | None = None,
-          tiling: tuple[int, int, int] | None = None) -> Path | None:
+def build(
+    compiler: str | None = None, folder: Path | None = None, tiling: tuple[int, int, int] | None = None
+) -> Path | None:
     """Compile the kernel in one tiling (None: the source's default for the target), or find it built;
     the shared library's path, or None if every flag set failed (the reason is logged)."""
     compiler = compiler or find_compiler()
@@ -131,15 +134,21 @@ def build(compiler: str | None = None, folder: Path | None = None,
     errors = []
     for flags in FLAG_SETS:
         flags = [*flags, *defines]
-        target = folder / f"wpe_corr-{tiling_name(tiling)}-{_key(source, compiler, ' '.join(flags), _cpu_signature())}.so"
+        target = (
+            folder / f"wpe_corr-{tiling_name(tiling)}-{_key(source, compiler, ' '.join(flags), _cpu_signature())}.so"
+        )
         if target.exists():
             return target
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=folder)
             os.close(fd)
-            proc = subprocess.run([compiler, *flags, "-fPIC", "-shared", "-o", tmp, str(SOURCE), "-lm"],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [compiler, *flags, "-fPIC", "-shared", "-o", tmp, str(SOURCE), "-lm"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             errors.append(f"{' '.join(flags)}: {exc}")
             continue
@@ -150,8 +159,9 @@ def build(compiler: str | None = None, folder: Path | None = None,
         os.replace(tmp, target)
         log.info("WPE kernel: built %s with %s %s", target, compiler, " ".join(flags))
         return target
-    log.warning("WPE kernel: could not compile %s with %s (%s); using torch products", SOURCE, compiler,
-                " | ".join(errors))
+    log.warning(
+        "WPE kernel: could not compile %s with %s (%s); using torch products", SOURCE, compiler, " | ".join(errors)
+    )
     return None
 
 
@@ -172,7 +182,10 @@ def _bench_problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed block of rows shaped like wpe()'s: y_re, y_im, w (BENCH_ROWS, BENCH_T) float64."""
     gen = torch.Generator().manual_seed(0)
     shape = (BENCH_ROWS, BENCH_T)
-    y_re, y_im = torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(shape, generator=gen, dtype=torch.float64)
+    y_re, y_im = (
+        torch.randn(shape, generator=gen, dtype=torch.float64),
+        torch.randn(shape, generator=gen, dtype=torch.float64),
+    )
     return y_re, y_im, 1.0 / (y_re**2 + y_im**2 + 1e-3)
 
 
@@ -183,6 +196,7 @@ def _kernel_call(lib: ctypes.CDLL, y_re, y_im, w, calls: int) -> Callable[[], No
     def run() -> None:
         for _ in range(calls):
             correlations(lib, y_re, y_im, w, BENCH_TAPS, BENCH_DELAY, r, p)
+
     return run
 
 
@@ -193,6 +207,7 @@ def _solve_call(lib: ctypes.CDLL, r: torch.Tensor, p: torch.Tensor, calls: int) 
     def run() -> None:
         for _ in range(calls):
             solve(lib, r, p, g, info)
+
     return run
 
 
@@ -216,7 +231,7 @@ class _Lock:
     def __init__(self, path: Path):
         self.path = path
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -234,8 +249,9 @@ def _built(folder: Path) -> Iterator[tuple[str, Path]]:
             yield tiling_name(tiling), path
 
 
-def choose(reference: Reference | None = None, folder: Path | None = None,
-           solve_reference: SolveReference | None = None) -> dict:
+def choose(
+    reference: Reference | None = None, folder: Path | None = None, solve_reference: SolveReference | None = None
+) -> dict:
     """Build every tiling and time each, and the torch product where `reference` is given, on the
     same block (single-threaded, as wpe()'s workers run); then the kernel's Cholesky solve of that
     block's R g = P against `solve_reference` (torch's). {"cpu", "us_per_row": {name: us},
@@ -244,10 +260,17 @@ def choose(reference: Reference | None = None, folder: Path | None = None,
     (and source, compiler, torch version, references given) was measured before."""
     folder = folder or cache_dir()
     compiler = find_compiler() or ""
-    key = _key(SOURCE.read_bytes(), compiler, _cpu_signature(), repr(TILINGS), torch.__version__,
-               os.environ.get(CFLAGS_ENV, ""), torch.backends.cpu.get_cpu_capability(),
-               "with-torch" if reference is not None else "kernels-only",
-               "solve-with-torch" if solve_reference is not None else "solve-kernel-only")
+    key = _key(
+        SOURCE.read_bytes(),
+        compiler,
+        _cpu_signature(),
+        repr(TILINGS),
+        torch.__version__,
+        os.environ.get(CFLAGS_ENV, ""),
+        torch.backends.cpu.get_cpu_capability(),
+        "with-torch" if reference is not None else "kernels-only",
+        "solve-with-torch" if solve_reference is not None else "solve-kernel-only",
+    )
     record = folder / f"wpe_corr-choice-{key}.json"
     with _Lock(folder / "wpe_corr.lock"):
         if record.exists():
@@ -286,17 +309,28 @@ def choose(reference: Reference | None = None, folder: Path | None = None,
             finally:
                 torch.set_num_threads(threads)
             solve_us = {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
-        found = {"cpu": cpu_model(), "compiler": compiler, "us_per_row": us, "fastest_kernel": fastest,
-                 "choice": min(us, key=us.__getitem__) if us else "torch",
-                 "solve_us_per_row": solve_us, "solve": min(solve_us, key=solve_us.__getitem__) if solve_us else "torch",
-                 "libraries": {name: str(paths[name]) for name in libs}}
+        found = {
+            "cpu": cpu_model(),
+            "compiler": compiler,
+            "us_per_row": us,
+            "fastest_kernel": fastest,
+            "choice": min(us, key=us.__getitem__) if us else "torch",
+            "solve_us_per_row": solve_us,
+            "solve": min(solve_us, key=solve_us.__getitem__) if solve_us else "torch",
+            "libraries": {name: str(paths[name]) for name in libs},
+        }
         fd, tmp = tempfile.mkstemp(prefix=record.name + ".", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w") as fh:
             json.dump(found, fh, indent=1)
         os.replace(tmp, record)
-        log.info("WPE kernel: measured on %s (us per row and iteration): correlations %s; using %s; solve %s; "
-                 "using %s", found["cpu"], ", ".join(f"{k} {v:g}" for k, v in sorted(us.items(), key=lambda kv: kv[1])),
-                 found["choice"], solve_us, found["solve"])
+        log.info(
+            "WPE kernel: measured on %s (us per row and iteration): correlations %s; using %s; solve %s; using %s",
+            found["cpu"],
+            ", ".join(f"{k} {v:g}" for k, v in sorted(us.items(), key=lambda kv: kv[1])),
+            found["choice"],
+            solve_us,
+            found["solve"],
+        )
         return found
 
 
@@ -322,7 +356,9 @@ def load(reference: Reference | None = None, solve_reference: SolveReference | N
     if name is None:
         return None
     if name == "torch":
-        log.info("WPE kernel: the torch product measured faster on %s (%s); using it", found["cpu"], found["us_per_row"])
+        log.info(
+            "WPE kernel: the torch product measured faster on %s (%s); using it", found["cpu"], found["us_per_row"]
+        )
         return None
     lib = _open(Path(found["libraries"][name]))
     if lib is not None:
@@ -331,39 +367,61 @@ def load(reference: Reference | None = None, solve_reference: SolveReference | N
     return lib
 
 
-def correlations(lib: ctypes.CDLL, y_re: torch.Tensor, y_im: torch.Tensor, w: torch.Tensor, taps: int, delay: int,
-                 r_out: torch.Tensor, p_out: torch.Tensor) -> None:
+def correlations(
+    lib: ctypes.CDLL,
+    y_re: torch.Tensor,
+    y_im: torch.Tensor,
+    w: torch.Tensor,
+    taps: int,
+    delay: int,
+    r_out: torch.Tensor,
+    p_out: torch.Tensor,
+) -> None:
     """R's upper triangle into r_out and P into p_out, for rows of one block (ctypes releases the GIL).
 
     y_re, y_im, w: (n, T) contiguous float64 CPU; r_out: (n, taps, taps) contiguous complex128 (the
     entries below the diagonal are left as they were); p_out: (n, taps) contiguous complex128:
     R[k, l] = sum_t w[t] y[t - delay - k] conj(y[t - delay - l]), P[k] = sum_t w[t] y[t - delay - k] conj(y[t])."""
     n, t_len = w.shape
-    for name, t, dtype, shape in (("y_re", y_re, torch.float64, (n, t_len)), ("y_im", y_im, torch.float64, (n, t_len)),
-                                  ("w", w, torch.float64, (n, t_len)), ("r_out", r_out, torch.complex128, (n, taps, taps)),
-                                  ("p_out", p_out, torch.complex128, (n, taps))):
+    for name, t, dtype, shape in (
+        ("y_re", y_re, torch.float64, (n, t_len)),
+        ("y_im", y_im, torch.float64, (n, t_len)),
+        ("w", w, torch.float64, (n, t_len)),
+        ("r_out", r_out, torch.complex128, (n, taps, taps)),
+        ("p_out", p_out, torch.complex128, (n, taps)),
+    ):
         if t.dtype != dtype or tuple(t.shape) != shape or not t.is_contiguous() or t.device.type != "cpu":
-            raise ValueError(f"wpe kernel: {name} must be a contiguous CPU {dtype} tensor of shape {shape}, "
-                             f"got {t.dtype} {tuple(t.shape)} on {t.device}")
-    status = lib.wpe_corr(n, t_len, taps, delay, y_re.data_ptr(), y_im.data_ptr(), w.data_ptr(), r_out.data_ptr(),
-                          p_out.data_ptr())
+            raise ValueError(
+                f"wpe kernel: {name} must be a contiguous CPU {dtype} tensor of shape {shape}, "
+                f"got {t.dtype} {tuple(t.shape)} on {t.device}"
+            )
+    status = lib.wpe_corr(
+        n, t_len, taps, delay, y_re.data_ptr(), y_im.data_ptr(), w.data_ptr(), r_out.data_ptr(), p_out.data_ptr()
+    )
     if status != 0:
         raise RuntimeError(f"wpe kernel failed with status {status} (n={n}, T={t_len}, taps={taps}, delay={delay})")
 
 
-def solve(lib: ctypes.CDLL, r_upper: torch.Tensor, p: torch.Tensor, g_out: torch.Tensor, info_out: torch.Tensor) -> None:
+def solve(
+    lib: ctypes.CDLL, r_upper: torch.Tensor, p: torch.Tensor, g_out: torch.Tensor, info_out: torch.Tensor
+) -> None:
     """g_out = R^-1 P per row by Cholesky, for Hermitian R given by its upper triangle (ctypes releases the GIL).
 
     r_upper: (n, taps, taps) contiguous complex128 (below the diagonal not read); p, g_out: (n, taps)
     contiguous complex128; info_out: (n,) int32, set to 0 where solved and to k + 1 where the k-th
     pivot was not positive (R not positive definite to rounding): those rows of g_out are not written."""
     n, taps = p.shape
-    for name, t, dtype, shape in (("r_upper", r_upper, torch.complex128, (n, taps, taps)),
-                                  ("p", p, torch.complex128, (n, taps)), ("g_out", g_out, torch.complex128, (n, taps)),
-                                  ("info_out", info_out, torch.int32, (n,))):
+    for name, t, dtype, shape in (
+        ("r_upper", r_upper, torch.complex128, (n, taps, taps)),
+        ("p", p, torch.complex128, (n, taps)),
+        ("g_out", g_out, torch.complex128, (n, taps)),
+        ("info_out", info_out, torch.int32, (n,)),
+    ):
         if t.dtype != dtype or tuple(t.shape) != shape or not t.is_contiguous() or t.device.type != "cpu":
-            raise ValueError(f"wpe kernel: {name} must be a contiguous CPU {dtype} tensor of shape {shape}, "
-                             f"got {t.dtype} {tuple(t.shape)} on {t.device}")
+            raise ValueError(
+                f"wpe kernel: {name} must be a contiguous CPU {dtype} tensor of shape {shape}, "
+                f"got {t.dtype} {tuple(t.shape)} on {t.device}"
+            )
     status = lib.wpe_solve(n, taps, r_upper.data_ptr(), p.data_ptr(), g_out.data_ptr(), info_out.data_ptr())
     if status != 0:
         raise RuntimeError(f"wpe kernel solve failed with status {status} (n={n}, taps={taps})")

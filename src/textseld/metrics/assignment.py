@@ -20,8 +20,8 @@ from functools import cache
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-MAX_ENUMERATED = 5040          # assignments per cell above which scipy solves every cell
-TIE_TOLERANCE = 1e-9           # relative gap below which two assignment costs count as tied
+MAX_ENUMERATED = 5040  # assignments per cell above which scipy solves every cell
+TIE_TOLERANCE = 1e-9  # relative gap below which two assignment costs count as tied
 
 
 @cache
@@ -52,16 +52,16 @@ def batched_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n == 0 or k == 0:
         return rows, cols
     transpose = n_rows > n_cols
-    work = cost.transpose(0, 2, 1) if transpose else cost          # (n, k, m) with k <= m
+    work = cost.transpose(0, 2, 1) if transpose else cost  # (n, k, m) with k <= m
     m = work.shape[2]
     if _n_injections(k, m) > MAX_ENUMERATED:
         tied = np.ones(n, dtype=bool)
     else:
-        maps = _injections(k, m)                                    # (P, k)
+        maps = _injections(k, m)  # (P, k)
         # total cost of every assignment: sum over the k matched rows
         totals = work[:, np.arange(k)[None, :], maps].sum(axis=2)  # (n, P)
         best = np.argmin(totals, axis=1)
-        chosen = maps[best]                                         # (n, k)
+        chosen = maps[best]  # (n, k)
         if totals.shape[1] > 1:
             two = np.partition(totals, 1, axis=1)[:, :2]
             tied = two[:, 1] - two[:, 0] <= TIE_TOLERANCE * np.maximum(1.0, np.abs(two[:, 0]))

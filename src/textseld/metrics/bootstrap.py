@@ -13,11 +13,12 @@ import numpy as np
 
 from textseld.metrics.seld import STAT_NAMES, summary_arrays
 
-CHUNK = 256                   # replicates per matrix product (bounds memory: CHUNK x n_clips)
+CHUNK = 256  # replicates per matrix product (bounds memory: CHUNK x n_clips)
 
 
-def bootstrap_replicates(stats: np.ndarray, average: str = "macro", n_boot: int = 1000,
-                         seed: int = 0) -> dict[str, np.ndarray]:
+def bootstrap_replicates(
+    stats: np.ndarray, average: str = "macro", n_boot: int = 1000, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Scores of n_boot clip resamples. stats: (n_clips, C, 7).
     Returns {"F", "DOAE", "RDE"}: (n_boot,) each (NaN where undefined)."""
     stats = np.asarray(stats, dtype=np.float64)
@@ -39,12 +40,13 @@ def bootstrap_replicates(stats: np.ndarray, average: str = "macro", n_boot: int 
         totals = (weights.astype(np.float64) @ flat).reshape(b, n_classes, n_stats)
         s = summary_arrays(totals, average)
         for key in out:
-            out[key][lo:lo + b] = s[key]
+            out[key][lo : lo + b] = s[key]
     return out
 
 
-def bootstrap_ci(stats: np.ndarray, average: str = "macro", n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict:
+def bootstrap_ci(
+    stats: np.ndarray, average: str = "macro", n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Percentile bootstrap interval of F, DOAE and RDE over clips.
 
     Returns {"F": [lo, hi], "DOAE": [lo, hi], "RDE": [lo, hi], "level",
@@ -69,8 +71,14 @@ def _replicate_weights(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     return np.bincount((draws + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def paired_bootstrap_difference(stats_a: list[np.ndarray], stats_b: list[np.ndarray], average: str = "macro",
-                                n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+def paired_bootstrap_difference(
+    stats_a: list[np.ndarray],
+    stats_b: list[np.ndarray],
+    average: str = "macro",
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """Difference B - A of the seed-mean scores of two systems on the SAME clips, with a
     paired percentile bootstrap interval.
 
@@ -95,7 +103,7 @@ def paired_bootstrap_difference(stats_a: list[np.ndarray], stats_b: list[np.ndar
         raise ValueError(f"paired bootstrap needs every run on the same clips: shapes {[r.shape for r in runs]}")
     n, n_classes, n_stats = shape
     n_a = len(stats_a)
-    flat = np.stack([r.reshape(n, n_classes * n_stats) for r in runs])       # (runs, n, C*7)
+    flat = np.stack([r.reshape(n, n_classes * n_stats) for r in runs])  # (runs, n, C*7)
 
     def seed_means(totals: np.ndarray) -> dict[str, np.ndarray]:
         """totals (runs, b, C, 7) -> {key: (b,) diff of seed means}."""
@@ -113,7 +121,7 @@ def paired_bootstrap_difference(stats_a: list[np.ndarray], stats_b: list[np.ndar
         reps: dict[str, list[np.ndarray]] = {"F": [], "DOAE": [], "RDE": []}
         for lo in range(0, n_boot, CHUNK):
             b = min(CHUNK, n_boot - lo)
-            weights = _replicate_weights(rng, b, n)                          # shared by all runs
+            weights = _replicate_weights(rng, b, n)  # shared by all runs
             totals = np.einsum("bn,rnk->rbk", weights, flat).reshape(len(runs), b, n_classes, n_stats)
             for k, v in seed_means(totals).items():
                 reps[k].append(v)
@@ -122,8 +130,11 @@ def paired_bootstrap_difference(stats_a: list[np.ndarray], stats_b: list[np.ndar
     for k, parts in reps.items():
         values = np.concatenate(parts)
         values = values[~np.isnan(values)]
-        result[k] = {"diff": point[k],
-                     "ci": np.percentile(values, q).tolist() if values.size else [float("nan")] * 2}
-    result.update(level=level, n_boot=n_boot, seed=seed,
-                  method="paired percentile bootstrap over clips (same resample for both systems)")
+        result[k] = {"diff": point[k], "ci": np.percentile(values, q).tolist() if values.size else [float("nan")] * 2}
+    result.update(
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        method="paired percentile bootstrap over clips (same resample for both systems)",
+    )
     return result

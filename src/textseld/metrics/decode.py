@@ -15,10 +15,10 @@ import numpy as np
 
 from textseld.constants import N_CLASSES, N_TRACKS
 
-ACTIVITY_THRESHOLD = 0.5      # |(x, y)| above this = track active
-MERGE_ANGLE_DEG = 15.0        # active tracks closer than this are one event
+ACTIVITY_THRESHOLD = 0.5  # |(x, y)| above this = track active
+MERGE_ANGLE_DEG = 15.0  # active tracks closer than this are one event
 _PAIRS = ((0, 1), (1, 2), (2, 0))
-_THIRD = (2, 0, 1)            # the track not in _PAIRS[p]
+_THIRD = (2, 0, 1)  # the track not in _PAIRS[p]
 
 
 def _as_tracks(out) -> np.ndarray:
@@ -56,25 +56,31 @@ def decode_output(out) -> np.ndarray:
     one merged pair, the lone track first, then the pair).
     """
     arr = _as_tracks(out)
-    x, y = arr[:, :, 0, :], arr[:, :, 1, :]                       # (L, K, C)
+    x, y = arr[:, :, 0, :], arr[:, :, 1, :]  # (L, K, C)
     d = np.maximum(arr[:, :, 2, :], 0.0)
-    active = np.sqrt(x * x + y * y) > ACTIVITY_THRESHOLD          # (L, K, C)
+    active = np.sqrt(x * x + y * y) > ACTIVITY_THRESHOLD  # (L, K, C)
 
-    close = np.stack([
-        active[:, a] & active[:, b] & (_angle_deg(x[:, a], y[:, a], x[:, b], y[:, b]) < MERGE_ANGLE_DEG)
-        for a, b in _PAIRS
-    ], axis=1)                                                    # (L, 3 pairs, C)
-    n_close = close.sum(axis=1)                                   # (L, C)
+    close = np.stack(
+        [
+            active[:, a] & active[:, b] & (_angle_deg(x[:, a], y[:, a], x[:, b], y[:, b]) < MERGE_ANGLE_DEG)
+            for a, b in _PAIRS
+        ],
+        axis=1,
+    )  # (L, 3 pairs, C)
+    n_close = close.sum(axis=1)  # (L, C)
 
     # Candidate events per (frame, class), in emission order; each candidate is
     # (x, y, d, valid) of shape (L, C). At most 3 events survive per cell.
     cand_x, cand_y, cand_d, cand_ok = [], [], [], []
 
     def add(cx, cy, cd, ok):
-        cand_x.append(cx); cand_y.append(cy); cand_d.append(cd); cand_ok.append(ok)
+        cand_x.append(cx)
+        cand_y.append(cy)
+        cand_d.append(cd)
+        cand_ok.append(ok)
 
     none = n_close == 0
-    for k in range(N_TRACKS):                                     # no merging
+    for k in range(N_TRACKS):  # no merging
         add(x[:, k], y[:, k], d[:, k], none & active[:, k])
     one = n_close == 1
     # exactly one close pair: lone track (if active), then the pair's mean
@@ -83,12 +89,12 @@ def decode_output(out) -> np.ndarray:
         t = _THIRD[p]
         add(x[:, t], y[:, t], d[:, t], sel & active[:, t])
         add((x[:, a] + x[:, b]) / 2, (y[:, a] + y[:, b]) / 2, (d[:, a] + d[:, b]) / 2, sel)
-    many = n_close >= 2                                           # all three -> one event
+    many = n_close >= 2  # all three -> one event
     add(x.sum(axis=1) / 3, y.sum(axis=1) / 3, d.sum(axis=1) / 3, many)
 
-    ok = np.stack(cand_ok, axis=-1)                               # (L, C, M)
+    ok = np.stack(cand_ok, axis=-1)  # (L, C, M)
     cx, cy, cd = (np.stack(v, axis=-1) for v in (cand_x, cand_y, cand_d))
-    frame, cls, m = np.nonzero(ok)                                # sorted by frame, class, candidate
+    frame, cls, m = np.nonzero(ok)  # sorted by frame, class, candidate
     if frame.size == 0:
         return np.zeros((0, 6), dtype=np.float64)
     # source = rank of the event within its (frame, class) cell

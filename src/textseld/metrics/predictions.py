@@ -11,7 +11,7 @@ import numpy as np
 from textseld.data.labels import write_labels
 from textseld.metrics.decode import decode_output
 
-DEFAULT_DECIMALS = 2          # azimuth (deg) and distance (cm) are written with this many decimals
+DEFAULT_DECIMALS = 2  # azimuth (deg) and distance (cm) are written with this many decimals
 
 
 def _clip_stem(name: str) -> str:
@@ -22,8 +22,7 @@ def _clip_stem(name: str) -> str:
     return stem
 
 
-def write_prediction(out_dir: str | os.PathLike, name: str, rows: np.ndarray,
-                     decimals: int = DEFAULT_DECIMALS) -> Path:
+def write_prediction(out_dir: str | os.PathLike, name: str, rows: np.ndarray, decimals: int = DEFAULT_DECIMALS) -> Path:
     """Write event rows (N, 6) [frame, class, source, azimuth deg, distance cm,
     onscreen] of clip `name` to out_dir/<name>.csv atomically (header first,
     integer frame/class/source/onscreen). Returns the path."""
@@ -33,15 +32,19 @@ def write_prediction(out_dir: str | os.PathLike, name: str, rows: np.ndarray,
     return path
 
 
-def write_predictions(out_dir: str | os.PathLike, rows_by_clip: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
-                      decimals: int = DEFAULT_DECIMALS) -> list[Path]:
+def write_predictions(
+    out_dir: str | os.PathLike,
+    rows_by_clip: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
+    decimals: int = DEFAULT_DECIMALS,
+) -> list[Path]:
     """Write several clips' event rows (mapping or (name, rows) pairs)."""
     items = rows_by_clip.items() if isinstance(rows_by_clip, Mapping) else rows_by_clip
     return [write_prediction(out_dir, name, rows, decimals) for name, rows in items]
 
 
-def write_outputs(out_dir: str | os.PathLike, names: list[str], outputs,
-                  decimals: int = DEFAULT_DECIMALS) -> list[Path]:
+def write_outputs(
+    out_dir: str | os.PathLike, names: list[str], outputs, decimals: int = DEFAULT_DECIMALS
+) -> list[Path]:
     """Decode network outputs (B, L, K*3*C) (array or tensor) of clips `names`
     and write one CSV per clip."""
     if hasattr(outputs, "detach"):

@@ -30,9 +30,9 @@ from textseld.metrics.assignment import batched_assignment
 
 PROTOCOLS = ("dcase2025", "strict")
 AVERAGES = ("macro", "micro")
-DOA_THRESHOLD = 20.0          # degrees, a pair with a larger error is spatially wrong
-REL_DIST_THRESHOLD = 1.0      # relative distance error above this is spatially wrong
-MAX_TRACKS = 10               # track slots per frame and class in the official code
+DOA_THRESHOLD = 20.0  # degrees, a pair with a larger error is spatially wrong
+REL_DIST_THRESHOLD = 1.0  # relative distance error above this is spatially wrong
+MAX_TRACKS = 10  # track slots per frame and class in the official code
 EPS = np.finfo(np.float64).eps
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ def _cell_table(rows: list[np.ndarray], limit: list[int], official_slots: bool, 
     bad |= (cls < 0) | (cls >= N_CLASSES) | (cls != np.round(cls))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what} of clip {names[clip[i]]!r}: bad row {table[i].tolist()} (frame must be an "
-                         f"integer in 0..{N_LABEL_FRAMES - 1}, class in 0..{N_CLASSES - 1}, values finite)")
+        raise ValueError(
+            f"{what} of clip {names[clip[i]]!r}: bad row {table[i].tolist()} (frame must be an "
+            f"integer in 0..{N_LABEL_FRAMES - 1}, class in 0..{N_CLASSES - 1}, values finite)"
+        )
     keep = table[:, 0] < np.repeat(np.asarray(limit), lengths)
     table, clip = table[keep], clip[keep]
     key = (clip * N_LABEL_FRAMES + table[:, 0].astype(np.int64)) * N_CLASSES + table[:, 1].astype(np.int64)
@@ -104,10 +106,10 @@ def _cell_table(rows: list[np.ndarray], limit: list[int], official_slots: bool, 
             perm = np.arange(key.size)
             for c in over:
                 s, n = start[c], count[c]
-                kept = _official_slot_order(src[s:s + n])
-                keep[s:s + n] = False
-                keep[s:s + kept.size] = True
-                perm[s:s + kept.size] = s + kept
+                kept = _official_slot_order(src[s : s + n])
+                keep[s : s + n] = False
+                keep[s : s + kept.size] = True
+                perm[s : s + kept.size] = s + kept
             perm = perm[keep]
             key, az, dist = key[perm], az[perm], dist[perm]
     return key, az, dist
@@ -154,9 +156,9 @@ def clip_statistics(
     pcell, pstart, pcount = _runs(pk)
     both_r = np.isin(rcell, pcell, assume_unique=True, kind="sort")
     both_p = np.isin(pcell, rcell, assume_unique=True, kind="sort")
-    cells = rcell[both_r]                                   # cells with references and predictions
+    cells = rcell[both_r]  # cells with references and predictions
     rs, rn = rstart[both_r], rcount[both_r]
-    ps, pn = pstart[both_p], pcount[both_p]                 # same cell order (both sorted)
+    ps, pn = pstart[both_p], pcount[both_p]  # same cell order (both sorted)
 
     # per matched cell: spatially wrong pairs, error sums; solved in groups of equal (R, Q)
     wrong = np.zeros(cells.size)
@@ -166,12 +168,12 @@ def clip_statistics(
     by_shape = np.argsort(shape_code, kind="stable")
     _, g_start, g_len = _runs(shape_code[by_shape])
     for s0, n in zip(g_start.tolist(), g_len.tolist()):
-        g = by_shape[s0:s0 + n]
+        g = by_shape[s0 : s0 + n]
         n_ref, n_pred = int(rn[g[0]]), int(pn[g[0]])
-        ri = rs[g, None] + np.arange(n_ref)[None, :]                    # (n, R)
-        pi = ps[g, None] + np.arange(n_pred)[None, :]                   # (n, Q)
+        ri = rs[g, None] + np.arange(n_ref)[None, :]  # (n, R)
+        pi = ps[g, None] + np.arange(n_pred)[None, :]  # (n, Q)
         cost = np.abs(fold_azimuth(raz[ri])[:, :, None] - fold_azimuth(paz[pi])[:, None, :])
-        rows, cols = batched_assignment(cost)                           # (n, K)
+        rows, cols = batched_assignment(cost)  # (n, K)
         e_doa = np.take_along_axis(cost.reshape(n, -1), rows * n_pred + cols, axis=1)
         d_ref = np.take_along_axis(rd[ri], rows, axis=1)
         d_pred = np.take_along_axis(pd[pi], cols, axis=1)
@@ -194,8 +196,12 @@ def clip_statistics(
     stats[:, TP] = add(cells, pairs - wrong)
     stats[:, FPS] = add(cells, wrong)
     # references alone in their cell are misses, predictions alone false alarms
-    stats[:, FP] = add(cells, np.maximum(0, pn - rn).astype(np.float64)) + add(pcell[~both_p], pcount[~both_p].astype(np.float64))
-    stats[:, FN] = add(cells, np.maximum(0, rn - pn).astype(np.float64)) + add(rcell[~both_r], rcount[~both_r].astype(np.float64))
+    stats[:, FP] = add(cells, np.maximum(0, pn - rn).astype(np.float64)) + add(
+        pcell[~both_p], pcount[~both_p].astype(np.float64)
+    )
+    stats[:, FN] = add(cells, np.maximum(0, rn - pn).astype(np.float64)) + add(
+        rcell[~both_r], rcount[~both_r].astype(np.float64)
+    )
     stats[:, DOA_SUM] = add(cells, doa_sum)
     stats[:, RDE_SUM] = add(cells, rde_sum)
     stats[:, PAIRS] = add(cells, pairs)
@@ -307,25 +313,42 @@ def _read_dirs(ref_dir, pred_dir) -> tuple[dict, dict]:
     pred_files = _by_stem(_csv_files(pred_dir, recursive=False), "prediction")
     if not pred_files:
         deeper = sorted({p.parent for p in _csv_files(pred_dir, recursive=True)})
-        hint = (f"; there are CSVs in {deeper[0]}: give that folder as the prediction folder" if deeper
-                else "")
-        raise FileNotFoundError(f"{pred_dir}: no prediction CSV files in this folder (expected one CSV per "
-                                f"clip, named like its reference, e.g. {next(iter(ref_files))}.csv){hint}")
+        hint = f"; there are CSVs in {deeper[0]}: give that folder as the prediction folder" if deeper else ""
+        raise FileNotFoundError(
+            f"{pred_dir}: no prediction CSV files in this folder (expected one CSV per "
+            f"clip, named like its reference, e.g. {next(iter(ref_files))}.csv){hint}"
+        )
     for path in pred_files.values():
         if path.stem not in ref_files:
             raise ValueError(f"{path}: prediction file has no reference {path.stem}.csv under {ref_dir}")
     if len(pred_files) < len(ref_files):
-        log.warning("%s: %d of %d reference clips have no prediction file", pred_dir,
-                    len(ref_files) - len(pred_files), len(ref_files))
-    refs = {name: read_labels(path, kind="reference")
-            for name, path in tqdm(ref_files.items(), desc="references", unit="file", disable=None)}
-    preds = {name: read_labels(path, kind="prediction")
-             for name, path in tqdm(pred_files.items(), desc="predictions", unit="file", disable=None)}
+        log.warning(
+            "%s: %d of %d reference clips have no prediction file",
+            pred_dir,
+            len(ref_files) - len(pred_files),
+            len(ref_files),
+        )
+    refs = {
+        name: read_labels(path, kind="reference")
+        for name, path in tqdm(ref_files.items(), desc="references", unit="file", disable=None)
+    }
+    preds = {
+        name: read_labels(path, kind="prediction")
+        for name, path in tqdm(pred_files.items(), desc="predictions", unit="file", disable=None)
+    }
     return refs, preds
 
 
-def evaluate_dirs(ref_dir, pred_dir, protocol: str = "dcase2025", average: str = "macro",
-                  ci: bool = False, n_boot: int = 1000, seed: int = 0, clip_stats: bool = False) -> dict:
+def evaluate_dirs(
+    ref_dir,
+    pred_dir,
+    protocol: str = "dcase2025",
+    average: str = "macro",
+    ci: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    clip_stats: bool = False,
+) -> dict:
     """Score the prediction CSVs in pred_dir against the reference CSVs under ref_dir.
 
     ref_dir may hold the CSVs in subfolders (like metadata_dev/<split>/);
@@ -349,5 +372,6 @@ def evaluate_dirs(ref_dir, pred_dir, protocol: str = "dcase2025", average: str =
     result["n_pred_files"] = len(preds)
     if ci:
         from textseld.metrics.bootstrap import bootstrap_ci
+
         result["ci"] = bootstrap_ci(stats, average, n_boot=n_boot, seed=seed)
     return result

@@ -25,20 +25,33 @@ class BaselineCRNN(nn.Module):
         blocks, c = [], IN_CHANNELS
         f = n_mels
         for pool in cfg.baseline_pools:
-            blocks += [nn.Conv2d(c, cfg.baseline_filters, 3, padding=1), nn.BatchNorm2d(cfg.baseline_filters),
-                       nn.ReLU(), nn.MaxPool2d(tuple(pool)), nn.Dropout2d(cfg.baseline_dropout)]
+            blocks += [
+                nn.Conv2d(c, cfg.baseline_filters, 3, padding=1),
+                nn.BatchNorm2d(cfg.baseline_filters),
+                nn.ReLU(),
+                nn.MaxPool2d(tuple(pool)),
+                nn.Dropout2d(cfg.baseline_dropout),
+            ]
             c = cfg.baseline_filters
             f //= pool[1]
         if f < 1:
             raise ValueError(f"baseline_pools reduce {n_mels} mel bands to zero")
         self.conv = nn.Sequential(*blocks)
         h = cfg.baseline_rnn
-        self.gru = nn.GRU(c * f, h, num_layers=cfg.baseline_rnn_layers, batch_first=True,
-                          dropout=cfg.baseline_dropout if cfg.baseline_rnn_layers > 1 else 0.0,
-                          bidirectional=True)
-        self.attn = nn.ModuleList([nn.MultiheadAttention(h, cfg.baseline_heads, dropout=cfg.baseline_dropout,
-                                                         batch_first=True)
-                                   for _ in range(cfg.baseline_attn_blocks)])
+        self.gru = nn.GRU(
+            c * f,
+            h,
+            num_layers=cfg.baseline_rnn_layers,
+            batch_first=True,
+            dropout=cfg.baseline_dropout if cfg.baseline_rnn_layers > 1 else 0.0,
+            bidirectional=True,
+        )
+        self.attn = nn.ModuleList(
+            [
+                nn.MultiheadAttention(h, cfg.baseline_heads, dropout=cfg.baseline_dropout, batch_first=True)
+                for _ in range(cfg.baseline_attn_blocks)
+            ]
+        )
         self.norms = nn.ModuleList([nn.LayerNorm(h) for _ in range(cfg.baseline_attn_blocks)])
         self.fc = nn.Sequential(nn.Linear(h, cfg.baseline_fc), nn.Linear(cfg.baseline_fc, OUT_DIM))
         self.in_channels = IN_CHANNELS
@@ -47,18 +60,19 @@ class BaselineCRNN(nn.Module):
         """logmel_lr (B, 2, T, F) -> (B, L, K*3*C)."""
         if x.dim() != 4 or x.shape[1] != IN_CHANNELS:
             raise ValueError(f"baseline expects logmel_lr (B, 2, T, F), got {tuple(x.shape)}")
-        x = self.conv(x)                                   # (B, c, L, f)
-        x = x.transpose(1, 2).flatten(2)                   # (B, L, c*f)
+        x = self.conv(x)  # (B, c, L, f)
+        x = x.transpose(1, 2).flatten(2)  # (B, L, c*f)
         x, _ = self.gru(x)
         x = torch.tanh(x)
         h = x.shape[-1] // 2
-        x = x[..., :h] * x[..., h:]                        # forward x backward direction
+        x = x[..., :h] * x[..., h:]  # forward x backward direction
         for attn, norm in zip(self.attn, self.norms):
             x = norm(x + attn(x, x, x, need_weights=False)[0])
         return accdoa_activation(self.fc(x))
 
-    def forward(self, batch: dict, template_ids: torch.Tensor | None = None,
-                frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, batch: dict, template_ids: torch.Tensor | None = None, frames: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """Batch dict with `doa` (B, 4, T, F) -> ((B, L', K*3*C), {}); the input is doa[:, :2] (log-mel L, R).
 
         `template_ids` is ignored (no text); `frames` (L',) selects output frames.

@@ -38,22 +38,56 @@ log = logging.getLogger(__name__)
 
 # The official BEATsConfig defaults, then the values of the released iter3+ checkpoints.
 BEATS_DEFAULTS: dict[str, Any] = dict(
-    input_patch_size=16, embed_dim=512, conv_bias=False, encoder_layers=12, encoder_embed_dim=768,
-    encoder_ffn_embed_dim=3072, encoder_attention_heads=12, activation_fn="gelu",
-    layer_norm_first=False, deep_norm=True, dropout=0.1, attention_dropout=0.1,
-    activation_dropout=0.0, encoder_layerdrop=0.05, dropout_input=0.0, conv_pos=128,
-    conv_pos_groups=16, relative_position_embedding=True, num_buckets=320, max_distance=800,
-    gru_rel_pos=True, finetuned_model=True, predictor_dropout=0.0, predictor_class=527,
+    input_patch_size=16,
+    embed_dim=512,
+    conv_bias=False,
+    encoder_layers=12,
+    encoder_embed_dim=768,
+    encoder_ffn_embed_dim=3072,
+    encoder_attention_heads=12,
+    activation_fn="gelu",
+    layer_norm_first=False,
+    deep_norm=True,
+    dropout=0.1,
+    attention_dropout=0.1,
+    activation_dropout=0.0,
+    encoder_layerdrop=0.05,
+    dropout_input=0.0,
+    conv_pos=128,
+    conv_pos_groups=16,
+    relative_position_embedding=True,
+    num_buckets=320,
+    max_distance=800,
+    gru_rel_pos=True,
+    finetuned_model=True,
+    predictor_dropout=0.0,
+    predictor_class=527,
 )
 BEATS_TINY: dict[str, Any] = dict(
-    BEATS_DEFAULTS, embed_dim=16, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-    encoder_attention_heads=4, conv_pos=16, conv_pos_groups=4, num_buckets=32, max_distance=64,
+    BEATS_DEFAULTS,
+    embed_dim=16,
+    encoder_layers=2,
+    encoder_embed_dim=32,
+    encoder_ffn_embed_dim=64,
+    encoder_attention_heads=4,
+    conv_pos=16,
+    conv_pos_groups=4,
+    num_buckets=32,
+    max_distance=64,
     predictor_class=7,
 )
 # A CPU-sized stand-in for the embedded default (no checkpoint: random init, recorded as such).
 BEATS_SMALL: dict[str, Any] = dict(
-    BEATS_DEFAULTS, embed_dim=64, encoder_layers=2, encoder_embed_dim=128, encoder_ffn_embed_dim=256,
-    encoder_attention_heads=4, conv_pos=32, conv_pos_groups=8, num_buckets=64, max_distance=128,
+    BEATS_DEFAULTS,
+    embed_dim=64,
+    encoder_layers=2,
+    encoder_embed_dim=128,
+    encoder_ffn_embed_dim=256,
+    encoder_attention_heads=4,
+    conv_pos=32,
+    conv_pos_groups=8,
+    num_buckets=64,
+    max_distance=128,
 )
 _USED_KEYS = set(BEATS_DEFAULTS)
 
@@ -70,8 +104,9 @@ def relative_position_bucket(rel: torch.Tensor, num_buckets: int, max_distance: 
     rel = rel.abs()
     exact = half // 2
     # clamp inside the log only to avoid log(0); those entries take the exact branch
-    large = exact + (torch.log(rel.clamp(min=1).float() / exact) / math.log(max_distance / exact)
-                     * (half - exact)).long()
+    large = (
+        exact + (torch.log(rel.clamp(min=1).float() / exact) / math.log(max_distance / exact) * (half - exact)).long()
+    )
     large = large.clamp(max=half - 1)
     return bucket + torch.where(rel < exact, rel, large)
 
@@ -123,7 +158,7 @@ class BeatsAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         n, s, e = x.shape
-        q = self.q_proj(x).view(n, s, self.heads, self.dh).transpose(1, 2)   # (N, H, S, dh)
+        q = self.q_proj(x).view(n, s, self.heads, self.dh).transpose(1, 2)  # (N, H, S, dh)
         k = self.k_proj(x).view(n, s, self.heads, self.dh).transpose(1, 2)
         v = self.v_proj(x).view(n, s, self.heads, self.dh).transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.dh)  # (N, H, S, S)
@@ -132,7 +167,7 @@ class BeatsAttention(nn.Module):
                 # query-dependent gate on the shared bias: 8 outputs summed in two groups of 4
                 gates = torch.sigmoid(self.grep_linear(q).view(n, self.heads, s, 2, 4).sum(-1))
                 gate_a, gate_b = gates[..., :1], gates[..., 1:]
-                bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * bias   # (N, H, S, S)
+                bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * bias  # (N, H, S, S)
             scores = scores + bias
         attn = self.drop(scores.softmax(dim=-1))
         return self.out_proj(torch.matmul(attn, v).transpose(1, 2).reshape(n, s, e))
@@ -170,8 +205,7 @@ class BeatsTransformer(nn.Module):
         self.pos_conv = nn.Sequential(WeightNormConv1d(e, a["conv_pos"], a["conv_pos_groups"]))
         self.layer_norm = nn.LayerNorm(e)
         rel = a["relative_position_embedding"]
-        self.layers = nn.ModuleList([BeatsLayer(a, has_bias_table=rel and i == 0)
-                                     for i in range(a["encoder_layers"])])
+        self.layers = nn.ModuleList([BeatsLayer(a, has_bias_table=rel and i == 0) for i in range(a["encoder_layers"])])
         if rel:
             # One table shared by every layer (registered in each, as the official model does,
             # so every layer's copy appears in the state dict).
@@ -210,15 +244,16 @@ class BEATs(nn.Module):
         p = a["input_patch_size"]
         self.patch_embedding = nn.Conv2d(1, a["embed_dim"], p, stride=p, bias=a["conv_bias"])
         self.layer_norm = nn.LayerNorm(a["embed_dim"])
-        self.post_extract_proj = (nn.Linear(a["embed_dim"], a["encoder_embed_dim"])
-                                  if a["embed_dim"] != a["encoder_embed_dim"] else None)
+        self.post_extract_proj = (
+            nn.Linear(a["embed_dim"], a["encoder_embed_dim"]) if a["embed_dim"] != a["encoder_embed_dim"] else None
+        )
         self.encoder = BeatsTransformer(a)
         # kept only so finetuned checkpoints load strictly; the SELD model does not use it
         self.predictor = nn.Linear(a["encoder_embed_dim"], a["predictor_class"]) if a["finetuned_model"] else None
 
     def embed(self, fbank: torch.Tensor) -> torch.Tensor:
         """(B, 1, T, F) -> (B, T', F', E) patch tokens before the transformer."""
-        x = self.patch_embedding(fbank).permute(0, 2, 3, 1)          # (B, T', F', embed_dim)
+        x = self.patch_embedding(fbank).permute(0, 2, 3, 1)  # (B, T', F', embed_dim)
         x = self.layer_norm(x)
         return self.post_extract_proj(x) if self.post_extract_proj is not None else x
 
@@ -276,8 +311,9 @@ class BeatsEncoder(nn.Module):
             self.weights_info = {"beats": "random init"}
             log.warning("BEATs has no checkpoint (models.beats_checkpoint is null): random init")
         old = self.beats.patch_embedding
-        self.beats.patch_embedding = nn.Conv2d(1, old.out_channels, tuple(cfg.beats_patch),
-                                               stride=tuple(cfg.beats_patch), bias=old.bias is not None)
+        self.beats.patch_embedding = nn.Conv2d(
+            1, old.out_channels, tuple(cfg.beats_patch), stride=tuple(cfg.beats_patch), bias=old.bias is not None
+        )
         with torch.no_grad():
             self.beats.patch_embedding.weight.copy_(resize_patch_kernel(old.weight, cfg.beats_patch))
             new_bias = self.beats.patch_embedding.bias  # present exactly when old.bias is
@@ -300,8 +336,8 @@ class BeatsEncoder(nn.Module):
         return self
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
-        x = self.beats.embed(src * self.input_scale)               # (B, L, bands, E)
+        x = self.beats.embed(src * self.input_scale)  # (B, L, bands, E)
         b, frames, bands, e = x.shape
-        x = x.transpose(1, 2).reshape(b * bands, frames, e)        # each band row is one sequence
+        x = x.transpose(1, 2).reshape(b * bands, frames, e)  # each band row is one sequence
         x = self.beats.encoder(x)
-        return x.reshape(b, bands, frames, e).transpose(1, 2)      # (B, L, bands, E)
+        return x.reshape(b, bands, frames, e).transpose(1, 2)  # (B, L, bands, E)

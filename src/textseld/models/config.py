@@ -30,7 +30,7 @@ class ModelConfig:
     # RCC encoders (E_doa, E_dist and E_src in the RCC variant)
     rcc_channels: tuple = (64, 128, 256, 512)
     rcc_pools: tuple = ((5, 2), (1, 2), (1, 2), (1, 2))
-    d_model: int = 512                 # conformer width of the RCC and fusion blocks
+    d_model: int = 512  # conformer width of the RCC and fusion blocks
     n_heads: int = 8
     ffn_mult: int = 2
     conv_kernel: int = 31
@@ -38,13 +38,13 @@ class ModelConfig:
     rcc_conformer_blocks: int = 2
     fusion_conformer_blocks: int = 2
     # projections P_audio, P_doa, P_dist
-    token_width: int = 512             # D
-    proj_hidden: int | None = None     # hidden width of the projection MLPs; None = D
+    token_width: int = 512  # D
+    proj_hidden: int | None = None  # hidden width of the projection MLPs; None = D
     # BEATs source encoder
-    beats_checkpoint: str | None = None   # official .pt file; None = random init (recorded)
-    beats_arch: str = "base"           # architecture used without a checkpoint (base | small | tiny)
-    beats_patch: tuple = (5, 16)       # (time, freq) kernel = stride of the new patch embedding
-    beats_input_scale: float = 0.5     # BEATs saw fbanks divided by 2*std; our inputs have std 1
+    beats_checkpoint: str | None = None  # official .pt file; None = random init (recorded)
+    beats_arch: str = "base"  # architecture used without a checkpoint (base | small | tiny)
+    beats_patch: tuple = (5, 16)  # (time, freq) kernel = stride of the new patch embedding
+    beats_input_scale: float = 0.5  # BEATs saw fbanks divided by 2*std; our inputs have std 1
     # DCASE2025 baseline CRNN
     baseline_filters: int = 64
     baseline_pools: tuple = ((5, 4), (1, 4), (1, 2))
@@ -63,15 +63,35 @@ class ModelConfig:
             raise ValueError(f"unknown model size {size!r}; expected one of {', '.join(SIZES)}")
         base: dict[str, Any] = {}
         if size == "small":
-            base = dict(rcc_channels=(16, 32, 32, 64), d_model=64, n_heads=4,
-                        rcc_conformer_blocks=1, fusion_conformer_blocks=1,
-                        token_width=512, proj_hidden=128, beats_arch="small",
-                        baseline_filters=32, baseline_rnn=64, baseline_fc=64, baseline_heads=4)
+            base = dict(
+                rcc_channels=(16, 32, 32, 64),
+                d_model=64,
+                n_heads=4,
+                rcc_conformer_blocks=1,
+                fusion_conformer_blocks=1,
+                token_width=512,
+                proj_hidden=128,
+                beats_arch="small",
+                baseline_filters=32,
+                baseline_rnn=64,
+                baseline_fc=64,
+                baseline_heads=4,
+            )
         elif size == "tiny":
-            base = dict(rcc_channels=(4, 8, 8, 16), d_model=16, n_heads=2, conv_kernel=7,
-                        rcc_conformer_blocks=1, fusion_conformer_blocks=1,
-                        token_width=16, beats_arch="tiny",
-                        baseline_filters=8, baseline_rnn=16, baseline_fc=16, baseline_heads=2)
+            base = dict(
+                rcc_channels=(4, 8, 8, 16),
+                d_model=16,
+                n_heads=2,
+                conv_kernel=7,
+                rcc_conformer_blocks=1,
+                fusion_conformer_blocks=1,
+                token_width=16,
+                beats_arch="tiny",
+                baseline_filters=8,
+                baseline_rnn=16,
+                baseline_fc=16,
+                baseline_heads=2,
+            )
         base.update(overrides)
         return cls.from_dict(base)
 
@@ -87,8 +107,9 @@ class ModelConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in values if k not in names]
         if unknown:
-            raise ValueError(f"unknown model config key(s) {', '.join(map(repr, unknown))}; "
-                             f"valid keys: size, {', '.join(names)}")
+            raise ValueError(
+                f"unknown model config key(s) {', '.join(map(repr, unknown))}; valid keys: size, {', '.join(names)}"
+            )
         if size is not None:
             return cls.from_size(size, **values)
         # YAML/JSON give lists; the dataclass stores tuples so configs compare and hash.
@@ -121,32 +142,63 @@ class ModelConfig:
         def pos_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
-        for key in ("d_model", "n_heads", "ffn_mult", "conv_kernel", "token_width",
-                    "baseline_filters", "baseline_rnn", "baseline_rnn_layers", "baseline_heads",
-                    "baseline_fc"):
+        for key in (
+            "d_model",
+            "n_heads",
+            "ffn_mult",
+            "conv_kernel",
+            "token_width",
+            "baseline_filters",
+            "baseline_rnn",
+            "baseline_rnn_layers",
+            "baseline_heads",
+            "baseline_fc",
+        ):
             need(pos_int(getattr(self, key)), key, "a positive integer")
         for key in ("rcc_conformer_blocks", "fusion_conformer_blocks", "baseline_attn_blocks"):
             v = getattr(self, key)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, key, "an integer >= 0")
         need(self.proj_hidden is None or pos_int(self.proj_hidden), "proj_hidden", "a positive integer or null")
         need(self.d_model % self.n_heads == 0, "n_heads", f"a divisor of d_model={self.d_model}")
-        need(self.baseline_rnn % self.baseline_heads == 0, "baseline_heads",
-             f"a divisor of baseline_rnn={self.baseline_rnn}")
+        need(
+            self.baseline_rnn % self.baseline_heads == 0,
+            "baseline_heads",
+            f"a divisor of baseline_rnn={self.baseline_rnn}",
+        )
         need(self.conv_kernel % 2 == 1, "conv_kernel", "an odd integer (same padding)")
-        need(all(pos_int(c) for c in self.rcc_channels) and len(self.rcc_channels) > 0,
-             "rcc_channels", "a non-empty list of positive integers")
-        need(len(self.rcc_pools) == len(self.rcc_channels)
-             and all(len(p) == 2 and all(pos_int(x) for x in p) for p in self.rcc_pools),
-             "rcc_pools", "one [time, freq] pair of positive integers per RCC block")
-        need(all(len(p) == 2 and all(pos_int(x) for x in p) for p in self.baseline_pools)
-             and len(self.baseline_pools) > 0, "baseline_pools", "a list of [time, freq] positive pairs")
-        need(len(self.beats_patch) == 2 and all(pos_int(x) for x in self.beats_patch),
-             "beats_patch", "a [time, freq] pair of positive integers")
+        need(
+            all(pos_int(c) for c in self.rcc_channels) and len(self.rcc_channels) > 0,
+            "rcc_channels",
+            "a non-empty list of positive integers",
+        )
+        need(
+            len(self.rcc_pools) == len(self.rcc_channels)
+            and all(len(p) == 2 and all(pos_int(x) for x in p) for p in self.rcc_pools),
+            "rcc_pools",
+            "one [time, freq] pair of positive integers per RCC block",
+        )
+        need(
+            all(len(p) == 2 and all(pos_int(x) for x in p) for p in self.baseline_pools)
+            and len(self.baseline_pools) > 0,
+            "baseline_pools",
+            "a list of [time, freq] positive pairs",
+        )
+        need(
+            len(self.beats_patch) == 2 and all(pos_int(x) for x in self.beats_patch),
+            "beats_patch",
+            "a [time, freq] pair of positive integers",
+        )
         need(self.beats_arch in BEATS_ARCHS, "beats_arch", f"one of {', '.join(BEATS_ARCHS)}")
-        need(isinstance(self.beats_input_scale, (int, float)) and self.beats_input_scale > 0,
-             "beats_input_scale", "a positive number")
+        need(
+            isinstance(self.beats_input_scale, (int, float)) and self.beats_input_scale > 0,
+            "beats_input_scale",
+            "a positive number",
+        )
         for key in ("dropout", "baseline_dropout"):
             v = getattr(self, key)
             need(isinstance(v, (int, float)) and 0 <= v < 1, key, "a number in [0, 1)")
-        need(self.beats_checkpoint is None or isinstance(self.beats_checkpoint, str),
-             "beats_checkpoint", "a file path or null")
+        need(
+            self.beats_checkpoint is None or isinstance(self.beats_checkpoint, str),
+            "beats_checkpoint",
+            "a file path or null",
+        )

@@ -19,8 +19,7 @@ from torch.nn import functional as F
 def sinusoidal_relative_positions(length: int, dim: int, device=None, dtype=None) -> torch.Tensor:
     """Sinusoidal embeddings of distances L-1, L-2, ..., -(L-1): (2L-1, dim)."""
     dist = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32)  # (2L-1,)
-    inv_freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32)
-                         * (-math.log(10000.0) / dim))
+    inv_freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
     angles = dist[:, None] * inv_freq[None, :]
     emb = torch.zeros(2 * length - 1, dim, device=device, dtype=torch.float32)
     emb[:, 0::2] = torch.sin(angles)
@@ -36,8 +35,8 @@ def rel_shift(x: torch.Tensor) -> torch.Tensor:
     instead of a gather, as in Transformer-XL.
     """
     *lead, length, width = x.shape
-    padded = F.pad(x, (1, 0))                                    # (..., L, 2L)
-    padded = padded.reshape(*lead, width + 1, length)            # (..., 2L, L)
+    padded = F.pad(x, (1, 0))  # (..., L, 2L)
+    padded = padded.reshape(*lead, width + 1, length)  # (..., 2L, L)
     return padded[..., 1:, :].reshape(*lead, length, width)[..., :length]
 
 
@@ -62,13 +61,13 @@ class RelPositionMultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, d = x.shape
-        q = self.q(x).view(b, length, self.heads, self.dk)                 # (B, L, H, dk)
+        q = self.q(x).view(b, length, self.heads, self.dk)  # (B, L, H, dk)
         k = self.k(x).view(b, length, self.heads, self.dk).transpose(1, 2)  # (B, H, L, dk)
         v = self.v(x).view(b, length, self.heads, self.dk).transpose(1, 2)
         rel = sinusoidal_relative_positions(length, d, device=x.device, dtype=x.dtype)
         p = self.pos(rel).view(2 * length - 1, self.heads, self.dk).permute(1, 2, 0)  # (H, dk, 2L-1)
         content = torch.matmul((q + self.bias_u).transpose(1, 2), k.transpose(-1, -2))  # (B, H, L, L)
-        position = torch.matmul((q + self.bias_v).transpose(1, 2), p)                  # (B, H, L, 2L-1)
+        position = torch.matmul((q + self.bias_v).transpose(1, 2), p)  # (B, H, L, 2L-1)
         scores = (content + rel_shift(position)) / math.sqrt(self.dk)
         attn = self.drop(scores.softmax(dim=-1))
         y = torch.matmul(attn, v).transpose(1, 2).reshape(b, length, d)
@@ -80,8 +79,14 @@ class FeedForward(nn.Module):
 
     def __init__(self, d: int, mult: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, mult * d), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(mult * d, d), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.LayerNorm(d),
+            nn.Linear(d, mult * d),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(mult * d, d),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -103,18 +108,17 @@ class ConvModule(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm(x).transpose(1, 2)                 # (B, d, L)
+        y = self.norm(x).transpose(1, 2)  # (B, d, L)
         y = F.glu(self.pointwise_in(y), dim=1)
         y = F.silu(self.bn(self.depthwise(y)))
-        y = self.pointwise_out(y).transpose(1, 2)        # (B, L, d)
+        y = self.pointwise_out(y).transpose(1, 2)  # (B, L, d)
         return self.drop(y)
 
 
 class ConformerBlock(nn.Module):
     """One conformer block. x: (B, L, d) -> (B, L, d)."""
 
-    def __init__(self, d: int, heads: int = 8, ffn_mult: int = 2, kernel: int = 31,
-                 dropout: float = 0.1) -> None:
+    def __init__(self, d: int, heads: int = 8, ffn_mult: int = 2, kernel: int = 31, dropout: float = 0.1) -> None:
         super().__init__()
         self.ffn1 = FeedForward(d, ffn_mult, dropout)
         self.attn_norm = nn.LayerNorm(d)

@@ -50,11 +50,12 @@ class PretrainModel(nn.Module):
         self.tokenizer = Tokenizer(source, cfg)
         self.head = PretrainHead(cfg.token_width)
 
-    def forward(self, batch: dict, template_ids: torch.Tensor | None = None,
-                frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, batch: dict, template_ids: torch.Tensor | None = None, frames: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """-> (B, L', K*3*C), aux {"tokens": (B, L', 3, D)}. `template_ids` is ignored (no text)."""
         streams = self.tokenizer(batch["src"], batch["doa"], batch["dist"])
-        tokens = _select_frames(torch.stack(streams, dim=2), frames)       # (B, L', 3, D)
+        tokens = _select_frames(torch.stack(streams, dim=2), frames)  # (B, L', 3, D)
         return self.head(tokens.flatten(-2)), {"tokens": tokens}
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -80,8 +81,9 @@ class SeldTextModel(nn.Module):
         self.register_state_dict_post_hook(_drop_text_encoder_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_text_encoder_keys)
 
-    def forward(self, batch: dict, template_ids: torch.Tensor,
-                frames: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, batch: dict, template_ids: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """batch tensors + template_ids (B,) [+ frames (L',) or (B, L')] -> (B, L', K*3*C), aux.
 
         aux = {"A": (B, L', E) audio-driven embeddings (E = text_encoder.embed_dim, = D in the paper),
@@ -92,13 +94,15 @@ class SeldTextModel(nn.Module):
         ids = torch.as_tensor(template_ids, device=streams[0].device).long().reshape(b)
         flat = [s.reshape(b * n, d) for s in streams]
         a, hidden = self.text_encoder.encode_with_tokens(ids.repeat_interleave(n), *flat)
-        out = self.head(a, hidden)                                           # (B*L', K*3*C)
+        out = self.head(a, hidden)  # (B*L', K*3*C)
         return out.reshape(b, n, -1), {"A": a.reshape(b, n, -1), "hidden": hidden.reshape(b, n, 3, -1)}
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """{"pretrained": trainable tokenizer params, "new": head params}; the text encoder is in neither."""
-        return {"pretrained": [p for p in self.tokenizer.parameters() if p.requires_grad],
-                "new": [p for p in self.head.parameters() if p.requires_grad]}
+        return {
+            "pretrained": [p for p in self.tokenizer.parameters() if p.requires_grad],
+            "new": [p for p in self.head.parameters() if p.requires_grad],
+        }
 
 
 def _drop_text_encoder_keys(module, state_dict, prefix, local_metadata):
@@ -111,8 +115,9 @@ def _ignore_missing_text_encoder_keys(module, incompatible_keys):
     missing[:] = [k for k in missing if not k.startswith(_TEXT_PREFIX) and f".{_TEXT_PREFIX}" not in k]
 
 
-def build_model(source: str, text: str | None, head: str, cfg: ModelConfig,
-                text_encoder: TextEncoder | None = None) -> nn.Module:
+def build_model(
+    source: str, text: str | None, head: str, cfg: ModelConfig, text_encoder: TextEncoder | None = None
+) -> nn.Module:
     """source in ("rcc", "beats"); head "pretrain" (text None) or "grep"/"trep" (text "clip"/"bert").
 
     Finetuning models need the built text encoder (`textseld.models.text_encoders.build_text_encoder`),
@@ -132,8 +137,10 @@ def build_model(source: str, text: str | None, head: str, cfg: ModelConfig,
         raise ValueError(f"head {head!r} needs a built {text!r} text encoder (text_encoder=None given)")
     width = getattr(text_encoder, "width", None)
     if width != cfg.token_width:
-        raise ValueError(f"text encoder {text!r} has width {width} but models.token_width is "
-                         f"{cfg.token_width}; set token_width to the text encoder's width")
+        raise ValueError(
+            f"text encoder {text!r} has width {width} but models.token_width is "
+            f"{cfg.token_width}; set token_width to the text encoder's width"
+        )
     return SeldTextModel(source, head, cfg, text_encoder)
 
 

@@ -29,8 +29,15 @@ from textseld.atomic import atomic_path, write_text_atomic
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-BERT_PATTERNS = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "model.safetensors", "pytorch_model.bin")
+BERT_PATTERNS = (
+    "config.json",
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -69,9 +76,14 @@ def fetch_clip(out_dir: str | os.PathLike, arch: str = "ViT-B-16", tag: str = "o
         _copy_into(downloaded.resolve(), out / rel)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    return {"path": str(rel), "files": {str(rel): _file_record(out / rel)},
-            "source": pcfg.get("hf_hub") or pcfg.get("url"), "arch": arch, "tag": tag,
-            "quick_gelu": bool(pcfg.get("quick_gelu", False))}
+    return {
+        "path": str(rel),
+        "files": {str(rel): _file_record(out / rel)},
+        "source": pcfg.get("hf_hub") or pcfg.get("url"),
+        "arch": arch,
+        "tag": tag,
+        "quick_gelu": bool(pcfg.get("quick_gelu", False)),
+    }
 
 
 def fetch_bert(out_dir: str | os.PathLike, repo_id: str = "google/bert_uncased_L-12_H-512_A-8") -> dict[str, Any]:
@@ -85,8 +97,11 @@ def fetch_bert(out_dir: str | os.PathLike, repo_id: str = "google/bert_uncased_L
 
 
 def _folder_records(root: Path, folder: Path) -> dict[str, Any]:
-    return {str(p.relative_to(root)): _file_record(p)
-            for p in sorted(folder.rglob("*")) if p.is_file() and ".cache" not in p.relative_to(folder).parts}
+    return {
+        str(p.relative_to(root)): _file_record(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(folder).parts
+    }
 
 
 def fetch_beats(out_dir: str | os.PathLike, source: str) -> dict[str, Any]:
@@ -149,8 +164,13 @@ def weights_path(out_dir: str | os.PathLike, name: str) -> Path:
     return Path(out_dir) / entries[name]["path"]
 
 
-def fetch_weights(out_dir: str | os.PathLike, clip_arch: str | None = "ViT-B-16", clip_tag: str = "openai",
-                  bert: str | None = "google/bert_uncased_L-12_H-512_A-8", beats: str | None = None) -> Path:
+def fetch_weights(
+    out_dir: str | os.PathLike,
+    clip_arch: str | None = "ViT-B-16",
+    clip_tag: str = "openai",
+    bert: str | None = "google/bert_uncased_L-12_H-512_A-8",
+    beats: str | None = None,
+) -> Path:
     """Fetch what is asked for (None skips) and record it in the manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,12 @@ class ResidualBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, pool: tuple[int, int]) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
         )
         self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
         self.pool = tuple(pool)
@@ -62,18 +66,19 @@ class RCCEncoder(nn.Module):
             raise ValueError(f"rcc_pools reduce {n_mels} mel bands to zero bands")
         # Only needed when the CNN's last width differs from the conformer's.
         self.to_model = nn.Identity() if c == cfg.d_model else nn.Linear(c, cfg.d_model)
-        self.conformer = ConformerStack(cfg.rcc_conformer_blocks, cfg.d_model, cfg.n_heads, cfg.ffn_mult,
-                                        cfg.conv_kernel, cfg.dropout)
+        self.conformer = ConformerStack(
+            cfg.rcc_conformer_blocks, cfg.d_model, cfg.n_heads, cfg.ffn_mult, cfg.conv_kernel, cfg.dropout
+        )
         self.d_model = cfg.d_model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, f = x.shape
         if c != self.in_channels or f != self.n_mels:
             raise ValueError(f"RCCEncoder expects (B, {self.in_channels}, T, {self.n_mels}), got {tuple(x.shape)}")
-        x = self.input_norm(x.permute(0, 1, 3, 2).reshape(b, c * f, t))    # (B, C*F, T)
-        x = x.reshape(b, c, f, t).permute(0, 1, 3, 2)                       # (B, C, T, F)
-        x = self.blocks(x)                                                  # (B, c_last, L, n_bands)
+        x = self.input_norm(x.permute(0, 1, 3, 2).reshape(b, c * f, t))  # (B, C*F, T)
+        x = x.reshape(b, c, f, t).permute(0, 1, 3, 2)  # (B, C, T, F)
+        x = self.blocks(x)  # (B, c_last, L, n_bands)
         _, _, frames, bands = x.shape
-        x = x.permute(0, 3, 2, 1).reshape(b * bands, frames, -1)           # (B*bands, L, c_last)
-        x = self.conformer(self.to_model(x))                                # over time, per band
-        return x.reshape(b, bands, frames, self.d_model).transpose(1, 2)   # (B, L, bands, d)
+        x = x.permute(0, 3, 2, 1).reshape(b * bands, frames, -1)  # (B*bands, L, c_last)
+        x = self.conformer(self.to_model(x))  # over time, per band
+        return x.reshape(b, bands, frames, self.d_model).transpose(1, 2)  # (B, L, bands, d)

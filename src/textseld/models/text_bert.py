@@ -109,18 +109,28 @@ class BertTextEncoder(TextEncoder):
             arch = BERT_PRESETS[config.bert]["arch"]
             wrong = {k: getattr(bcfg, k) for k, v in arch.items() if getattr(bcfg, k) != v}
             if wrong:
-                raise ValueError(f"{folder}: not the BERT of preset {config.bert!r} (it has {wrong}, the preset "
-                                 f"{ {k: arch[k] for k in wrong} }); check text_encoders.bert and bert_path")
+                raise ValueError(
+                    f"{folder}: not the BERT of preset {config.bert!r} (it has {wrong}, the preset "
+                    f"{ {k: arch[k] for k in wrong} }); check text_encoders.bert and bert_path"
+                )
         if len(self.tokenizer) - len(PLACEHOLDERS) > bcfg.vocab_size:
-            raise ValueError(f"{folder}: tokenizer has {len(self.tokenizer) - len(PLACEHOLDERS)} tokens, "
-                             f"the model's vocabulary {bcfg.vocab_size}")
+            raise ValueError(
+                f"{folder}: tokenizer has {len(self.tokenizer) - len(PLACEHOLDERS)} tokens, "
+                f"the model's vocabulary {bcfg.vocab_size}"
+            )
         self.width = self.embed_dim = bcfg.hidden_size
         self.max_length = bcfg.max_position_embeddings
         self.placeholders = PLACEHOLDERS
         self.placeholder_ids = tuple(self.tokenizer.convert_tokens_to_ids(list(PLACEHOLDERS)))
         self.pad_id = self.tokenizer.pad_token_id
-        info = {"kind": "bert", "path": str(folder), "pooling": self.pooling, "pooling_reason": reason,
-                "width": bcfg.hidden_size, "layers": bcfg.num_hidden_layers}
+        info = {
+            "kind": "bert",
+            "path": str(folder),
+            "pooling": self.pooling,
+            "pooling_reason": reason,
+            "width": bcfg.hidden_size,
+            "layers": bcfg.num_hidden_layers,
+        }
         if weights is None:
             log.warning("BERT text encoder: random init (config from %s)", folder)
             self.weights_info = {**info, "source": "random init"}
@@ -142,8 +152,9 @@ class BertTextEncoder(TextEncoder):
         -> A (n, D), last hidden states (n, S, D)."""
         n, s, _ = x.shape
         mask = (torch.arange(s, device=x.device)[None, :] < lengths.to(x.device)[:, None]).long()  # (n, S)
-        out = self.bert(inputs_embeds=x, attention_mask=mask,
-                        token_type_ids=torch.zeros(n, s, dtype=torch.long, device=x.device))
+        out = self.bert(
+            inputs_embeds=x, attention_mask=mask, token_type_ids=torch.zeros(n, s, dtype=torch.long, device=x.device)
+        )
         hidden = out.last_hidden_state
         if self.pooling == "pooler":
             if self.bert.pooler is None:  # both constructors above add it

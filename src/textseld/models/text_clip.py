@@ -47,8 +47,10 @@ def _text_cfg(config: TextEncoderConfig) -> tuple[CLIPTextCfg, int, bool]:
         if config.clip_pretrained:
             pcfg = get_pretrained_cfg(config.clip_arch, config.clip_pretrained)
             if not pcfg:
-                raise ValueError(f"open_clip knows no pretrained tag {config.clip_pretrained!r} "
-                                 f"for {config.clip_arch}; set clip_quick_gelu explicitly")
+                raise ValueError(
+                    f"open_clip knows no pretrained tag {config.clip_pretrained!r} "
+                    f"for {config.clip_arch}; set clip_quick_gelu explicitly"
+                )
             quick_gelu = quick_gelu or bool(pcfg.get("quick_gelu", False))
     return cfg, embed_dim, quick_gelu
 
@@ -81,7 +83,8 @@ def load_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"only as data (safetensors or a torch state dict read with weights_only=True). Fetch the "
             f"weights with `textseld fetch-weights`, or, if you trust this file, convert it once: python -c "
             f"\"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
-            f"'{path.with_suffix('.state_dict.pt')}')\"")
+            f"'{path.with_suffix('.state_dict.pt')}')\""
+        )
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -102,8 +105,10 @@ def _text_tower_state(sd: dict[str, Any], wanted: dict[str, torch.Tensor], path)
             if prefix + key in sd:
                 value = sd[prefix + key]
                 if tuple(value.shape) != tuple(ref.shape):
-                    raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, "
-                                     f"the configured architecture expects {tuple(ref.shape)}")
+                    raise ValueError(
+                        f"{path}: {key} has shape {tuple(value.shape)}, "
+                        f"the configured architecture expects {tuple(ref.shape)}"
+                    )
                 out[key] = value
                 break
     missing = sorted(set(wanted) - set(out))
@@ -142,14 +147,22 @@ class CLIPTextEncoder(TextEncoder):
         self.width = cfg.width
         self.embed_dim = embed_dim if self.tower.text_projection is not None else cfg.width
         self.context_length = cfg.context_length
-        self.tokenizer = SimpleTokenizer(additional_special_tokens=list(PLACEHOLDERS),
-                                         context_length=cfg.context_length)
+        self.tokenizer = SimpleTokenizer(
+            additional_special_tokens=list(PLACEHOLDERS), context_length=cfg.context_length
+        )
         self.placeholders = PLACEHOLDERS
         self.placeholder_ids = tuple(self.tokenizer.encoder[p] for p in PLACEHOLDERS)
         self.pad_id = 0  # open_clip pads with 0; never attended before EOT (causal)
-        base_info = {"kind": "clip", "arch": config.clip_arch, "pretrained": config.clip_pretrained,
-                     "quick_gelu": quick_gelu, "width": cfg.width, "layers": cfg.layers,
-                     "heads": cfg.heads, "embed_dim": self.embed_dim}
+        base_info = {
+            "kind": "clip",
+            "arch": config.clip_arch,
+            "pretrained": config.clip_pretrained,
+            "quick_gelu": quick_gelu,
+            "width": cfg.width,
+            "layers": cfg.layers,
+            "heads": cfg.heads,
+            "embed_dim": self.embed_dim,
+        }
         if config.clip_weights:
             sd = load_clip_state_dict(config.clip_weights)
             wanted = self.tower.state_dict()

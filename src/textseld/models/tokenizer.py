@@ -71,8 +71,9 @@ class Tokenizer(nn.Module):
         n_fused = 3 if source == "rcc" else 2
         # one learned segment embedding per fused stream, added to all its band tokens
         self.segment = nn.Parameter(torch.randn(n_fused, d) * 0.02)
-        self.fusion = ConformerStack(cfg.fusion_conformer_blocks, d, cfg.n_heads, cfg.ffn_mult,
-                                     cfg.conv_kernel, cfg.dropout)
+        self.fusion = ConformerStack(
+            cfg.fusion_conformer_blocks, d, cfg.n_heads, cfg.ffn_mult, cfg.conv_kernel, cfg.dropout
+        )
         src_width = d if beats is None else beats.width
         self.p_audio = Projection(src_width, cfg.token_width, cfg.proj_hidden)
         self.p_doa = Projection(d, cfg.token_width, cfg.proj_hidden)
@@ -84,8 +85,9 @@ class Tokenizer(nn.Module):
         """Where the source encoder's weights came from (BEATs checkpoint or random init)."""
         return dict(getattr(self.e_src, "weights_info", {}))
 
-    def forward(self, src: torch.Tensor, doa: torch.Tensor, dist: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, src: torch.Tensor, doa: torch.Tensor, dist: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """src (B,1,T,F), doa (B,4,T,F), dist (B,2,T,F) -> audio, doa, dist tokens, each (B, L, D)."""
         t_src, t_doa, t_dist = self.e_src(src), self.e_doa(doa), self.e_dist(dist)  # (B, L, bands, .)
         fused_in = [t_src, t_doa, t_dist] if self.source == "rcc" else [t_doa, t_dist]
@@ -99,4 +101,3 @@ class Tokenizer(nn.Module):
         if self.source == "beats":
             parts = [t_src] + parts
         return self.p_audio(parts[0]), self.p_doa(parts[1]), self.p_dist(parts[2])
-

@@ -79,11 +79,12 @@ def read_packed_labels(features_path: str | os.PathLike) -> tuple[list[str], lis
             f"{path}: 'label_offsets' must be non-decreasing, shape ({len(names) + 1},), "
             f"from 0 to {len(rows)}; got shape {off.shape}"
         )
-    return names, [rows[off[i]:off[i + 1]] for i in range(len(names))]
+    return names, [rows[off[i] : off[i + 1]] for i in range(len(names))]
 
 
-def build_text_store(features_path: str | os.PathLike, out_path: str | os.PathLike,
-                     n_frames: int = N_LABEL_FRAMES) -> Path:
+def build_text_store(
+    features_path: str | os.PathLike, out_path: str | os.PathLike, n_frames: int = N_LABEL_FRAMES
+) -> Path:
     """Write the text store of one packed features file (atomically)."""
     names, per_clip = read_packed_labels(features_path)
     templates = np.array([fixed_template(n) for n in names], dtype=np.int16)
@@ -106,8 +107,12 @@ def build_text_store(features_path: str | os.PathLike, out_path: str | os.PathLi
             f.create_dataset("fixed_template", data=templates)
             f.create_dataset("events", data=np.asarray(events, dtype=np.float64).reshape(-1, 4))
             f.create_dataset("event_offsets", data=np.asarray(offsets, dtype=np.int64))
-            f.create_dataset("fixed_sentences", data=sentences.reshape(len(names), n_frames),
-                             dtype=str_dt, compression="gzip" if len(names) else None)
+            f.create_dataset(
+                "fixed_sentences",
+                data=sentences.reshape(len(names), n_frames),
+                dtype=str_dt,
+                compression="gzip" if len(names) else None,
+            )
             f.attrs["templates_sha256"] = templates_fingerprint()
             f.attrs["n_frames"] = n_frames
             f.attrs["source"] = str(features_path)
@@ -156,7 +161,7 @@ class TextStore:
         cached = self._frames_cache.get(i)
         if cached is None:
             frames: list[list[Event]] = [[] for _ in range(self.n_frames)]
-            for f, c, az, d in self._events[self._offsets[i]:self._offsets[i + 1]]:
+            for f, c, az, d in self._events[self._offsets[i] : self._offsets[i + 1]]:
                 frames[int(f)].append((int(c), float(az), float(d)))
             self._frames_cache[i] = cached = frames
         return cached

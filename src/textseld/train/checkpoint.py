@@ -59,12 +59,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
     npd = state["numpy"]
-    np.random.set_state({
-        "bit_generator": npd["bit_generator"],
-        "state": {"key": npd["key"].numpy().astype(np.uint32), "pos": npd["pos"]},
-        "has_gauss": npd["has_gauss"],
-        "gauss": npd["gauss"],
-    })
+    np.random.set_state(
+        {
+            "bit_generator": npd["bit_generator"],
+            "state": {"key": npd["key"].numpy().astype(np.uint32), "pos": npd["pos"]},
+            "has_gauss": npd["has_gauss"],
+            "gauss": npd["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -82,8 +84,9 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in skip}
 
 
-def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], expected: set[str],
-                     source: str | os.PathLike) -> None:
+def check_state_fits(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], expected: set[str], source: str | os.PathLike
+) -> None:
     """Raise CheckpointError unless `state` has exactly the `expected` keys of `own`, with their shapes."""
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -96,8 +99,10 @@ def check_state_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor
             parts.append(f"unexpected {len(unexpected)} key(s) (e.g. {', '.join(unexpected[:3])})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatch(es) (e.g. {k}: file {tuple(state[k].shape)} "
-                         f"vs model {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(wrong)} shape mismatch(es) (e.g. {k}: file {tuple(state[k].shape)} "
+                f"vs model {tuple(own[k].shape)})"
+            )
         raise CheckpointError(f"{source}: weights do not fit this model architecture: " + "; ".join(parts))
 
 
@@ -116,10 +121,20 @@ def load_full_state(module: nn.Module, state: dict[str, torch.Tensor], source: s
 
 
 # ------------------------------------------------------------------ save / load
-def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizers: list, schedulers: list,
-                    epoch: int, step: int, batch_in_epoch: int, best_metric: float | None,
-                    best_epoch: int | None, extra_rng: dict[str, torch.Tensor] | None = None,
-                    extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizers: list,
+    schedulers: list,
+    epoch: int,
+    step: int,
+    batch_in_epoch: int,
+    best_metric: float | None,
+    best_epoch: int | None,
+    extra_rng: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write a resumable checkpoint atomically.
 
     epoch: the epoch in progress (0-based); batch_in_epoch: batches of it
@@ -160,13 +175,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def restore_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, model: nn.Module,
-                       optimizers: list, schedulers: list) -> None:
+def restore_checkpoint(
+    state: dict[str, Any], path: str | os.PathLike, *, model: nn.Module, optimizers: list, schedulers: list
+) -> None:
     """Put model, optimizer, scheduler and global RNG states back (not the extra_rng)."""
     load_trainable_state(model, state["model"], path)
     if len(state["optimizers"]) != len(optimizers) or len(state["schedulers"]) != len(schedulers):
-        raise CheckpointError(f"{path}: holds {len(state['optimizers'])} optimizer(s), "
-                              f"{len(optimizers)} expected")
+        raise CheckpointError(f"{path}: holds {len(state['optimizers'])} optimizer(s), {len(optimizers)} expected")
     for opt, s in zip(optimizers, state["optimizers"]):
         opt.load_state_dict(s)
     for sch, s in zip(schedulers, state["schedulers"]):

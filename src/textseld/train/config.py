@@ -38,7 +38,7 @@ class TrainConfig:
     mae_weight: float = 0.01
     adpit_weight: float = 1.0
     distance_scale: float = 1.0
-    val_batch_size: int | None = None      # None: same as batch_size
+    val_batch_size: int | None = None  # None: same as batch_size
     val_protocol: str = "dcase2025"
     num_workers: int = 0
     # Frames per clip sent through the text encoder during training (random
@@ -52,7 +52,7 @@ class TrainConfig:
     # CPU threads for torch (None = torch's default, all cores). Set it to the
     # job's cores: oversubscribed OpenMP threads slow CPU training many-fold.
     torch_threads: int | None = None
-    progress: bool = True                  # tqdm bars
+    progress: bool = True  # tqdm bars
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -65,9 +65,13 @@ class TrainConfig:
             base = dict(epochs=100, batch_size=8, lr=1e-4, schedule={"name": "cosine"})
         elif name == "finetune":
             base = dict(
-                epochs=50, batch_size=8, lr_pretrained=1e-6, lr_new=1e-4,
+                epochs=50,
+                batch_size=8,
+                lr_pretrained=1e-6,
+                lr_new=1e-4,
                 schedule={"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1},
-                mae_weight=0.01, adpit_weight=1.0,
+                mae_weight=0.01,
+                adpit_weight=1.0,
             )
         else:
             base = dict(epochs=100, batch_size=8, lr=1e-3, schedule={"name": "constant"})
@@ -83,14 +87,15 @@ class TrainConfig:
         values = dict(values or {})
         names = [f.name for f in dataclasses.fields(cls)]
         if "val_fraction" in values:  # one split for every run: not a per-run setting
-            raise ValueError("training config key 'val_fraction': the validation split is shared by every run; "
-                             "set it once (workflow: train.validation_split.fraction; library: the split "
-                             "argument, textseld.data.splits.SplitConfig)")
+            raise ValueError(
+                "training config key 'val_fraction': the validation split is shared by every run; "
+                "set it once (workflow: train.validation_split.fraction; library: the split "
+                "argument, textseld.data.splits.SplitConfig)"
+            )
         unknown = [k for k in values if k not in names]
         if unknown:
             raise ValueError(
-                f"unknown training config key(s) {', '.join(map(repr, unknown))}; "
-                f"valid keys: {', '.join(names)}"
+                f"unknown training config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(names)}"
             )
         cfg = cls.preset(preset, **values) if preset is not None else cls(**values)
         cfg.validate()
@@ -119,29 +124,46 @@ class TrainConfig:
             v = getattr(self, key)
             if optional and v is None:
                 return
-            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, key,
-                 "a positive integer" + (" or null" if optional else ""))
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                key,
+                "a positive integer" + (" or null" if optional else ""),
+            )
 
         def nonneg(key: str) -> None:
             v = getattr(self, key)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
-                 key, "a non-negative number")
+            need(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+                key,
+                "a non-negative number",
+            )
 
         for key in ("epochs", "batch_size"):
             pos_int(key)
-        for key in ("val_batch_size", "text_frames_per_clip", "max_steps_per_epoch", "checkpoint_every_steps",
-                    "torch_threads"):
+        for key in (
+            "val_batch_size",
+            "text_frames_per_clip",
+            "max_steps_per_epoch",
+            "checkpoint_every_steps",
+            "torch_threads",
+        ):
             pos_int(key, optional=True)
         for key in ("lr", "lr_pretrained", "lr_new", "weight_decay", "mae_weight", "adpit_weight"):
             nonneg(key)
-        need(isinstance(self.distance_scale, (int, float)) and self.distance_scale > 0,
-             "distance_scale", "a positive number")
+        need(
+            isinstance(self.distance_scale, (int, float)) and self.distance_scale > 0,
+            "distance_scale",
+            "a positive number",
+        )
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")
         need(self.val_protocol in ("dcase2025", "strict"), "val_protocol", "'dcase2025' or 'strict'")
-        need(self.grad_clip is None or (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0),
-             "grad_clip", "a positive number or null")
+        need(
+            self.grad_clip is None or (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0),
+            "grad_clip",
+            "a positive number or null",
+        )
         self._validate_schedule()
 
     def _validate_schedule(self) -> None:
@@ -151,8 +173,11 @@ class TrainConfig:
                 f"training config key 'schedule': expected a mapping with 'name' one of "
                 f"{', '.join(SCHEDULES)}, got {s!r}"
             )
-        allowed = {"cosine": {"name", "min_factor"}, "multistep": {"name", "milestones", "gamma"},
-                   "constant": {"name"}}[s["name"]]
+        allowed = {
+            "cosine": {"name", "min_factor"},
+            "multistep": {"name", "milestones", "gamma"},
+            "constant": {"name"},
+        }[s["name"]]
         unknown = sorted(set(s) - allowed)
         if unknown:
             raise ValueError(
@@ -161,10 +186,11 @@ class TrainConfig:
             )
         if s["name"] == "multistep":
             ms = s.get("milestones")
-            if not (isinstance(ms, list) and all(isinstance(m, int) and m > 0 for m in ms)
-                    and ms == sorted(ms)):
-                raise ValueError(f"training config key 'schedule.milestones': expected an increasing "
-                                 f"list of positive epochs, got {ms!r}")
+            if not (isinstance(ms, list) and all(isinstance(m, int) and m > 0 for m in ms) and ms == sorted(ms)):
+                raise ValueError(
+                    f"training config key 'schedule.milestones': expected an increasing "
+                    f"list of positive epochs, got {ms!r}"
+                )
             gamma = s.get("gamma", 0.1)
             if not (isinstance(gamma, (int, float)) and 0 < gamma <= 1):
                 raise ValueError(f"training config key 'schedule.gamma': expected a number in (0, 1], got {gamma!r}")

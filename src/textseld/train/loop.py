@@ -77,14 +77,15 @@ class EpochSampler(Sampler[int]):
     so the data order of a resumed epoch is the interrupted one.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
-                 max_batches: int | None = None):
+    def __init__(
+        self, n: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, max_batches: int | None = None
+    ):
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
         perm = torch.randperm(n, generator=g).tolist()
         n_batches = math.ceil(n / batch_size)
         if max_batches is not None:
             n_batches = min(n_batches, max_batches)
-        self.indices = perm[start_batch * batch_size: n_batches * batch_size]
+        self.indices = perm[start_batch * batch_size : n_batches * batch_size]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -98,13 +99,19 @@ def batches_per_epoch(n: int, cfg: TrainConfig) -> int:
     return min(n_batches, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n_batches
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, num_workers: int,
-                seed: int) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, num_workers: int, seed: int) -> DataLoader:
     # An explicit generator: otherwise creating the iterator draws a worker
     # seed from the global torch RNG, which a resumed run would draw elsewhere.
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-                      num_workers=num_workers, generator=torch.Generator().manual_seed(int(seed)),
-                      persistent_workers=False, pin_memory=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(int(seed)),
+        persistent_workers=False,
+        pin_memory=False,
+    )
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -245,8 +252,9 @@ def _discard_run_state(run_dir: Path) -> None:
 
 # ------------------------------------------------------------------- validation
 @torch.no_grad()
-def validate(task: Task, dataset: Dataset, refs: dict[str, np.ndarray], cfg: TrainConfig,
-             device: torch.device, seed: int) -> dict[str, Any]:
+def validate(
+    task: Task, dataset: Dataset, refs: dict[str, np.ndarray], cfg: TrainConfig, device: torch.device, seed: int
+) -> dict[str, Any]:
     """Decode every validation clip and score it against its reference rows (F, DOAE, RDE)."""
     from textseld.metrics.decode import decode_output
     from textseld.metrics.seld import score
@@ -263,10 +271,18 @@ def validate(task: Task, dataset: Dataset, refs: dict[str, np.ndarray], cfg: Tra
 
 
 # ------------------------------------------------------------------------- fit
-def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer,
-        train_set: Dataset, val_set: Dataset, val_refs: dict[str, np.ndarray], cfg: TrainConfig,
-        seed: int, device: torch.device,
-        on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def fit(
+    run_dir: str | os.PathLike,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    train_set: Dataset,
+    val_set: Dataset,
+    val_refs: dict[str, np.ndarray],
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Train `task` for cfg.epochs, resuming from run_dir/last.pt if it exists.
 
     Returns the validation metrics of the best epoch (also in val_metrics.json).
@@ -297,8 +313,9 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
         task_gen.set_state(state["extra_rng"]["task"])
         epoch, step, batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
         best_metric, best_epoch = state["best_metric"], state["best_epoch"]
-        best_metrics = json.loads((run_dir / "val_metrics.json").read_text(encoding="utf-8")) \
-            if best_epoch is not None else None
+        best_metrics = (
+            json.loads((run_dir / "val_metrics.json").read_text(encoding="utf-8")) if best_epoch is not None else None
+        )
         partial = state["extra"].get("partial", {}) if batch_in_epoch else {}
         log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch, batch_in_epoch, step)
     rows = [r for r in _read_log(log_path) if int(r["epoch"]) < epoch]
@@ -306,10 +323,19 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
     def checkpoint(path: Path, at_epoch: int, at_batch: int, extra: dict, full: bool = True) -> None:
         if full:  # last.pt: also what best.pt / val_metrics.json are rebuilt from
             extra = {**extra, "best_metrics": best_metrics}
-        save_checkpoint(path, model=task.model, optimizers=[optimizer] if full else [],
-                        schedulers=[scheduler] if full else [], epoch=at_epoch, step=step,
-                        batch_in_epoch=at_batch, best_metric=best_metric, best_epoch=best_epoch,
-                        extra_rng={"task": task_gen.get_state()}, extra=extra)
+        save_checkpoint(
+            path,
+            model=task.model,
+            optimizers=[optimizer] if full else [],
+            schedulers=[scheduler] if full else [],
+            epoch=at_epoch,
+            step=step,
+            batch_in_epoch=at_batch,
+            best_metric=best_metric,
+            best_epoch=best_epoch,
+            extra_rng={"task": task_gen.get_state()},
+            extra=extra,
+        )
 
     n_train = len(cast(Sized, train_set))  # map-style datasets (PackedDataset) have a length
     n_batches = batches_per_epoch(n_train, cfg)
@@ -320,8 +346,9 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
         sampler = EpochSampler(n_train, cfg.batch_size, seed, epoch, batch_in_epoch, cfg.max_steps_per_epoch)
         loader = make_loader(train_set, cfg.batch_size, sampler, cfg.num_workers, seed)
         task.model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), leave=False,
-                   disable=not cfg.progress)
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), leave=False, disable=not cfg.progress
+        )
         for batch in bar:
             losses = task.losses(to_device(batch, device), task_gen)
             optimizer.zero_grad(set_to_none=True)
@@ -335,10 +362,13 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
-            if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
-                    and batch_in_epoch < n_batches:
-                checkpoint(last_path, epoch, batch_in_epoch, {"partial": {
-                    "sums": sums, "batches": done, "seconds": time.monotonic() - t0}})
+            if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and batch_in_epoch < n_batches:
+                checkpoint(
+                    last_path,
+                    epoch,
+                    batch_in_epoch,
+                    {"partial": {"sums": sums, "batches": done, "seconds": time.monotonic() - t0}},
+                )
             if on_step is not None:
                 on_step(epoch, step)
         lrs = {f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}
@@ -361,8 +391,15 @@ def fit(run_dir: str | os.PathLike, task: Task, optimizer: torch.optim.Optimizer
         checkpoint(last_path, epoch, 0, {})
         if improved and best_epoch is not None and best_metrics is not None:  # both set when improved
             _publish_best(run_dir, best_epoch, best_metrics)
-        log.info("epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f", epoch, cfg.epochs,
-                 row["loss"], metrics["F"], metrics["DOAE"], metrics["RDE"])
+        log.info(
+            "epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f",
+            epoch,
+            cfg.epochs,
+            row["loss"],
+            metrics["F"],
+            metrics["DOAE"],
+            metrics["RDE"],
+        )
     if best_epoch is None or best_metrics is None or not best_path.is_file():
         raise RuntimeError(f"{run_dir}: training finished without a validation result")
     # Fresh modification times: a workflow compares them with its inputs', and best.pt may be

@@ -51,10 +51,17 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
 
 
 @torch.no_grad()
-def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, stats_h5: str | os.PathLike | None,
-                  out_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None,
-                  batch_size: int | None = None, threads: int | None = None,
-                  manifest: str | os.PathLike | None = None) -> list[Path]:
+def predict_split(
+    run_dir: str | os.PathLike,
+    features_h5: str | os.PathLike,
+    stats_h5: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    checkpoint: str = "best",
+    device: str | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    manifest: str | os.PathLike | None = None,
+) -> list[Path]:
     """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only).
 
     stats_h5: the normalisation statistics (None: the run's own, see run_stats).
@@ -71,8 +78,13 @@ def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, st
         torch.set_num_threads(threads)
     config, task, train_cfg, dev = load_run(run_dir, checkpoint, device)
     dataset = PackedDataset(features_h5, run_stats(run_dir, config, stats_h5))
-    loader = make_loader(dataset, batch_size or train_cfg.val_batch_size or train_cfg.batch_size, None,
-                         train_cfg.num_workers, int(config["seed"]))
+    loader = make_loader(
+        dataset,
+        batch_size or train_cfg.val_batch_size or train_cfg.batch_size,
+        None,
+        train_cfg.num_workers,
+        int(config["seed"]),
+    )
     final = Path(out_dir)
     target = _fresh_folder(final) if manifest is not None else final
     target.mkdir(parents=True, exist_ok=True)
@@ -83,8 +95,11 @@ def predict_split(run_dir: str | os.PathLike, features_h5: str | os.PathLike, st
     if manifest is not None:
         _swap_folder(target, final)
         paths = [final / p.name for p in paths]
-        write_text_atomic(manifest, json.dumps({"folder": str(final), "n_files": len(paths),
-                                                "files": sorted(p.name for p in paths)}, indent=2) + "\n")
+        write_text_atomic(
+            manifest,
+            json.dumps({"folder": str(final), "n_files": len(paths), "files": sorted(p.name for p in paths)}, indent=2)
+            + "\n",
+        )
     log.info("wrote %d prediction files to %s", len(paths), final)
     return paths
 
@@ -108,7 +123,7 @@ def _swap_folder(new: Path, final: Path) -> None:
 
     os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700
     if final.exists():
-        old = new.with_name(new.name[:-len(".tmp")] + ".old.tmp")
+        old = new.with_name(new.name[: -len(".tmp")] + ".old.tmp")
         os.replace(final, old)
         os.replace(new, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -125,13 +140,16 @@ def run_stats(run_dir: str | os.PathLike, config: dict, stats_h5: str | os.PathL
     recorded = config.get("inputs", {}).get("stats_h5")
     if stats_h5 is None:
         if not recorded or not Path(recorded).is_file():
-            raise FileNotFoundError(f"{run_dir}: the statistics it trained with ({recorded}) are not there; "
-                                    f"give the training split's stats.h5 (--stats)")
+            raise FileNotFoundError(
+                f"{run_dir}: the statistics it trained with ({recorded}) are not there; "
+                f"give the training split's stats.h5 (--stats)"
+            )
         return Path(recorded)
     expected = config.get("input_sha256", {}).get("stats_h5")
     if expected and Path(stats_h5).is_file() and sha256_file(stats_h5) != expected:
-        log.warning("%s: not the statistics %s trained with (%s); its predictions may be off", stats_h5,
-                    run_dir, recorded)
+        log.warning(
+            "%s: not the statistics %s trained with (%s); its predictions may be off", stats_h5, run_dir, recorded
+        )
     return Path(stats_h5)
 
 
@@ -165,8 +183,10 @@ def read_stereo(path: str | os.PathLike) -> np.ndarray:
         raise AudioInputError(f"{path}: audio file not found")
     short = _wav_shortfall(Path(path))
     if short is not None:
-        raise AudioInputError(f"{path}: truncated WAV: its header declares {short[1]} bytes of audio, the file "
-                              f"holds {short[0]}; predicting it would score a partial recording as whole")
+        raise AudioInputError(
+            f"{path}: truncated WAV: its header declares {short[1]} bytes of audio, the file "
+            f"holds {short[0]}; predicting it would score a partial recording as whole"
+        )
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
@@ -188,7 +208,7 @@ def windows(audio: np.ndarray) -> list[np.ndarray]:
     n = audio.shape[1]
     out = []
     for start in range(0, max(n, 1), CLIP_SAMPLES):
-        chunk = audio[:, start:start + CLIP_SAMPLES]
+        chunk = audio[:, start : start + CLIP_SAMPLES]
         if chunk.shape[1] < CLIP_SAMPLES:
             chunk = np.pad(chunk, ((0, 0), (0, CLIP_SAMPLES - chunk.shape[1])))
         out.append(chunk)
@@ -205,9 +225,14 @@ def _standardise(feats: dict[str, torch.Tensor], stats_h5) -> dict[str, torch.Te
 
 
 @torch.no_grad()
-def predict_audio(run_dir: str | os.PathLike, audio: list[str | os.PathLike], out_dir: str | os.PathLike,
-                  checkpoint: str = "best", stats_h5: str | os.PathLike | None = None,
-                  device: str | None = None) -> list[Path]:
+def predict_audio(
+    run_dir: str | os.PathLike,
+    audio: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    checkpoint: str = "best",
+    stats_h5: str | os.PathLike | None = None,
+    device: str | None = None,
+) -> list[Path]:
     """Write `<out_dir>/<wav stem>.csv` for each stereo WAV of any length and sample rate.
 
     Long files are processed in 5 s windows, frame indices continuing across
@@ -222,9 +247,11 @@ def predict_audio(run_dir: str | os.PathLike, audio: list[str | os.PathLike], ou
     by_stem: dict[str, Path] = {}
     for p in map(Path, audio):  # one CSV per stem: two inputs with one stem would overwrite each other
         if p.stem in by_stem:
-            raise AudioInputError(f"{p}: has the file name stem of {by_stem[p.stem]} ({p.stem!r}); both would be "
-                                  f"written to {Path(out_dir) / (p.stem + '.csv')}: predict them into separate "
-                                  f"folders")
+            raise AudioInputError(
+                f"{p}: has the file name stem of {by_stem[p.stem]} ({p.stem!r}); both would be "
+                f"written to {Path(out_dir) / (p.stem + '.csv')}: predict them into separate "
+                f"folders"
+            )
         by_stem[p.stem] = p
     config, task, _, dev = load_run(run_dir, checkpoint, device)
     stats_h5 = run_stats(run_dir, config, stats_h5)
@@ -236,7 +263,7 @@ def predict_audio(run_dir: str | os.PathLike, audio: list[str | os.PathLike], ou
         # One window at a time: each is peak-normalised on its own, like a 5 s dataset clip.
         rows = []
         for w, chunk in enumerate(chunks):
-            feats = _standardise(compute_features(chunk[None], names=labels[w:w + 1]), stats_h5)
+            feats = _standardise(compute_features(chunk[None], names=labels[w : w + 1]), stats_h5)
             batch: dict[str, Any] = {k: feats[k].to(dev) for k in ("src", "doa", "dist")}
             batch["name"] = [path.stem]
             r = decode_output(task.predict(batch)[0].float().cpu())

@@ -43,8 +43,7 @@ TEXTS = ("clip", "bert")
 HEADS = ("grep", "trep")
 SOURCES = ("rcc", "beats")
 # Training keys that may differ between an interrupted run and its resumption.
-RESUME_FREE_KEYS = ("device", "num_workers", "progress", "checkpoint_every_steps", "val_batch_size",
-                    "torch_threads")
+RESUME_FREE_KEYS = ("device", "num_workers", "progress", "checkpoint_every_steps", "val_batch_size", "torch_threads")
 
 
 class RunConfigError(ValueError):
@@ -91,8 +90,9 @@ def _weights_entry(info: dict | None) -> dict | str:
 
 
 # --------------------------------------------------------------- model build
-def build_run_model(config: dict, device: torch.device | str = "cpu",
-                    load_pretrained: bool = True) -> tuple[nn.Module, Any]:
+def build_run_model(
+    config: dict, device: torch.device | str = "cpu", load_pretrained: bool = True
+) -> tuple[nn.Module, Any]:
     """Rebuild the model of a run from its config.json content (under the run's seed).
 
     Returns (model, text_encoder or None). Frozen pretrained parts are loaded
@@ -117,10 +117,13 @@ def build_run_model(config: dict, device: torch.device | str = "cpu",
         encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
         encoder.lock()
         if encoder.width != cfg.token_width:
-            raise RunConfigError(f"text encoder {config['text']!r} has width {encoder.width} but the model "
-                                 f"config's token_width is {cfg.token_width}; they must be equal")
-        model = build_model(source=config["source"], text=config["text"], head=config["head"], cfg=cfg,
-                            text_encoder=encoder)
+            raise RunConfigError(
+                f"text encoder {config['text']!r} has width {encoder.width} but the model "
+                f"config's token_width is {cfg.token_width}; they must be equal"
+            )
+        model = build_model(
+            source=config["source"], text=config["text"], head=config["head"], cfg=cfg, text_encoder=encoder
+        )
         if load_pretrained:
             load_pretrained_tokenizer(model, config["inputs"]["pretrained_dir"], config["source"])
     return model.to(device), encoder
@@ -132,8 +135,16 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
         return AudioTask(model, train_cfg.distance_scale, train_cfg.adpit_weight)
     from textseld.text.templates import TEMPLATES
 
-    return TextTask(model, sentence, gt_embed, len(TEMPLATES), train_cfg.mae_weight, train_cfg.adpit_weight,
-                    train_cfg.distance_scale, train_cfg.text_frames_per_clip)
+    return TextTask(
+        model,
+        sentence,
+        gt_embed,
+        len(TEMPLATES),
+        train_cfg.mae_weight,
+        train_cfg.adpit_weight,
+        train_cfg.distance_scale,
+        train_cfg.text_frames_per_clip,
+    )
 
 
 def weights_record(config: dict, model: nn.Module, encoder) -> dict:
@@ -175,19 +186,28 @@ def input_hashes(inputs: dict) -> dict[str, str]:
 
 def _changed_keys(old: dict, new: dict) -> list[str]:
     """The configuration keys in which a run directory's config.json differs from a new run's."""
-    changed = sorted(k for k in set(old) | set(new)
-                     if k not in ("inputs", "textseld_version", "train", "input_sha256") and old.get(k) != new.get(k))
+    changed = sorted(
+        k
+        for k in set(old) | set(new)
+        if k not in ("inputs", "textseld_version", "train", "input_sha256") and old.get(k) != new.get(k)
+    )
     # How a run is executed may change on resume (device, workers, ...), what it computes not.
     old_train, new_train = dict(old.get("train") or {}), dict(new.get("train") or {})
-    changed += sorted(f"train.{k}" for k in set(old_train) | set(new_train)
-                      if k not in RESUME_FREE_KEYS and old_train.get(k) != new_train.get(k))
+    changed += sorted(
+        f"train.{k}"
+        for k in set(old_train) | set(new_train)
+        if k not in RESUME_FREE_KEYS and old_train.get(k) != new_train.get(k)
+    )
     # What it trained on: the content of its inputs (a run without the record cannot be trusted).
     old_sha, new_sha = old.get("input_sha256"), new.get("input_sha256")
     if old_sha is None and new_sha is not None:
         changed.append("input_sha256 (not recorded by the old run)")
     elif new_sha is not None and old_sha is not None:
-        changed += sorted(f"content of {old.get('inputs', {}).get(k, k)} ({k})" for k in set(old_sha) | set(new_sha)
-                          if old_sha.get(k) != new_sha.get(k))
+        changed += sorted(
+            f"content of {old.get('inputs', {}).get(k, k)} ({k})"
+            for k in set(old_sha) | set(new_sha)
+            if old_sha.get(k) != new_sha.get(k)
+        )
     return changed
 
 
@@ -205,15 +225,20 @@ def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error
         old = json.loads(path.read_text(encoding="utf-8"))
         changed = _changed_keys(old, config)
         if changed and on_config_change == "restart":
-            log.warning("%s: configuration or inputs changed (%s); discarding the old run and starting afresh",
-                        run_dir, ", ".join(changed))
+            log.warning(
+                "%s: configuration or inputs changed (%s); discarding the old run and starting afresh",
+                run_dir,
+                ", ".join(changed),
+            )
             for name in RUN_STATE_FILES:
                 (run_dir / name).unlink(missing_ok=True)
             for kept in run_dir.glob(KEPT_BEST_GLOB):
                 kept.unlink()
         elif changed:
-            raise RunConfigError(f"{run_dir}: holds a run started with a different configuration "
-                                 f"(differs in: {', '.join(changed)}); use a fresh run directory")
+            raise RunConfigError(
+                f"{run_dir}: holds a run started with a different configuration "
+                f"(differs in: {', '.join(changed)}); use a fresh run directory"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -233,15 +258,28 @@ def _splits(run_dir: Path, train_h5, stats_h5, split):
     except ValueError as exc:
         raise RunConfigError(str(exc)) from None
     val_names = [names[int(i)] for i in val_idx]
-    write_text_atomic(run_dir / "split.json", json.dumps({
-        **split.to_dict(), "n_train": len(train_idx),
-        "validation_recordings": sorted({"room{}_mix{:03d}".format(*recording_key(n)) for n in val_names}),
-        "validation_clips": val_names}, indent=2) + "\n")
+    write_text_atomic(
+        run_dir / "split.json",
+        json.dumps(
+            {
+                **split.to_dict(),
+                "n_train": len(train_idx),
+                "validation_recordings": sorted({"room{}_mix{:03d}".format(*recording_key(n)) for n in val_names}),
+                "validation_clips": val_names,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     refs = {n: np.asarray(full.label_rows(int(i)), dtype=np.float64) for n, i in zip(val_names, val_idx)}
-    log.info("%s: %d training clips, %d validation clips (split seed %d)", train_h5, len(train_idx),
-             len(val_idx), split.seed)
-    return (PackedDataset(train_h5, stats_h5, indices=train_idx.tolist()),
-            PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()), refs)
+    log.info(
+        "%s: %d training clips, %d validation clips (split seed %d)", train_h5, len(train_idx), len(val_idx), split.seed
+    )
+    return (
+        PackedDataset(train_h5, stats_h5, indices=train_idx.tolist()),
+        PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()),
+        refs,
+    )
 
 
 def _param_groups(model: nn.Module, train_cfg: TrainConfig, kind: str) -> list[dict]:
@@ -263,8 +301,10 @@ def _param_groups(model: nn.Module, train_cfg: TrainConfig, kind: str) -> list[d
     text_trainable = [n for n, p in text_model.text_encoder.named_parameters() if p.requires_grad]
     if text_trainable:
         raise RuntimeError(f"text encoder parameters are trainable after lock(): {text_trainable[:3]}")
-    return [{"params": pretrained, "lr": train_cfg.lr_pretrained, "name": "pretrained"},
-            {"params": new, "lr": train_cfg.lr_new, "name": "new"}]
+    return [
+        {"params": pretrained, "lr": train_cfg.lr_pretrained, "name": "pretrained"},
+        {"params": new, "lr": train_cfg.lr_new, "name": "new"},
+    ]
 
 
 def make_optimizer(model: nn.Module, train_cfg: TrainConfig, kind: str) -> torch.optim.Adam:
@@ -278,12 +318,16 @@ def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
     best, cfg_path = pdir / "best.pt", pdir / "config.json"
     if not best.is_file() or not cfg_path.is_file():
         missing = best if not best.is_file() else cfg_path
-        raise RunConfigError(f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain "
-                             f"--source {source} --run-dir {pdir}` first)")
+        raise RunConfigError(
+            f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain "
+            f"--source {source} --run-dir {pdir}` first)"
+        )
     pcfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     if pcfg.get("kind") != "pretrain" or pcfg.get("source") != source:
-        raise RunConfigError(f"{pdir}: is a {pcfg.get('kind')} run with source {pcfg.get('source')!r}; "
-                             f"finetuning needs a pretrain run with source {source!r}")
+        raise RunConfigError(
+            f"{pdir}: is a {pcfg.get('kind')} run with source {pcfg.get('source')!r}; "
+            f"finetuning needs a pretrain run with source {source!r}"
+        )
     return pcfg
 
 
@@ -309,13 +353,21 @@ def _check_store_names(store, train_h5) -> None:
 
     names = list(PackedDataset(train_h5).names)
     if list(store.names) != names:
-        raise RunConfigError(f"{store.path}: its clips are not those of {train_h5} in the same order; "
-                             f"rebuild it from that file with `textseld texts`")
+        raise RunConfigError(
+            f"{store.path}: its clips are not those of {train_h5} in the same order; "
+            f"rebuild it from that file with `textseld texts`"
+        )
 
 
 # ------------------------------------------------------------------ training
-def _train(run_dir, config: dict, train_cfg: TrainConfig,
-           make: Callable[[nn.Module, Any], Any], on_step=None, on_config_change: str = "error") -> dict:
+def _train(
+    run_dir,
+    config: dict,
+    train_cfg: TrainConfig,
+    make: Callable[[nn.Module, Any], Any],
+    on_step=None,
+    on_config_change: str = "error",
+) -> dict:
     run_dir = Path(run_dir)
     config["input_sha256"] = input_hashes(config["inputs"])
     _prepare_run_dir(run_dir, config, on_config_change)
@@ -326,28 +378,45 @@ def _train(run_dir, config: dict, train_cfg: TrainConfig,
     device = resolve_device(train_cfg.device)
     model, encoder = build_run_model(config, device="cpu")
     task = make(model, encoder)
-    write_text_atomic(run_dir / "weights.json",
-                      json.dumps(weights_record(config, model, encoder), indent=2) + "\n")
+    write_text_atomic(run_dir / "weights.json", json.dumps(weights_record(config, model, encoder), indent=2) + "\n")
     model.to(device)
     optimizer = make_optimizer(model, train_cfg, config["kind"])
     from textseld.data.splits import SplitConfig
 
-    train_set, val_set, refs = _splits(run_dir, config["inputs"]["train_h5"], config["inputs"]["stats_h5"],
-                                       SplitConfig.from_dict(config["split"]))
+    train_set, val_set, refs = _splits(
+        run_dir, config["inputs"]["train_h5"], config["inputs"]["stats_h5"], SplitConfig.from_dict(config["split"])
+    )
     return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
 
 
 def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs: dict, split, **names) -> dict:
     from textseld.data.splits import SplitConfig
 
-    return {"kind": kind, "seed": int(seed), **names, "model": _plain(model_cfg), "train": _plain(train_cfg),
-            "split": SplitConfig.from_dict(split).to_dict(),
-            # absolute: the run directory is used from other working directories (predict)
-            "inputs": {k: os.path.abspath(v) for k, v in inputs.items()}, "textseld_version": __version__}
+    return {
+        "kind": kind,
+        "seed": int(seed),
+        **names,
+        "model": _plain(model_cfg),
+        "train": _plain(train_cfg),
+        "split": SplitConfig.from_dict(split).to_dict(),
+        # absolute: the run directory is used from other working directories (predict)
+        "inputs": {k: os.path.abspath(v) for k, v in inputs.items()},
+        "textseld_version": __version__,
+    }
 
 
-def pretrain(run_dir, train_h5, stats_h5, source: str, model_cfg=None, train_cfg=None, seed: int = 0,
-             on_step=None, on_config_change: str = "error", split=None) -> dict:
+def pretrain(
+    run_dir,
+    train_h5,
+    stats_h5,
+    source: str,
+    model_cfg=None,
+    train_cfg=None,
+    seed: int = 0,
+    on_step=None,
+    on_config_change: str = "error",
+    split=None,
+) -> dict:
     """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT.
 
     on_config_change: what to do when run_dir holds a run with another
@@ -356,24 +425,66 @@ def pretrain(run_dir, train_h5, stats_h5, source: str, model_cfg=None, train_cfg
     defaults), the one `stats_h5` was computed without."""
     _choice(source, SOURCES, "source encoder")
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "pretrain")
-    config = _base_config("pretrain", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5}, split,
-                          source=source, text=None, head="pretrain")
+    config = _base_config(
+        "pretrain",
+        seed,
+        mcfg,
+        tcfg,
+        {"train_h5": train_h5, "stats_h5": stats_h5},
+        split,
+        source=source,
+        text=None,
+        head="pretrain",
+    )
     return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
 
 
-def train_baseline(run_dir, train_h5, stats_h5, model_cfg=None, train_cfg=None, seed: int = 0,
-                   on_step=None, on_config_change: str = "error", split=None) -> dict:
+def train_baseline(
+    run_dir,
+    train_h5,
+    stats_h5,
+    model_cfg=None,
+    train_cfg=None,
+    seed: int = 0,
+    on_step=None,
+    on_config_change: str = "error",
+    split=None,
+) -> dict:
     """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change and split as in
     pretrain."""
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "baseline")
-    config = _base_config("baseline", seed, mcfg, tcfg, {"train_h5": train_h5, "stats_h5": stats_h5}, split,
-                          source=None, text=None, head=None)
+    config = _base_config(
+        "baseline",
+        seed,
+        mcfg,
+        tcfg,
+        {"train_h5": train_h5, "stats_h5": stats_h5},
+        split,
+        source=None,
+        text=None,
+        head=None,
+    )
     return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
 
 
-def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, text: str, head: str,
-             model_cfg=None, text_cfg=None, train_cfg=None, seed: int = 0, on_step=None,
-             cache_gt: bool = True, on_config_change: str = "error", split=None) -> dict:
+def finetune(
+    run_dir,
+    train_h5,
+    stats_h5,
+    texts,
+    pretrained_dir,
+    source: str,
+    text: str,
+    head: str,
+    model_cfg=None,
+    text_cfg=None,
+    train_cfg=None,
+    seed: int = 0,
+    on_step=None,
+    cache_gt: bool = True,
+    on_config_change: str = "error",
+    split=None,
+) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
     texts: the TextStore file of the training split. cache_gt=False embeds
@@ -385,14 +496,23 @@ def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, te
     _choice(head, HEADS, "head")
     mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
-    config = _base_config("finetune", seed, mcfg, tcfg,
-                          {"train_h5": train_h5, "stats_h5": stats_h5, "texts": texts,
-                           "pretrained_dir": pretrained_dir}, split,
-                          source=source, text=text, head=head)
+    config = _base_config(
+        "finetune",
+        seed,
+        mcfg,
+        tcfg,
+        {"train_h5": train_h5, "stats_h5": stats_h5, "texts": texts, "pretrained_dir": pretrained_dir},
+        split,
+        source=source,
+        text=text,
+        head=head,
+    )
     if pcfg.get("split") != config["split"]:
-        raise RunConfigError(f"{pretrained_dir}: pretrained with validation split {pcfg.get('split')}, this "
-                             f"finetuning uses {config['split']}; its validation clips could be clips the "
-                             f"tokenizer trained on: use one validation split for every run")
+        raise RunConfigError(
+            f"{pretrained_dir}: pretrained with validation split {pcfg.get('split')}, this "
+            f"finetuning uses {config['split']}; its validation clips could be clips the "
+            f"tokenizer trained on: use one validation split for every run"
+        )
     config["text_encoder"] = _plain(xcfg)
     for key in ("clip_weights", "bert_path"):  # local weight files: absolute, like the inputs
         if config["text_encoder"].get(key):
@@ -407,9 +527,11 @@ def finetune(run_dir, train_h5, stats_h5, texts, pretrained_dir, source: str, te
         if cache_gt:
             gt_embed = GroundTruthCache(encoder).embed
         else:
+
             def gt_embed(sentences):
                 with torch.no_grad():
                     return encoder.embed_sentences(sentences)
+
         return make_task(config, model, tcfg, store.sentence, gt_embed)
 
     return _train(run_dir, config, tcfg, make, on_step, on_config_change)

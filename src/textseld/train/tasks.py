@@ -83,10 +83,17 @@ class TextTask:
     be None for a task that only predicts.
     """
 
-    def __init__(self, model: nn.Module, sentence: Callable[[int, int, int], str] | None,
-                 gt_embed: Callable[[list[str]], torch.Tensor] | None, n_templates: int,
-                 mae_weight: float = 0.01, adpit_weight: float = 1.0, distance_scale: float = 1.0,
-                 frames_per_clip: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        sentence: Callable[[int, int, int], str] | None,
+        gt_embed: Callable[[list[str]], torch.Tensor] | None,
+        n_templates: int,
+        mae_weight: float = 0.01,
+        adpit_weight: float = 1.0,
+        distance_scale: float = 1.0,
+        frames_per_clip: int | None = None,
+    ):
         from textseld.losses import adpit_loss, embedding_mae
 
         self.model = model
@@ -104,8 +111,13 @@ class TextTask:
         tids = torch.randint(0, self.n_templates, (batch_size,), generator=generator)
         if self.frames_per_clip is None:
             return tids, None
-        frames = torch.stack([torch.randperm(N_LABEL_FRAMES, generator=generator)[: self.frames_per_clip]
-                              for _ in range(batch_size)]).sort(dim=1).values
+        frames = (
+            torch.stack(
+                [torch.randperm(N_LABEL_FRAMES, generator=generator)[: self.frames_per_clip] for _ in range(batch_size)]
+            )
+            .sort(dim=1)
+            .values
+        )
         return tids, frames
 
     def losses(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -124,8 +136,9 @@ class TextTask:
         adpit = self._adpit(out, target, distance_scale=self.distance_scale)
         frame_lists = frames.tolist() if frames is not None else [list(range(N_LABEL_FRAMES))] * bsz
         clip_indices = [int(i) for i in batch["index"]]
-        sentences = [self.sentence(ci, f, int(t))
-                     for ci, t, fl in zip(clip_indices, tids.tolist(), frame_lists) for f in fl]
+        sentences = [
+            self.sentence(ci, f, int(t)) for ci, t, fl in zip(clip_indices, tids.tolist(), frame_lists) for f in fl
+        ]
         gt = self.gt_embed(sentences).to(device=device, dtype=aux["A"].dtype)
         mae = self._mae(aux["A"], gt.reshape(aux["A"].shape))
         loss = self.mae_weight * mae + self.adpit_weight * adpit

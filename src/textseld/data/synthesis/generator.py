@@ -70,8 +70,9 @@ def clip_rng(seed: int, split_code: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(split_code), int(index)]))
 
 
-def render_scene(scene: Scene, dry: list[np.ndarray], rng: np.random.Generator,
-                 order: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(
+    scene: Scene, dry: list[np.ndarray], rng: np.random.Generator, order: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Spatialise dry event signals (see scene.dry_signals) in the scene's room.
 
     Returns (W, Y) of the events alone (2, CLIP_SAMPLES) and the diffuse
@@ -84,8 +85,9 @@ def render_scene(scene: Scene, dry: list[np.ndarray], rng: np.random.Generator,
         if nz.size == 0:
             continue
         a, b = int(nz[0]), int(nz[-1]) + 1
-        rirs = render_rirs(scene.room, scene.room.source_position(ev.distance, ev.azimuth, ev.elevation),
-                           SAMPLE_RATE, order)
+        rirs = render_rirs(
+            scene.room, scene.room.source_position(ev.distance, ev.azimuth, ev.elevation), SAMPLE_RATE, order
+        )
         wet = signal.oaconvolve(x[None, a:b], rirs, axes=1)
         end = min(TIMELINE, a + wet.shape[1])
         wy[:, a:end] += wet[:, : end - a]
@@ -170,9 +172,16 @@ def _remove_stale(root: Path, split: str, keep: set[str]) -> int:
     return removed
 
 
-def synthesize_dataset(out, train_clips: int, test_clips: int, seed: int, workers: int = 1,
-                       progress: bool = True, speech_backend: str = "auto",
-                       scene: SceneConfig | dict | None = None) -> dict:
+def synthesize_dataset(
+    out,
+    train_clips: int,
+    test_clips: int,
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+    speech_backend: str = "auto",
+    scene: SceneConfig | dict | None = None,
+) -> dict:
     """Write `train_clips` clips to dev-train-synth (fold3) and `test_clips` to
     dev-test-synth (fold4) under `out` (stereo_dev/ and metadata_dev/), plus
     `synth_summary.json`. workers: processes (0 = all cores). Earlier synthetic
@@ -188,8 +197,11 @@ def synthesize_dataset(out, train_clips: int, test_clips: int, seed: int, worker
     n_workers = (os.cpu_count() or 1) if workers == 0 else int(workers)
     root = Path(out)
     counts = {SYNTH_TRAIN_SPLIT: int(train_clips), SYNTH_TEST_SPLIT: int(test_clips)}
-    tasks = [ClipTask(str(root), split, fold, code, i, int(seed), backend, exe, scene_cfg)
-             for split, fold, code in SPLITS for i in range(counts[split])]
+    tasks = [
+        ClipTask(str(root), split, fold, code, i, int(seed), backend, exe, scene_cfg)
+        for split, fold, code in SPLITS
+        for i in range(counts[split])
+    ]
     for split, fold, _ in SPLITS:
         (root / AUDIO_ROOT / split).mkdir(parents=True, exist_ok=True)
         (root / META_ROOT / split).mkdir(parents=True, exist_ok=True)
@@ -208,20 +220,32 @@ def synthesize_dataset(out, train_clips: int, test_clips: int, seed: int, worker
                 bar.update()
     bar.close()
     seconds = time.perf_counter() - t0
-    summary: dict[str, Any] = {"root": str(root), "seed": int(seed), "speech_backend": backend, "workers": n_workers,
-               "seconds": round(seconds, 3), "seconds_per_clip": round(seconds / max(len(tasks), 1), 4),
-               "scene": scene_cfg.to_dict(), "splits": {}}
+    summary: dict[str, Any] = {
+        "root": str(root),
+        "seed": int(seed),
+        "speech_backend": backend,
+        "workers": n_workers,
+        "seconds": round(seconds, 3),
+        "seconds_per_clip": round(seconds / max(len(tasks), 1), 4),
+        "scene": scene_cfg.to_dict(),
+        "splits": {},
+    }
     for split, _, _ in SPLITS:
         part = [s for s in stats if s["split"] == split]
         summary["splits"][split] = {
             "clips": len(part),
             "events": int(sum(s["events"] for s in part)),
-            "class_counts": np.sum([s["class_counts"] for s in part], axis=0).astype(int).tolist() if part else [0] * N_CLASSES,
-            "silent_frame_fraction": round(sum(s["silent_frames"] for s in part) / max(len(part) * N_LABEL_FRAMES, 1), 4),
+            "class_counts": np.sum([s["class_counts"] for s in part], axis=0).astype(int).tolist()
+            if part
+            else [0] * N_CLASSES,
+            "silent_frame_fraction": round(
+                sum(s["silent_frames"] for s in part) / max(len(part) * N_LABEL_FRAMES, 1), 4
+            ),
             "max_polyphony": max((s["max_polyphony"] for s in part), default=0),
             "mean_rt60": round(float(np.mean([s["rt60"] for s in part])), 3) if part else None,
         }
     write_text_atomic(root / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    log.info("synthesised %d clips in %.1f s (%.3f s/clip) under %s", len(tasks), seconds,
-             summary["seconds_per_clip"], root)
+    log.info(
+        "synthesised %d clips in %.1f s (%.3f s/clip) under %s", len(tasks), seconds, summary["seconds_per_clip"], root
+    )
     return summary

@@ -52,7 +52,9 @@ class Room:
 
     def source_position(self, distance: float, azimuth_deg: float, elevation_deg: float) -> np.ndarray:
         """Room coordinates (3,) of a source at (distance m, azimuth, elevation) from the mic."""
-        return np.asarray(self.mic) + distance * direction(self.yaw + math.radians(azimuth_deg), math.radians(elevation_deg))
+        return np.asarray(self.mic) + distance * direction(
+            self.yaw + math.radians(azimuth_deg), math.radians(elevation_deg)
+        )
 
 
 def direction(azimuth_rad: float, elevation_rad: float) -> np.ndarray:
@@ -67,7 +69,9 @@ def sabine_absorption(dims, rt60: float) -> float:
     volume, surface = lx * ly * lz, 2 * (lx * ly + lx * lz + ly * lz)
     alpha = 24 * math.log(10) * volume / (SPEED_OF_SOUND * surface * rt60)
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"RT60 {rt60:.2f} s is unreachable in a {lx:.1f}x{ly:.1f}x{lz:.1f} m room (absorption {alpha:.2f})")
+        raise ValueError(
+            f"RT60 {rt60:.2f} s is unreachable in a {lx:.1f}x{ly:.1f}x{lz:.1f} m room (absorption {alpha:.2f})"
+        )
     return alpha
 
 
@@ -79,8 +83,14 @@ def sabine_order(dims, rt60: float, cap: int = MAX_ORDER_CAP) -> int:
     return int(min(max(math.ceil(SPEED_OF_SOUND * rt60 / pair - 1), 1), cap))
 
 
-def fit_room(rng: np.random.Generator, offsets: np.ndarray, mic_z: float, yaw: float, rt60: float,
-             max_order_cap: int = MAX_ORDER_CAP) -> Room:
+def fit_room(
+    rng: np.random.Generator,
+    offsets: np.ndarray,
+    mic_z: float,
+    yaw: float,
+    rt60: float,
+    max_order_cap: int = MAX_ORDER_CAP,
+) -> Room:
     """Sample a shoebox that contains the microphone (>= 1 m from the walls, at
     height mic_z) and every source at its room-frame offset from the mic
     (offsets (n, 3) m; >= 0.3 m from every surface). Sizes are uniform in the
@@ -140,7 +150,7 @@ def render_rirs(room: Room, src, sr: int, order: int | None = None) -> np.ndarra
     rel = pos - np.asarray(room.mic)
     r = np.sqrt(np.einsum("ij,ij->i", rel, rel))
     r = np.maximum(r, 0.05)  # a source on the mic itself is excluded by fit_room; guard anyway
-    gain = room.beta ** counts / r
+    gain = room.beta**counts / r
     left = np.array([math.cos(room.yaw + math.pi / 2), math.sin(room.yaw + math.pi / 2), 0.0])
     y_gain = gain * (rel @ left) / r
     # Nearest-sample delays (error <= 0.5 sample, 7 mm): unlike linear

@@ -68,15 +68,23 @@ class SceneConfig:
             raise ValueError(f"scene config key {key!r}: expected {what}, got {getattr(self, key)!r}")
 
         p = self.n_events_p
-        if not (isinstance(p, tuple) and p and all(isinstance(v, (int, float)) and v >= 0 for v in p)
-                and abs(sum(p) - 1.0) < 1e-6):
+        if not (
+            isinstance(p, tuple)
+            and p
+            and all(isinstance(v, (int, float)) and v >= 0 for v in p)
+            and abs(sum(p) - 1.0) < 1e-6
+        ):
             fail("n_events_p", "a non-empty list of non-negative probabilities summing to 1")
         if not (isinstance(self.max_polyphony, int) and 1 <= self.max_polyphony <= MAX_POLYPHONY):
             fail("max_polyphony", f"an integer in 1..{MAX_POLYPHONY}")
         for key, lo_min, hi_max in (("rt60", 0.1, 2.0), ("snr_db", -20.0, 100.0), ("distance", 0.3, 10.0)):
             v = getattr(self, key)
-            if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
-                    and lo_min <= v[0] <= v[1] <= hi_max):
+            if not (
+                isinstance(v, tuple)
+                and len(v) == 2
+                and all(isinstance(x, (int, float)) for x in v)
+                and lo_min <= v[0] <= v[1] <= hi_max
+            ):
                 fail(key, f"[low, high] with {lo_min} <= low <= high <= {hi_max}")
 
     @classmethod
@@ -86,9 +94,11 @@ class SceneConfig:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
-            raise ValueError(f"unknown scene config key(s) {', '.join(map(repr, unknown))}; "
-                             f"valid keys: {', '.join(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            raise ValueError(
+                f"unknown scene config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(names)}"
+            )
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
@@ -163,8 +173,7 @@ def _sample_timing(rng: np.random.Generator, cfg: SceneConfig) -> list[tuple[int
     return sorted(chosen, key=lambda e: (e[1], e[0]))
 
 
-def sample_scene(rng: np.random.Generator, max_order_cap: int = MAX_ORDER_CAP,
-                 cfg: SceneConfig | None = None) -> Scene:
+def sample_scene(rng: np.random.Generator, max_order_cap: int = MAX_ORDER_CAP, cfg: SceneConfig | None = None) -> Scene:
     """Draw a scene (events, positions, room, SNR) from `rng`; cfg: how hard (default SceneConfig())."""
     cfg = cfg or SceneConfig()
     timing = _sample_timing(rng, cfg)
@@ -186,8 +195,9 @@ def sample_scene(rng: np.random.Generator, max_order_cap: int = MAX_ORDER_CAP,
     return Scene(tuple(events), room, float(rng.uniform(*cfg.snr_db)))
 
 
-def dry_signals(scene: Scene, rng: np.random.Generator, speech_backend: str = "formant",
-                espeak_exe: str | None = None) -> list[np.ndarray]:
+def dry_signals(
+    scene: Scene, rng: np.random.Generator, speech_backend: str = "formant", espeak_exe: str | None = None
+) -> list[np.ndarray]:
     """Each event's whole dry signal on the rendering timeline (clip sample 0 at
     index PRE), level jitter applied: float64 arrays of length
     max(TIMELINE, end of event). Rendering uses the first TIMELINE samples;

@@ -27,8 +27,19 @@ from textseld.data.synthesis.voice import laughter, speech
 
 # Event duration range in seconds per class id (CLASS_NAMES order).
 DURATION_RANGE = (
-    (1.0, 4.0), (1.0, 4.0), (0.8, 3.0), (1.5, 4.0), (1.0, 3.0), (2.0, 4.5), (1.5, 4.0),
-    (0.6, 1.8), (2.0, 4.5), (1.5, 4.0), (1.5, 4.5), (1.0, 3.0), (0.5, 1.5),
+    (1.0, 4.0),
+    (1.0, 4.0),
+    (0.8, 3.0),
+    (1.5, 4.0),
+    (1.0, 3.0),
+    (2.0, 4.5),
+    (1.5, 4.0),
+    (0.6, 1.8),
+    (2.0, 4.5),
+    (1.5, 4.0),
+    (1.5, 4.5),
+    (1.0, 3.0),
+    (0.5, 1.5),
 )
 ACTIVE_DB = -30.0  # a 100 ms frame is active when within this many dB of the loudest
 
@@ -241,8 +252,19 @@ def knock(rng, duration, sr):
     return out
 
 
-_GENERATORS = {2: clapping, 3: telephone, 4: laughter, 5: domestic, 6: footsteps, 7: door, 8: music,
-               9: instrument, 10: water_tap, 11: bell, 12: knock}
+_GENERATORS = {
+    2: clapping,
+    3: telephone,
+    4: laughter,
+    5: domestic,
+    6: footsteps,
+    7: door,
+    8: music,
+    9: instrument,
+    10: water_tap,
+    11: bell,
+    12: knock,
+}
 
 
 def active_frames(x: np.ndarray, hop: int, threshold_db: float = ACTIVE_DB) -> np.ndarray:
@@ -254,8 +276,14 @@ def active_frames(x: np.ndarray, hop: int, threshold_db: float = ACTIVE_DB) -> n
     return e > peak * 10.0 ** (threshold_db / 10.0)
 
 
-def class_sound(class_id: int, duration: float, rng: np.random.Generator, sr: int,
-                speech_backend: str = "formant", espeak_exe: str | None = None) -> np.ndarray:
+def class_sound(
+    class_id: int,
+    duration: float,
+    rng: np.random.Generator,
+    sr: int,
+    speech_backend: str = "formant",
+    espeak_exe: str | None = None,
+) -> np.ndarray:
     """One dry instance of class `class_id` (0..12): (int(duration*sr),) float64,
     RMS 1 over its active 100 ms frames."""
     if class_id in (0, 1):

@@ -50,7 +50,12 @@ def _pulse_train(f0: np.ndarray, sr: int) -> np.ndarray:
 
 
 def voiced_segment(
-    rng: np.random.Generator, n: int, sr: int, f0_start: float, f0_end: float, formants: np.ndarray,
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    f0_start: float,
+    f0_end: float,
+    formants: np.ndarray,
     breath: float = 0.03,
 ) -> np.ndarray:
     """One vowel of n samples: gliding glottal pulses through formant resonators,
@@ -103,7 +108,7 @@ def laughter(rng: np.random.Generator, duration: float, sr: int) -> np.ndarray:
         n_ha = int(rng.integers(3, 9))
         rate = rng.uniform(4.0, 6.0)
         for k in range(n_ha):
-            gain = 0.95 ** k * rng.uniform(0.7, 1.0)
+            gain = 0.95**k * rng.uniform(0.7, 1.0)
             na = int(rng.uniform(0.02, 0.05) * sr)
             asp = bandpass_noise(rng, na, 600.0, 3500.0, sr) * np.hanning(na)
             place(out, 0.3 * gain * asp / (np.max(np.abs(asp)) + 1e-9), int(t * sr))
@@ -181,8 +186,9 @@ def resolve_speech_backend(backend: str) -> tuple[str, str | None]:
     return "espeak", exe
 
 
-def speech(rng: np.random.Generator, duration: float, sr: int, female: bool, backend: str = "formant",
-           exe: str | None = None) -> np.ndarray:
+def speech(
+    rng: np.random.Generator, duration: float, sr: int, female: bool, backend: str = "formant", exe: str | None = None
+) -> np.ndarray:
     """Speech of one speaker with a click-free start and end. backend: "formant"
     or "espeak" (resolved, see `resolve_speech_backend`)."""
     if backend == "espeak":
