@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: setup run test test-unit test-slurm lint clean
+.PHONY: setup run test test-paper test-unit test-slurm lint clean
 
 setup: $(VENV)/.installed
 
@@ -21,13 +21,19 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-# All tests that run without Slurm (unit, workflow dry runs and a tiny end-to-end run).
+# The tests (unit, workflow dry runs, a tiny end-to-end run with executed kill/change
+# reruns, the learning check), except those needing Slurm or the paper's real model sizes.
 test: setup
-	$(BIN)/python -m pytest -q -m "not slurm"
+	$(BIN)/python -m pytest -q -m "not slurm and not paper"
+
+# The paper's models at their real size (random weights, CPU): one step of every
+# system, and the paper setup's workflow to the table (config/paper_cpu.yaml). CI runs it.
+test-paper: setup
+	$(BIN)/python -m pytest -q -m paper
 
 # Unit tests only: everything but the Snakemake workflow runs and the Slurm tests.
 test-unit: setup
-	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
+	$(BIN)/python -m pytest -q -m "not workflow and not slurm and not paper"
 
 # The house style (docs/ARCHITECTURE.md): lint, formatting of the Python and of
 # the Snakefiles, types. Every check runs, so one call lists all findings;

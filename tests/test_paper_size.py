@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_paper_size import SYSTEMS, paper_setup, run_system, write_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.paper]
 
 
 def test_every_paper_size_system_takes_one_step(tmp_path):

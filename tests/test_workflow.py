@@ -260,6 +260,7 @@ def test_report_holds_the_table_the_figure_and_the_training_curves(tiny_run):
 
 
 # -------------------------------------------- the paper's shapes, run for real
+@pytest.mark.paper
 @pytest.mark.slow
 def test_paper_shapes_run_to_the_table_on_cpu(tmp_path):
     """config/paper.yaml with config/paper_cpu.yaml on top (synthetic clips, random weights in
