@@ -124,7 +124,9 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     counts = job_counts(dry_run(wf))
     assert counts["synthesize_dataset"] == 1
     assert "download_dataset" not in counts and "download_pretrained" not in counts
-    assert counts["finetune"] == 8 and counts["train_baseline"] == 1 and counts["pretrain_tokenizer"] == 2
+    n_seeds = len(yaml.safe_load((REPO / "config/config.yaml").read_text())["seeds"])
+    assert counts["finetune"] == 8 * n_seeds and counts["train_baseline"] == n_seeds
+    assert counts["pretrain_tokenizer"] == 2
 
 
 def test_wildcards_only_match_configured_values(wf):
