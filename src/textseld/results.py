@@ -394,7 +394,7 @@ def _cell(row: dict, proto: str, stem: str) -> str:
     if row[f"{proto}_{stem}_std"] is not None:
         cell += f" ± {_fmt(row[f'{proto}_{stem}_std'])}"
     low, high = row[f"{proto}_{stem}_ci_low"], row[f"{proto}_{stem}_ci_high"]
-    if low is not None and high is not None and row[f"{proto}_{stem}_std"] is None:
+    if row["n_seeds"] == 1 and _fmt(low) and _fmt(high):
         cell += f" [{_fmt(low)}, {_fmt(high)}]"  # one seed: the run's own interval
     return cell
 
