@@ -54,6 +54,10 @@ def test_paper_setup_has_the_paper_shapes():
     assert s["D"] == 512 and s["model"].token_width == 512
     # the split is paper.yaml's own, not the embedded default's
     assert merged("config/paper.yaml")["train"]["validation_split"] == {"fraction": 0.1, "seed": 0}
+    # the paper's finetuning, not the embedded default's budget settings
+    finetune = merged("config/paper.yaml")["train"]["finetune"]
+    assert finetune["freeze_tokenizer"] is False and finetune["max_steps_per_epoch"] is None
+    assert finetune["distance_scale"] == 1.0 and finetune["text_frames_per_clip"] is None
     # CLIP ViT-B-16 text tower: width 512, 12 layers, 8 heads, A of 512, QuickGELU (openai weights)
     assert s["clip"] == (512, 12, 8, 512, True, "openai")
     assert s["bert"] == (

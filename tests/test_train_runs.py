@@ -625,3 +625,48 @@ def test_predict_without_stats_uses_the_run_statistics(data, pretrained, tmp_pat
     assert [p.name for p in default] == [p.name for p in explicit]
     for a, b in zip(default, explicit):
         assert a.read_text() == b.read_text(), a.name
+
+
+def test_frozen_tokenizer_trains_only_the_head_and_predicts_with_the_pretrained_tokenizer(data, pretrained, tmp_path):
+    """freeze_tokenizer: the tokenizer keeps its pretrained weights (eval mode, no gradient,
+    not in the optimizer), the head trains, and prediction rebuilds the same model."""
+    from textseld.train.checkpoint import read_checkpoint
+    from textseld.train.predict import load_run
+    from textseld.train.runs import build_run_model
+
+    pre_dir, _ = pretrained
+    run = tmp_path / "ft_frozen"
+    _finetune(data, pre_dir, run, "bert", "trep", train_cfg={**TRAIN_CFG, "epochs": 1, "freeze_tokenizer": True})
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["freeze_tokenizer"] is True
+    model, _ = build_run_model(config)
+    assert model.tokenizer_frozen and not any(p.requires_grad for p in model.tokenizer.parameters())
+    model.train()
+    assert not model.tokenizer.training and model.head.training
+    pretrained_state = read_checkpoint(pre_dir / "best.pt")["model"]
+    for name, p in model.tokenizer.named_parameters():  # the pretrain run's weights, unchanged
+        torch.testing.assert_close(p, pretrained_state[f"tokenizer.{name}"], rtol=0, atol=0)
+    state = read_checkpoint(run / "best.pt")["model"]
+    assert not any(k.startswith("tokenizer.") and k.endswith(("weight", "bias")) for k in state)
+    assert any(k.startswith("head.") for k in state)
+    head_init = build_run_model({**config, "seed": config["seed"]}, load_pretrained=False)[0].head.state_dict()
+    assert any(not torch.equal(state[f"head.{k}"], v) for k, v in head_init.items())  # the head trained
+    log = (run / "log.csv").read_text().splitlines()[0]
+    assert "lr_new" in log and "lr_pretrained" not in log  # one optimizer group
+    _, task, _, _ = load_run(run)
+    for name, p in task.model.tokenizer.named_parameters():
+        torch.testing.assert_close(p, pretrained_state[f"tokenizer.{name}"], rtol=0, atol=0)
+
+
+def test_frozen_tokenizer_step_builds_no_graph_before_the_head():
+    from textseld.train.config import TrainConfig
+    from textseld.train.runs import make_optimizer
+
+    model, _ = _finetune_model("bert", "grep")
+    model.freeze_tokenizer()
+    opt = make_optimizer(model, TrainConfig.from_dict({"freeze_tokenizer": True}, preset="finetune"), "finetune")
+    assert [g["name"] for g in opt.param_groups] == ["new"]
+    model.train()
+    batch = {k: torch.randn(2, c, N_FEAT_FRAMES, N_MELS) for k, c in (("src", 1), ("doa", 4), ("dist", 2))}
+    out, aux = model(batch, torch.tensor([0, 7]), torch.tensor([[0, 9], [3, 4]]))
+    assert out.requires_grad and not aux["A"].requires_grad and not aux["hidden"].requires_grad

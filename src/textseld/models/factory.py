@@ -78,6 +78,7 @@ class SeldTextModel(nn.Module):
         # A may be wider/narrower than the tokens (CLIP: text projection size E)
         a_dim = getattr(text_encoder, "embed_dim", None) or text_encoder.width
         self.head = HEADS[head](cfg.token_width, a_dim)
+        self.tokenizer_frozen = False
         self.register_state_dict_post_hook(_drop_text_encoder_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_text_encoder_keys)
 
@@ -96,6 +97,25 @@ class SeldTextModel(nn.Module):
         a, hidden = self.text_encoder.encode_with_tokens(ids.repeat_interleave(n), *flat)
         out = self.head(a, hidden)  # (B*L', K*3*C)
         return out.reshape(b, n, -1), {"A": a.reshape(b, n, -1), "hidden": hidden.reshape(b, n, 3, -1)}
+
+    def freeze_tokenizer(self) -> SeldTextModel:
+        """Keep the (loaded) tokenizer fixed: no gradients, eval mode, also after .train().
+
+        Nothing before the head then needs a gradient, so a training step's
+        backward pass stops at the head. Its weights are left out of
+        checkpoints like every frozen part: they are the pretrain run's.
+        """
+        for p in self.tokenizer.parameters():
+            p.requires_grad_(False)
+        self.tokenizer_frozen = True
+        self.tokenizer.eval()
+        return self
+
+    def train(self, mode: bool = True) -> SeldTextModel:
+        super().train(mode)
+        if self.tokenizer_frozen:
+            self.tokenizer.eval()
+        return self
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """{"pretrained": trainable tokenizer params, "new": head params}; the text encoder is in neither."""

@@ -32,6 +32,11 @@ class TrainConfig:
     lr: float = 1e-4
     lr_pretrained: float = 1e-6
     lr_new: float = 1e-4
+    # Finetuning only: keep the loaded tokenizer fixed (no gradient, eval mode)
+    # instead of training it at lr_pretrained. The step then skips the backward
+    # pass through the tokenizer and the text encoder (about 2.3x cheaper on
+    # CPU, BENCHMARKS.md). The paper trains it (lr_pretrained 1e-6).
+    freeze_tokenizer: bool = False
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: dict = field(default_factory=lambda: {"name": "cosine"})
@@ -155,6 +160,7 @@ class TrainConfig:
             "distance_scale",
             "a positive number",
         )
+        need(isinstance(self.freeze_tokenizer, bool), "freeze_tokenizer", "true or false")
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

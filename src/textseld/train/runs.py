@@ -126,6 +126,8 @@ def build_run_model(
         )
         if load_pretrained:
             load_pretrained_tokenizer(model, config["inputs"]["pretrained_dir"], config["source"])
+        if config.get("train", {}).get("freeze_tokenizer"):
+            cast("SeldTextModel", model).freeze_tokenizer()
     return model.to(device), encoder
 
 
