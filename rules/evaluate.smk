@@ -15,8 +15,8 @@ rule collect_references:
     threads: 1
     conda:
         "../envs/textseld.yaml"
-    shell:
-        "(mkdir -p {output.refs} && for d in {params.folders}; do" ' cp -r "$d" {output.refs}/; done) > {log} 2>&1'
+    script:
+        "../workflow_scripts/collect_references.py"
 
 
 # The output is a manifest beside the CSV folder, not the folder itself: a directory()

@@ -48,7 +48,7 @@ DUPLICATES = {
 def test_duplicate_events_rejected_by_check_data_features_and_evaluate(tmp_path, kind, capsys):
     from textseld.data.labels import LabelFileError
     from textseld.features.pipeline import extract_shard
-    from textseld.metrics.seld import evaluate_dirs
+    from textseld.metrics.evaluate import evaluate_dirs
 
     text, line, what = DUPLICATES[kind]
     csv_path = _dataset(tmp_path, "dev-train-x", text)
@@ -93,7 +93,7 @@ def refs(tmp_path):
 
 
 def test_evaluate_empty_prediction_folder_is_an_error_not_f0(tmp_path, refs):
-    from textseld.metrics.seld import evaluate_dirs
+    from textseld.metrics.evaluate import evaluate_dirs
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'empty'}: no prediction CSV files .*{NAME}\.csv"):
@@ -102,7 +102,7 @@ def test_evaluate_empty_prediction_folder_is_an_error_not_f0(tmp_path, refs):
 
 
 def test_evaluate_predictions_one_folder_too_deep_names_the_folder(tmp_path, refs):
-    from textseld.metrics.seld import evaluate_dirs
+    from textseld.metrics.evaluate import evaluate_dirs
 
     _csv(tmp_path / "pred" / "seed0" / f"{NAME}.csv", HEADER + ROWS)
     with pytest.raises(FileNotFoundError, match=rf"there are CSVs in {tmp_path / 'pred' / 'seed0'}"):
@@ -110,14 +110,14 @@ def test_evaluate_predictions_one_folder_too_deep_names_the_folder(tmp_path, ref
 
 
 def test_evaluate_wrong_prediction_path_is_an_error(tmp_path, refs):
-    from textseld.metrics.seld import evaluate_dirs
+    from textseld.metrics.evaluate import evaluate_dirs
 
     with pytest.raises(FileNotFoundError, match=f"prediction folder {tmp_path / 'nope'} does not exist"):
         evaluate_dirs(refs, tmp_path / "nope")
 
 
 def test_evaluate_reads_upper_case_csv_extension_and_ignores_other_files(tmp_path, refs):
-    from textseld.metrics.seld import evaluate_dirs
+    from textseld.metrics.evaluate import evaluate_dirs
 
     lower = evaluate_dirs(refs, _csv(tmp_path / "a" / f"{NAME}.csv", HEADER + ROWS).parent)
     upper_dir = _csv(tmp_path / "b" / f"{NAME}.CSV", HEADER + ROWS).parent

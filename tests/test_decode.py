@@ -11,8 +11,8 @@ import pytest
 from textseld.data.labels import read_labels, write_labels
 from textseld.data.targets import build_targets
 from textseld.metrics.decode import decode_batch, decode_output
+from textseld.metrics.evaluate import evaluate_dirs
 from textseld.metrics.predictions import write_outputs, write_prediction
-from textseld.metrics.seld import evaluate_dirs
 
 L, K, C = 50, 3, 13
 

@@ -96,3 +96,27 @@ def test_parse_clip_name():
     ]:
         with pytest.raises(DatasetError, match="fold\\{F\\}"):
             parse_clip_name(bad)
+
+
+def test_collect_references_copies_the_csvs_and_refuses_bad_folders(tmp_path):
+    from textseld.data.layout import DatasetError, collect_references
+
+    for split, stems in (("dev-test-a", ["x1", "x2"]), ("dev-test-b", ["y1"])):
+        (tmp_path / "meta" / split).mkdir(parents=True)
+        for stem in stems:
+            (tmp_path / "meta" / split / f"{stem}.csv").write_text(f"{stem}\n")
+    (tmp_path / "meta" / "dev-test-a" / "notes.txt").write_text("not a label file")
+    out = tmp_path / "refs" / "test"
+    out.mkdir(parents=True)
+    (out / "old.csv").write_text("from an earlier run")  # replaced as a whole
+    collect_references(folders=[tmp_path / "meta" / "dev-test-a", tmp_path / "meta" / "dev-test-b"], out=out)
+    got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert got == ["dev-test-a/x1.csv", "dev-test-a/x2.csv", "dev-test-b/y1.csv"]
+    assert (out / "dev-test-b" / "y1.csv").read_text() == "y1\n"
+    assert [p.name for p in (tmp_path / "refs").iterdir()] == ["test"]  # no temporary left
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="empty: expected a folder of reference CSV"):
+        collect_references(folders=[tmp_path / "empty"], out=tmp_path / "r2")
+    with pytest.raises(DatasetError, match="share a name"):
+        collect_references(folders=[tmp_path / "meta" / "dev-test-a"] * 2, out=tmp_path / "r3")
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()

@@ -28,7 +28,7 @@ from textseld.data.hdf5 import merge_shards
 from textseld.data.splits import compute_training_stats
 from textseld.data.synthesis import synthesize_dataset
 from textseld.features.pipeline import extract_shard
-from textseld.metrics.seld import evaluate_dirs
+from textseld.metrics.evaluate import evaluate_dirs
 from textseld.train.predict import predict_split
 from textseld.train.runs import train_baseline
 

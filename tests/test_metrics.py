@@ -18,7 +18,8 @@ import pytest
 from textseld.cli import main as cli_main
 from textseld.data.labels import LabelFileError, write_labels
 from textseld.metrics.bootstrap import bootstrap_ci
-from textseld.metrics.seld import clip_statistics, evaluate_dirs, fold_azimuth, score
+from textseld.metrics.evaluate import evaluate_dirs
+from textseld.metrics.seld import clip_statistics, fold_azimuth, score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference_seld_loop import score_loop

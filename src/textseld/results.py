@@ -20,7 +20,7 @@ Output:
   std over seeds (or the interval with one seed).
 
 Metrics JSON layout (one file per protocol, as written by `textseld evaluate
---json`, i.e. `textseld.metrics.seld.evaluate_dirs`): `protocol`, `F`, `DOAE`,
+--json`, i.e. `textseld.metrics.evaluate.evaluate_dirs`): `protocol`, `F`, `DOAE`,
 `RDE` (F and RDE fractions, DOAE degrees, null = undefined) and optionally
 `ci` = `{"F": [low, high], "DOAE": [...], "RDE": [...]}` in the same units.
 A missing interval is reported as empty, never invented.

@@ -118,3 +118,37 @@ def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
         raise DatasetError(f"{root}: split(s) {', '.join(splits)} hold no clips (expected {folders})")
     clips.sort(key=lambda c: c.name)
     return clips
+
+
+def collect_references(*, folders: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Copy the reference CSVs of the given split folders into `out/<split>/` (the test
+    split's references in one folder, so that a scorer sees exactly its clips).
+
+    A folder without CSVs, or two folders with the same name, is an error naming them.
+    The copy is built beside `out` and renamed into place; an existing `out` is replaced.
+    """
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    sources = [Path(f) for f in folders]
+    names = [f.name for f in sources]
+    for folder in sources:
+        if not folder.is_dir() or not files_by_stem(folder, ".csv"):
+            raise DatasetError(f"{folder}: expected a folder of reference CSV files")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"reference folders share a name: {', '.join(map(str, sources))}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for folder in sources:
+            (tmp / folder.name).mkdir()
+            for path in files_by_stem(folder, ".csv").values():
+                shutil.copy2(path, tmp / folder.name / path.name)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
