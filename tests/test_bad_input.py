@@ -156,7 +156,7 @@ def test_truncated_and_missing_wav_are_named(tmp_path):
                 "predict",
                 "--run-dir",
                 str(tmp_path),
-                "--out-dir",
+                "--out",
                 str(tmp_path / "o"),
                 "--audio",
                 str(tmp_path / "gone.wav"),

@@ -1,4 +1,4 @@
-"""The issue's acceptance path: `textseld synth` then `textseld check-data` on a 16-clip dataset."""
+"""The issue's acceptance path: `textseld synthesize-dataset` then `textseld check-data` on a 16-clip dataset."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _textseld(*args):
 def test_synth_then_check_data_pass_on_16_clips(tmp_path):
     out = tmp_path / "synth"
     proc = _textseld(
-        "synth",
+        "synthesize-dataset",
         "--out",
         str(out),
         "--train-clips",
@@ -22,7 +22,7 @@ def test_synth_then_check_data_pass_on_16_clips(tmp_path):
         "4",
         "--seed",
         "3",
-        "--workers",
+        "--threads",
         "2",
         "--no-progress",
     )

@@ -289,7 +289,7 @@ def test_safe_symlink_inside_is_kept(tmp_path):
 def test_cli_download(zenodo, tmp_path, capsys):
     rc = main(
         [
-            "download",
+            "download-dataset",
             "--out",
             str(tmp_path),
             "--record",

@@ -196,32 +196,32 @@ def test_cli_features_and_pack_end_to_end(tmp_path):
     split = _tiny_dataset(tmp_path / "data")
     d = str(tmp_path / "data")
     assert (
-        cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "all.h5"), "--batch-size", "2"])
+        cli_main(
+            ["extract-features", "--data", d, "--split", split, "--out", str(tmp_path / "all.h5"), "--batch-size", "2"]
+        )
         == 0
     )
     for i in range(3):
         assert (
             cli_main(
-                ["features", "--data", d, "--split", split, "--out", str(tmp_path / f"sh{i}.h5"), "--shard", f"{i}/3"]
+                [
+                    "extract-features",
+                    "--data",
+                    d,
+                    "--split",
+                    split,
+                    "--out",
+                    str(tmp_path / f"sh{i}.h5"),
+                    "--shard",
+                    f"{i}/3",
+                ]
             )
             == 0
         )
+    assert cli_main(["pack-features", "--shards", str(tmp_path / "all.h5"), "--out", str(tmp_path / "p1.h5")]) == 0
+    assert cli_main(["feature-stats", "--features", str(tmp_path / "p1.h5"), "--out", str(tmp_path / "stats.h5")]) == 0
     assert (
-        cli_main(
-            [
-                "pack",
-                "--shards",
-                str(tmp_path / "all.h5"),
-                "--out",
-                str(tmp_path / "p1.h5"),
-                "--stats-out",
-                str(tmp_path / "stats.h5"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        cli_main(
+        cli_main(  # the old name `pack` still works
             ["pack", "--shards", *(str(tmp_path / f"sh{i}.h5") for i in (2, 0, 1)), "--out", str(tmp_path / "p3.h5")]
         )
         == 0
@@ -238,7 +238,10 @@ def test_cli_features_and_pack_end_to_end(tmp_path):
         assert "wpe" in f.attrs["feature_config"] and f.attrs["split"] == split
         # the right channel is 6 dB quieter: ILD ~ +6 dB in doa channel 3
         assert 5.0 < float(np.mean(f["doa"][:, 3])) < 7.0
-    assert cli_main(["features", "--data", d, "--split", split, "--out", str(tmp_path / "x.h5"), "--shard", "3/3"]) == 1
+    assert (
+        cli_main(["extract-features", "--data", d, "--split", split, "--out", str(tmp_path / "x.h5"), "--shard", "3/3"])
+        == 1
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU is visible")
@@ -305,6 +308,12 @@ def test_pack_cli_statistics_use_the_shared_split(tmp_path, fake_clips):
     train_idx, _ = SplitConfig(0.3, 2).indices([c[0] for c in fake_clips])
     x = np.stack([fake_clips[i][1]["dist"] for i in train_idx]).astype(np.float64)
     np.testing.assert_allclose(hdf5.read_stats(tmp_path / "stats.h5")["dist"][0], x.mean(axis=(0, 2)), rtol=1e-6)
+    # feature-stats (rule feature_stats) computes the same statistics on its own
+    argv = ["feature-stats", "--features", str(tmp_path / "p.h5"), "--out", str(tmp_path / "stats2.h5")]
+    assert cli_main([*argv, "--val-fraction", "0.3", "--split-seed", "2"]) == 0
+    for key, (mean, std) in hdf5.read_stats(tmp_path / "stats.h5").items():
+        np.testing.assert_array_equal(hdf5.read_stats(tmp_path / "stats2.h5")[key][0], mean)
+        np.testing.assert_array_equal(hdf5.read_stats(tmp_path / "stats2.h5")[key][1], std)
 
 
 # ------------------------------------------------- damage is an error naming the file

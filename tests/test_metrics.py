@@ -306,7 +306,7 @@ def test_cli_evaluate_prints_and_writes_json(dirs, tmp_path, capsys):
     ref_dir, pred_dir = dirs
     out = tmp_path / "res" / "scores.json"
     rc = cli_main(
-        ["evaluate", "--ref", str(ref_dir), "--pred", str(pred_dir), "--protocol", "strict", "--ci", "--json", str(out)]
+        ["evaluate", "--ref", str(ref_dir), "--pred", str(pred_dir), "--protocol", "strict", "--ci", "--out", str(out)]
     )
     assert rc == 0
     text = capsys.readouterr().out

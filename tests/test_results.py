@@ -128,7 +128,7 @@ def test_wrong_protocol_file_is_rejected(tmp_path):
 
 def test_cli_aggregate(tmp_path, capsys):
     runs = [make_run(tmp_path, "rcc-clip-grep", s, 0.3 + s / 10, 20.0, 0.4) for s in (0, 1)]
-    argv = ["aggregate", "--out-dir", str(tmp_path / "res")]
+    argv = ["aggregate", "--out", str(tmp_path / "res")]
     for r, model in zip(runs, ["rcc-clip-grep"] * 2):
         argv += ["--run", model, str(r.seed), str(r.metrics["dcase2025"]), str(r.metrics["strict"]), str(r.weights)]
     assert main(argv) == 0

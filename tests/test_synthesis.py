@@ -307,7 +307,7 @@ def test_cli_synth(tmp_path, capsys):
     assert (
         cli_main(
             [
-                "synth",
+                "synthesize-dataset",
                 "--out",
                 str(tmp_path),
                 "--train-clips",
@@ -316,7 +316,7 @@ def test_cli_synth(tmp_path, capsys):
                 "1",
                 "--seed",
                 "2",
-                "--workers",
+                "-j",
                 "0",
                 "--speech",
                 "formant",

@@ -56,7 +56,7 @@ def test_build_and_read(tmp_path):
 
 def test_cli(tmp_path):
     feats = write_features(tmp_path / "f.h5")
-    assert main(["texts", "--features", str(feats), "--out", str(tmp_path / "t" / "texts.h5")]) == 0
+    assert main(["make-texts", "--features", str(feats), "--out", str(tmp_path / "t" / "texts.h5")]) == 0
     assert (
         TextStore(tmp_path / "t" / "texts.h5")
         .fixed_sentences(0)[7]

@@ -74,7 +74,7 @@ def test_beats_from_url(tmp_path):
     assert (
         main(
             [
-                "fetch-weights",
+                "download-pretrained",
                 "--out",
                 str(tmp_path / "c"),
                 "--clip-arch",

@@ -352,11 +352,11 @@ def test_cli_pretrain_and_predict(data, tmp_path, capsys):
     rc = main(
         [
             "train-baseline",
-            "--train-h5",
+            "--features",
             str(data["train_h5"]),
             "--stats",
             str(data["stats"]),
-            "--run-dir",
+            "--out",
             str(run),
             "--size",
             "tiny",
@@ -382,8 +382,10 @@ def test_cli_pretrain_and_predict(data, tmp_path, capsys):
             str(data["train_h5"]),
             "--stats",
             str(data["stats"]),
-            "--out-dir",
+            "--out",
             str(tmp_path / "pred"),
+            "-j",
+            "1",
         ]
     )
     assert rc == 0 and len(list((tmp_path / "pred").glob("*.csv"))) == 9
@@ -391,14 +393,14 @@ def test_cli_pretrain_and_predict(data, tmp_path, capsys):
     bad.write_text("trainer: {epochs: 1}\n")
     rc = main(
         [
-            "pretrain",
+            "pretrain-tokenizer",
             "--source",
             "rcc",
-            "--train-h5",
+            "--features",
             str(data["train_h5"]),
             "--stats",
             str(data["stats"]),
-            "--run-dir",
+            "--out",
             str(tmp_path / "r2"),
             "--config",
             str(bad),

@@ -1,7 +1,11 @@
 """Command-line interface: `textseld <step> ...`, one subcommand per pipeline step.
 
 Each module in `textseld.commands` registers its subcommands; every handler
-calls the same library function as the matching workflow rule adapter.
+calls the same library function as the matching workflow rule adapter. A
+subcommand that runs a rule has the rule's name with hyphens
+(rule `extract_features`: `textseld extract-features`); the flags follow
+`textseld.commands` (`--out`, `-j/--threads`, `--features`), and `--help`
+shows the defaults.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import sys
 from textseld import __version__
 
 # Modules under textseld.commands, each defining register(subparsers).
-COMMAND_MODULES = ("synth", "dataset", "features", "texts", "weights", "evaluate", "train", "results")
+# Their order is the order of the subcommands in `textseld --help` (the pipeline's).
+COMMAND_MODULES = ("synth", "dataset", "weights", "features", "texts", "train", "evaluate", "results")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textseld",
-        description="Stereo SELD with frozen pre-trained text encoders: pipeline steps.",
+        description="Stereo SELD with frozen pre-trained text encoders: pipeline steps. Each step "
+        "that is a workflow rule has the rule's name with hyphens; `textseld COMMAND --help` shows "
+        "its options and their defaults.",
     )
     parser.add_argument("--version", action="version", version=f"textseld {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textseld.commands import add_command
+
 
 def run_evaluate(args) -> int:
     from textseld.metrics.evaluate import evaluate, format_report
@@ -9,7 +11,7 @@ def run_evaluate(args) -> int:
     result = evaluate(
         refs=args.ref,
         predictions=args.pred,
-        out=args.json,
+        out=args.out,
         protocol=args.protocol,
         average=args.average,
         ci=args.ci,
@@ -23,7 +25,8 @@ def run_evaluate(args) -> int:
 
 def register(sub) -> None:
     """Add `evaluate` to the `textseld` parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "evaluate",
         help="score DCASE prediction CSVs (F20°/1, DOAE, RDE)",
         description="Score one folder of prediction CSVs (one per clip) against the reference CSVs "
@@ -32,12 +35,23 @@ def register(sub) -> None:
     )
     p.add_argument("--ref", required=True, metavar="METADATA_DIR", help="folder of reference CSVs")
     p.add_argument("--pred", required=True, metavar="PRED_DIR", help="folder of prediction CSVs")
-    p.add_argument("--protocol", choices=("dcase2025", "strict"), default="dcase2025")
-    p.add_argument("--average", choices=("macro", "micro"), default="macro")
+    p.add_argument(
+        "--protocol",
+        choices=("dcase2025", "strict"),
+        default="dcase2025",
+        help="dcase2025: the official evaluation code's; strict: all 50 frames of every clip",
+    )
+    p.add_argument("--average", choices=("macro", "micro"), default="macro", help="class averaging")
     p.add_argument("--ci", action="store_true", help="add 95%% bootstrap intervals (clips resampled)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--json", metavar="OUT", help="write the scores as JSON (NaN as null)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--out",
+        "--json",
+        dest="out",
+        metavar="FILE.json",
+        help="write the scores as JSON (NaN as null; --json: old spelling)",
+    )
     p.add_argument(
         "--clip-stats",
         action="store_true",

@@ -1,11 +1,22 @@
-"""`textseld features` (extract one shard) and `textseld pack` (merge shards, statistics)."""
+"""`textseld extract-features` (one shard), `pack-features` (merge shards) and `feature-stats`.
+
+Old names, still accepted: `features` (extract-features) and `pack` (pack-features,
+which with --stats-out also does what feature-stats does).
+"""
 
 from __future__ import annotations
+
+from textseld.commands import add_command, add_threads
 
 
 def register(sub) -> None:
     """Add this stage's subcommands to the `textseld` parser."""
-    p = sub.add_parser("features", help="extract features, targets and labels of one shard into HDF5")
+    p = add_command(
+        sub,
+        "extract-features",
+        aliases=["features"],
+        help="extract features, targets and labels of one shard into HDF5",
+    )
     p.add_argument("--data", required=True, help="dataset root (holds stereo_dev/ and metadata_dev/)")
     p.add_argument(
         "--split",
@@ -15,51 +26,85 @@ def register(sub) -> None:
         help="split folder, e.g. dev-train-synth (repeatable)",
     )
     p.add_argument("--out", required=True, help="output HDF5 shard")
-    p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips (default 0/1)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
-    p.add_argument("--wpe-taps", type=int, default=60, help="WPE filter taps (default 60, SPEC)")
-    p.add_argument("--wpe-delay", type=int, default=5, help="WPE prediction delay in frames (default 5, SPEC)")
-    p.add_argument("--wpe-iterations", type=int, default=5, help="WPE iterations (default 5, SPEC)")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    p.add_argument("--wpe-taps", type=int, default=60, help="WPE filter taps (SPEC)")
+    p.add_argument("--wpe-delay", type=int, default=5, help="WPE prediction delay in frames (SPEC)")
+    p.add_argument("--wpe-iterations", type=int, default=5, help="WPE iterations (SPEC)")
+    add_threads(p)
     p.set_defaults(func=_features)
 
-    q = sub.add_parser("pack", help="merge feature shards into one file per split; optional statistics")
-    q.add_argument("--shards", nargs="+", required=True, metavar="FILE", help="shard files from `features`")
+    from textseld.commands.train import add_split_arguments
+
+    q = add_command(
+        sub,
+        "pack-features",
+        aliases=["pack"],
+        help="merge feature shards into one packed file per split, sorted by clip name",
+        description="Merge the shards written by extract-features into one packed HDF5 file, "
+        "sorted by clip name. --stats-out also computes the normalisation statistics "
+        "(as feature-stats does; kept for the old `pack` command).",
+    )
+    q.add_argument("--shards", nargs="+", required=True, metavar="FILE", help="shard files from extract-features")
     q.add_argument("--out", required=True, help="packed HDF5 file")
     q.add_argument(
         "--stats-out",
         metavar="STATS.h5",
-        help="also write per-channel, per-band mean/std of the packed training file, validation "
-        "clips excluded (the split of --val-fraction / --split-seed)",
+        help="also write the statistics of the packed file, as feature-stats --out does",
     )
-    q.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch (default 64)")
-    from textseld.commands.train import add_split_arguments
-
+    q.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch")
     add_split_arguments(q)
     q.set_defaults(func=_pack)
+
+    s = add_command(
+        sub,
+        "feature-stats",
+        help="per-channel, per-band mean/std of a packed training file, validation clips excluded",
+        description="Normalisation statistics (mean/std per channel and mel band) of the training "
+        "part of a packed training file: the clips that the validation split of --val-fraction / "
+        "--split-seed does not hold out. The split is recorded in the output so that a run can "
+        "check it trains on the same split.",
+    )
+    s.add_argument("--features", required=True, help="packed training features (HDF5)")
+    s.add_argument("--out", required=True, metavar="STATS.h5", help="statistics file (HDF5)")
+    s.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch")
+    add_split_arguments(s)
+    s.set_defaults(func=_stats)
 
 
 def _features(args) -> int:
     from textseld.features.pipeline import extract_shard, parse_shard
 
     extract_shard(
-        args.data,
-        args.split,
-        args.out,
+        root=args.data,
+        splits=args.split,
+        out=args.out,
         shard=parse_shard(args.shard),
         device=args.device,
         batch_size=args.batch_size,
         wpe={"taps": args.wpe_taps, "delay": args.wpe_delay, "iterations": args.wpe_iterations},
+        threads=args.threads,
     )
     return 0
+
+
+def _split(args) -> dict:
+    return {k: v for k, v in (("fraction", args.val_fraction), ("seed", args.split_seed)) if v is not None}
 
 
 def _pack(args) -> int:
     from textseld.data.hdf5 import merge_shards
     from textseld.data.splits import compute_training_stats
 
-    merge_shards(args.shards, args.out, batch_size=args.batch_size)
+    merge_shards(shards=args.shards, out=args.out, batch_size=args.batch_size)
     if args.stats_out:
-        split = {k: v for k, v in (("fraction", args.val_fraction), ("seed", args.split_seed)) if v is not None}
-        compute_training_stats(args.out, args.stats_out, split, batch_size=args.batch_size)
+        compute_training_stats(packed=args.out, out=args.stats_out, split=_split(args), batch_size=args.batch_size)
+    return 0
+
+
+def _stats(args) -> int:
+    from textseld.data.splits import compute_training_stats
+
+    compute_training_stats(packed=args.features, out=args.out, split=_split(args), batch_size=args.batch_size)
     return 0

@@ -1,19 +1,22 @@
-"""`textseld aggregate`: join the runs' metrics and weights files into the results table."""
+"""`textseld aggregate` (the results table) and `textseld training-curves` (one figure of every run)."""
 
 from __future__ import annotations
 
 import argparse
 
+from textseld.commands import add_command
+
 
 def register(sub) -> None:
-    """Add `aggregate` to the `textseld` parser."""
-    p = sub.add_parser(
+    """Add `aggregate` and `training-curves` to the `textseld` parser."""
+    p = add_command(
+        sub,
         "aggregate",
         help="build the results table (CSV, Markdown, figure) from evaluated runs",
-        description="One row per system: F20°/1 (%%), DOAE (°), RDE (%%) under the dcase2025 and strict "
-        "protocols, mean and std over seeds, 95%% intervals, and the weights each encoder used. "
-        "Joins the files written by `textseld evaluate --json` and the runs' weights.json; "
-        "recomputes nothing.",
+        description="One row per system: F20°/1 (%), DOAE (°), RDE (%) under the dcase2025 and strict "
+        "protocols, mean and std over seeds, 95% intervals, and the weights each encoder used. "
+        "Joins the files written by `textseld evaluate --out` and the runs' weights.json; "
+        "recomputes nothing. Writes OUT/comparison.csv, .md, .png and OUT/runs.csv.",
     )
     p.add_argument(
         "--run",
@@ -24,8 +27,35 @@ def register(sub) -> None:
         help="one evaluated run: model id (baseline or e.g. rcc-clip-grep), seed, its two "
         "metrics files and its weights.json (repeat per run)",
     )
-    p.add_argument("--out-dir", required=True, help="folder for comparison.csv/.md/.png and runs.csv")
+    p.add_argument(
+        "--out",
+        "--out-dir",
+        dest="out",
+        required=True,
+        metavar="DIR",
+        help="folder for comparison.csv/.md/.png and runs.csv (--out-dir: old spelling)",
+    )
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the paired differences")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired differences")
     p.set_defaults(func=_run)
+
+    c = add_command(
+        sub,
+        "training-curves",
+        help="plot every run's training loss and validation F20°/1 per epoch into one PNG",
+        description="Read the log.csv of each run directory (recomputes nothing) and plot the training "
+        "loss and the validation F20°/1 per epoch, one line per run, into one PNG figure.",
+    )
+    c.add_argument(
+        "--run",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("LABEL", "RUN_DIR"),
+        help="legend label and run directory (holding log.csv); repeat per run, in legend order",
+    )
+    c.add_argument("--out", required=True, metavar="FILE.png", help="figure to write (PNG)")
+    c.set_defaults(func=_curves)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -42,9 +72,30 @@ def _run(args: argparse.Namespace) -> int:
         runs.append(
             RunRecord(system_name(model), seed_value, {"dcase2025": Path(dcase), "strict": Path(strict)}, Path(weights))
         )
-    out = Path(args.out_dir)
+    out = Path(args.out)
     rows = aggregate(
-        runs, out / "comparison.csv", out / "comparison.md", out / "comparison.png", runs_csv=out / "runs.csv"
+        runs=runs,
+        comparison_csv=out / "comparison.csv",
+        comparison_md=out / "comparison.md",
+        figure=out / "comparison.png",
+        runs_csv=out / "runs.csv",
+        n_boot=args.n_boot,
+        seed=args.seed,
     )
     print(markdown_table(rows))
+    return 0
+
+
+def _curves(args: argparse.Namespace) -> int:
+    import os
+
+    from textseld.curves import plot_training_curves
+
+    runs: dict[str, str | os.PathLike] = {}
+    for label, run_dir in args.run:
+        if label in runs:
+            raise ValueError(f"--run {label} {run_dir}: label {label!r} given twice")
+        runs[label] = run_dir
+    plot_training_curves(runs=runs, out=args.out)
+    print(f"wrote {args.out}")
     return 0

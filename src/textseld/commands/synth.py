@@ -1,9 +1,11 @@
-"""`textseld synth`: write the embedded synthetic dataset (DCASE2025 layout)."""
+"""`textseld synthesize-dataset` (alias `synth`): write the embedded synthetic dataset (DCASE2025 layout)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from textseld.commands import add_command, add_threads
 
 
 def _non_negative(text: str) -> int:
@@ -17,16 +19,18 @@ def _non_negative(text: str) -> int:
 
 
 def register(sub) -> None:
-    """Add the `synth` subcommand to the `textseld` parser."""
-    p = sub.add_parser(
-        "synth",
+    """Add `synthesize-dataset` (rule synthesize_dataset) to the `textseld` parser."""
+    p = add_command(
+        sub,
+        "synthesize-dataset",
+        aliases=["synth"],
         help="synthesise a small stereo SELD dataset in the DCASE2025 format",
         description=(
             "Simulate stereo SELD clips (13 procedural sound classes, shoebox rooms rendered "
             "with first-order-ambisonic image sources, L = W + Y, R = W - Y) and write them as "
             "OUT/stereo_dev/{dev-train-synth,dev-test-synth}/*.wav (24 kHz, 16-bit, 5 s) with "
             "labels in OUT/metadata_dev/<split>/*.csv, plus OUT/synth_summary.json. The output "
-            "depends only on --seed and the clip counts, not on --workers."
+            "depends only on --seed and the clip counts, not on --threads."
         ),
     )
     p.add_argument(
@@ -56,18 +60,19 @@ def register(sub) -> None:
         metavar="S",
         help="base random seed; each clip derives its own seed from (S, split, index)",
     )
-    p.add_argument(
+    add_threads(
+        p,
         "--workers",
+        dest="workers",
         type=_non_negative,
         default=1,
-        metavar="W",
-        help="worker processes (default 1; 0 = all CPU cores); does not change the output",
+        help="worker processes (0 = all CPU cores; --workers is the old spelling); does not change the output",
     )
     p.add_argument(
         "--speech",
         choices=("auto", "formant", "espeak"),
         default="auto",
-        help="speech voices: espeak-ng if on PATH (auto, the default), the built-in "
+        help="speech voices: espeak-ng if on PATH (auto), the built-in "
         "formant synthesiser (formant), or require espeak-ng (espeak)",
     )
     p.add_argument(
@@ -95,7 +100,7 @@ def _run(args) -> int:
     from textseld.data.synthesis import synthesize_dataset
 
     summary = synthesize_dataset(
-        args.out,
+        out=args.out,
         train_clips=args.train_clips,
         test_clips=args.test_clips,
         seed=args.seed,

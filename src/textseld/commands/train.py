@@ -1,4 +1,8 @@
-"""`textseld pretrain | finetune | train-baseline | predict`: training and prediction steps.
+"""`textseld pretrain-tokenizer | finetune | train-baseline | predict`: training and prediction steps.
+
+`pretrain` is the old name of pretrain-tokenizer, still accepted, as are the old
+spellings --train-h5 (now --features) and --run-dir (now --out) of the training
+commands and --out-dir (now --out) of predict.
 
 Each handler calls the same `textseld.train` function as the workflow rule.
 `--config FILE` is a YAML or JSON mapping with any of the sections
@@ -6,7 +10,7 @@ Each handler calls the same `textseld.train` function as the workflow rule.
 section is applied on top of the step's preset (pretrain / finetune / baseline),
 except `train.validation_split` ({fraction, seed}: the one validation split of
 every run, also given by --val-fraction / --split-seed; it must be the split the
-statistics were computed without, see `textseld pack`).
+statistics were computed without, see `textseld feature-stats`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from textseld.commands import add_command, add_threads
 
 SECTIONS = ("models", "text_encoders", "train")
 
@@ -53,8 +59,12 @@ def _sections(args) -> tuple[dict, dict, dict, dict]:
         model["size"] = args.size
     model.setdefault("size", "small")
     train = sec.get("train", {})
-    for key in ("epochs", "device", "batch_size"):
-        value = getattr(args, key, None)
+    for key, value in (
+        ("epochs", args.epochs),
+        ("device", args.device),
+        ("batch_size", args.batch_size),
+        ("torch_threads", args.threads),
+    ):
         if value is not None:
             train[key] = value
     split = dict(train.pop("validation_split", None) or {})
@@ -64,11 +74,24 @@ def _sections(args) -> tuple[dict, dict, dict, dict]:
     return model, sec.get("text_encoders", {}), train, split
 
 
-def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
-    if data:
-        p.add_argument("--train-h5", required=True, help="packed features of the training split (HDF5)")
-        p.add_argument("--stats", required=True, help="normalisation statistics (stats.h5 of the training split)")
-    p.add_argument("--run-dir", required=True, help="run directory (resumed if it holds last.pt)")
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--features",
+        "--train-h5",
+        dest="train_h5",
+        required=True,
+        metavar="FILE.h5",
+        help="packed features of the training split (HDF5; --train-h5: old spelling)",
+    )
+    p.add_argument("--stats", required=True, help="normalisation statistics (stats.h5 of the training split)")
+    p.add_argument(
+        "--out",
+        "--run-dir",
+        dest="run_dir",
+        required=True,
+        metavar="RUN_DIR",
+        help="run directory to write (resumed if it holds last.pt; --run-dir: old spelling)",
+    )
     p.add_argument(
         "--size",
         choices=("tiny", "small", "paper"),
@@ -76,10 +99,11 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
         help="model size preset (default: the config's, else small)",
     )
     p.add_argument("--config", default=None, help="YAML/JSON file with sections models, text_encoders, train")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the run's seed (initialisation, batch order)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override train.batch_size")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override train.device")
+    add_threads(p, help="torch CPU threads; overrides train.torch_threads (default: torch's, all cores)")
     add_split_arguments(p)
 
 
@@ -89,10 +113,10 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
         "--val-fraction",
         type=float,
         default=None,
-        help="share of training recordings held out for validation (default 0.1; same for every run)",
+        help="share of training recordings held out for validation (default: 0.1; the same for every run)",
     )
     p.add_argument(
-        "--split-seed", type=int, default=None, help="seed of the validation split (default 0; never the run's --seed)"
+        "--split-seed", type=int, default=None, help="seed of the validation split (default: 0; never the run's --seed)"
     )
 
 
@@ -105,7 +129,18 @@ def _pretrain(args) -> int:
     from textseld.train.runs import pretrain
 
     model, _, train, split = _sections(args)
-    return _print(pretrain(args.run_dir, args.train_h5, args.stats, args.source, model, train, args.seed, split=split))
+    return _print(
+        pretrain(
+            run_dir=args.run_dir,
+            train_h5=args.train_h5,
+            stats_h5=args.stats,
+            source=args.source,
+            model_cfg=model,
+            train_cfg=train,
+            seed=args.seed,
+            split=split,
+        )
+    )
 
 
 def _finetune(args) -> int:
@@ -114,18 +149,18 @@ def _finetune(args) -> int:
     model, text, train, split = _sections(args)
     return _print(
         finetune(
-            args.run_dir,
-            args.train_h5,
-            args.stats,
-            args.texts,
-            args.pretrained,
-            args.source,
-            args.text,
-            args.head,
-            model,
-            text,
-            train,
-            args.seed,
+            run_dir=args.run_dir,
+            train_h5=args.train_h5,
+            stats_h5=args.stats,
+            texts=args.texts,
+            pretrained_dir=args.pretrained,
+            source=args.source,
+            text=args.text,
+            head=args.head,
+            model_cfg=model,
+            text_cfg=text,
+            train_cfg=train,
+            seed=args.seed,
             split=split,
         )
     )
@@ -135,7 +170,17 @@ def _baseline(args) -> int:
     from textseld.train.runs import train_baseline
 
     model, _, train, split = _sections(args)
-    return _print(train_baseline(args.run_dir, args.train_h5, args.stats, model, train, args.seed, split=split))
+    return _print(
+        train_baseline(
+            run_dir=args.run_dir,
+            train_h5=args.train_h5,
+            stats_h5=args.stats,
+            model_cfg=model,
+            train_cfg=train,
+            seed=args.seed,
+            split=split,
+        )
+    )
 
 
 def _predict(args) -> int:
@@ -144,39 +189,71 @@ def _predict(args) -> int:
     if (args.features is None) == (not args.audio):
         raise ValueError("give either --features (a packed split) or --audio WAV files, not both")
     if args.features is not None:
-        paths = predict_split(args.run_dir, args.features, args.stats, args.out_dir, args.checkpoint, args.device)
+        paths = predict_split(
+            run_dir=args.run_dir,
+            features_h5=args.features,
+            stats_h5=args.stats,
+            out_dir=args.out,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            threads=args.threads,
+        )
     else:
-        paths = predict_audio(args.run_dir, args.audio, args.out_dir, args.checkpoint, args.stats, args.device)
-    print(f"wrote {len(paths)} prediction file(s) to {args.out_dir}")
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        paths = predict_audio(
+            run_dir=args.run_dir,
+            audio=args.audio,
+            out_dir=args.out,
+            checkpoint=args.checkpoint,
+            stats_h5=args.stats,
+            device=args.device,
+        )
+    print(f"wrote {len(paths)} prediction file(s) to {args.out}")
     return 0
 
 
 def register(sub) -> None:
     """Add this stage's subcommands to the `textseld` parser."""
-    p = sub.add_parser("pretrain", help="pretrain a tokenizer (source encoder + DOA/distance encoders), ADPIT")
-    p.add_argument("--source", required=True, choices=("rcc", "beats"))
+    p = add_command(
+        sub,
+        "pretrain-tokenizer",
+        aliases=["pretrain"],
+        help="pretrain a tokenizer (source encoder + DOA/distance encoders), ADPIT",
+    )
+    p.add_argument("--source", required=True, choices=("rcc", "beats"), help="source encoder")
     _common(p)
     p.set_defaults(func=_pretrain)
 
-    p = sub.add_parser("finetune", help="finetune tokenizer + frozen text encoder + head")
-    p.add_argument("--source", required=True, choices=("rcc", "beats"))
-    p.add_argument("--text", required=True, choices=("clip", "bert"))
-    p.add_argument("--head", required=True, choices=("grep", "trep"))
-    p.add_argument("--texts", required=True, help="text store (HDF5) of the training split")
-    p.add_argument("--pretrained", required=True, help="run directory of the matching pretraining")
+    p = add_command(sub, "finetune", help="finetune tokenizer + frozen text encoder + head")
+    p.add_argument("--source", required=True, choices=("rcc", "beats"), help="source encoder")
+    p.add_argument("--text", required=True, choices=("clip", "bert"), help="frozen text encoder")
+    p.add_argument("--head", required=True, choices=("grep", "trep"), help="output head")
+    p.add_argument("--texts", required=True, help="text store (HDF5) of the training split, from make-texts")
+    p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the matching pretraining")
     _common(p)
     p.set_defaults(func=_finetune)
 
-    p = sub.add_parser("train-baseline", help="train the DCASE2025 audio-only baseline")
+    p = add_command(sub, "train-baseline", help="train the DCASE2025 audio-only baseline")
     _common(p)
     p.set_defaults(func=_baseline)
 
-    p = sub.add_parser("predict", help="write DCASE CSVs with a trained run")
-    p.add_argument("--run-dir", required=True, help="run directory (config.json + best.pt)")
-    p.add_argument("--out-dir", required=True, help="folder for the CSV files")
+    p = add_command(sub, "predict", help="write DCASE CSVs with a trained run")
+    p.add_argument("--run-dir", required=True, help="run directory to predict with (config.json + best.pt)")
+    p.add_argument(
+        "--out",
+        "--out-dir",
+        dest="out",
+        required=True,
+        metavar="DIR",
+        help="folder for the CSV files (--out-dir: old spelling)",
+    )
     p.add_argument("--features", default=None, help="packed features of a split (HDF5)")
     p.add_argument("--audio", nargs="*", default=[], help="stereo WAV files (any length / sample rate)")
     p.add_argument("--stats", default=None, help="stats.h5 (default: the statistics the run trained with)")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="torch device (default: the run's)")
+    add_threads(p)
     p.set_defaults(func=_predict)

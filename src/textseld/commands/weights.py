@@ -1,9 +1,11 @@
-"""`textseld fetch-weights` (network, run once) and `textseld verify-weights`."""
+"""`textseld download-pretrained` (alias `fetch-weights`; network, run once) and `textseld verify-weights`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+
+from textseld.commands import add_command
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +18,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     from textseld.models.pretrained import fetch_weights
 
     path = fetch_weights(
-        args.out, clip_arch=args.clip_arch, clip_tag=args.clip_weights, bert=args.bert, beats=args.beats
+        out_dir=args.out, clip_arch=args.clip_arch, clip_tag=args.clip_weights, bert=args.bert, beats=args.beats
     )
     log.info("wrote %s", path)
     return 0
@@ -32,24 +34,26 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    """Add `fetch-weights` and `verify-weights` to the `textseld` parser."""
-    p = sub.add_parser(
-        "fetch-weights",
+    """Add `download-pretrained` (rule download_pretrained) and `verify-weights` to the `textseld` parser."""
+    p = add_command(
+        sub,
+        "download-pretrained",
+        aliases=["fetch-weights"],
         help="download pre-trained weights into a local folder (needs network)",
         description="Download the CLIP text tower, BERT and BEATs weights once; "
-        "record SHA-256 checksums in DIR/manifest.json. Pass 'none' to skip an item.",
+        "record SHA-256 checksums in OUT/manifest.json. Pass 'none' to skip an item.",
     )
     p.add_argument("--out", required=True, help="target folder")
-    p.add_argument("--clip-arch", type=_none, default="ViT-B-16", help="open_clip architecture (default ViT-B-16)")
-    p.add_argument("--clip-weights", default="openai", help="open_clip pretrained tag (default openai)")
+    p.add_argument("--clip-arch", type=_none, default="ViT-B-16", help="open_clip architecture")
+    p.add_argument("--clip-weights", default="openai", help="open_clip pretrained tag")
     p.add_argument(
         "--bert",
         type=_none,
         default="google/bert_uncased_L-12_H-512_A-8",
-        help="Hugging Face repo id of the BERT (default google/bert_uncased_L-12_H-512_A-8)",
+        help="Hugging Face repo id of the BERT",
     )
     p.add_argument("--beats", type=_none, default=None, help="URL or local path of the BEATs checkpoint")
     p.set_defaults(func=run_fetch)
-    v = sub.add_parser("verify-weights", help="re-hash the files of a weights folder against its manifest")
-    v.add_argument("--dir", required=True, help="folder written by fetch-weights")
+    v = add_command(sub, "verify-weights", help="re-hash the files of a weights folder against its manifest")
+    v.add_argument("--dir", required=True, help="folder written by download-pretrained")
     v.set_defaults(func=run_verify)

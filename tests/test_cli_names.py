@@ -1,0 +1,166 @@
+"""The CLI follows the workflow: one subcommand per rule, named like it, with the same flags for
+the same things, defaults in --help, and the old names and spellings still accepted."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from textseld.cli import build_parser, main
+from textseld.commands import HelpFormatter
+
+ROOT = Path(__file__).resolve().parents[1]
+# Rules without a command: collect_references only copies the reference CSVs.
+NOT_COMMANDS = {"collect_references"}
+
+
+def _rules() -> list[str]:
+    names = []
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        names += re.findall(r"^rule (\w+):", smk.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return names
+
+
+RULE_COMMANDS = [r.replace("_", "-") for r in _rules() if r not in NOT_COMMANDS]
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_every_rule_has_a_subcommand_of_its_name():
+    assert len(RULE_COMMANDS) >= 14
+    subs = _subparsers()
+    missing = [c for c in RULE_COMMANDS if c not in subs]
+    assert not missing, f"rules without a `textseld` subcommand of the same name: {missing}"
+    for name in RULE_COMMANDS:  # the rule's name is the primary name, not an alias
+        assert subs[name].prog == f"textseld {name}"
+
+
+@pytest.mark.parametrize("command", RULE_COMMANDS)
+def test_help_shows_the_defaults(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith(f"usage: textseld {command} ")
+    parser = _subparsers()[command]
+    assert issubclass(parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
+    for action in parser._actions:
+        default = action.default
+        if action.required or action.help in (None, argparse.SUPPRESS) or default is None or default is False:
+            continue
+        if isinstance(default, list) and not default:
+            continue
+        if action.option_strings and default is not argparse.SUPPRESS:
+            assert f"(default: {default})" in text, f"{command} {action.option_strings[0]}: default not shown"
+
+
+def test_every_subcommand_shows_defaults():
+    for name, parser in _subparsers().items():
+        assert parser.formatter_class is HelpFormatter, name
+
+
+@pytest.mark.parametrize("command", RULE_COMMANDS)
+def test_the_output_is_out_and_threads_are_j(command):
+    options = {}
+    for action in _subparsers()[command]._actions:
+        for s in action.option_strings:
+            options[s] = action
+    assert "--out" in options, f"{command}: no --out"
+    assert options["--out"].option_strings[0] == "--out"
+    for old in ("--out-dir", "--json", "--workers", "--train-h5"):
+        if old in options:  # an old spelling is only ever a second name of the new option
+            assert options[old].option_strings[0] != old, f"{command}: {old} is still the primary spelling"
+    if command in ("pretrain-tokenizer", "finetune", "train-baseline"):  # the run directory is what they write
+        assert options["--run-dir"] is options["--out"]
+    if "--threads" in options:
+        assert options["--threads"].option_strings[:2] == ["-j", "--threads"]
+    if "--features" in options:
+        assert options["--features"].option_strings[0] == "--features"
+
+
+# (new form, old form): both parse to the same arguments
+SAME = [
+    (
+        ["synthesize-dataset", "--out", "d", "--train-clips", "1", "--test-clips", "1", "--seed", "2", "-j", "0"],
+        ["synth", "--out", "d", "--train-clips", "1", "--test-clips", "1", "--seed", "2", "--workers", "0"],
+    ),
+    (["download-dataset", "--out", "d"], ["download", "--out", "d"]),
+    (["download-pretrained", "--out", "w", "--bert", "none"], ["fetch-weights", "--out", "w", "--bert", "none"]),
+    (
+        ["extract-features", "--data", "d", "--split", "s", "--out", "x.h5"],
+        ["features", "--data", "d", "--split", "s", "--out", "x.h5"],
+    ),
+    (
+        ["pack-features", "--shards", "a.h5", "--out", "p.h5", "--stats-out", "s.h5"],
+        ["pack", "--shards", "a.h5", "--out", "p.h5", "--stats-out", "s.h5"],
+    ),
+    (["make-texts", "--features", "p.h5", "--out", "t.h5"], ["texts", "--features", "p.h5", "--out", "t.h5"]),
+    (
+        ["pretrain-tokenizer", "--source", "rcc", "--features", "p.h5", "--stats", "s.h5", "--out", "r", "-j", "2"],
+        ["pretrain", "--source", "rcc", "--train-h5", "p.h5", "--stats", "s.h5", "--run-dir", "r", "--threads", "2"],
+    ),
+    (
+        ["train-baseline", "--features", "p.h5", "--stats", "s.h5", "--out", "r"],
+        ["train-baseline", "--train-h5", "p.h5", "--stats", "s.h5", "--run-dir", "r"],
+    ),
+    (
+        ["predict", "--run-dir", "r", "--features", "p.h5", "--out", "o"],
+        ["predict", "--run-dir", "r", "--features", "p.h5", "--out-dir", "o"],
+    ),
+    (
+        ["evaluate", "--ref", "m", "--pred", "p", "--out", "e.json"],
+        ["evaluate", "--ref", "m", "--pred", "p", "--json", "e.json"],
+    ),
+    (
+        ["aggregate", "--run", *"m 0 a b c".split(), "--out", "o"],
+        ["aggregate", "--run", *"m 0 a b c".split(), "--out-dir", "o"],
+    ),
+]
+
+
+@pytest.mark.parametrize("new, old", SAME, ids=[n[0] for n, _ in SAME])
+def test_old_names_and_spellings_still_parse(new, old):
+    parser = build_parser()
+    a, b = vars(parser.parse_args(new)), vars(parser.parse_args(old))
+    a.pop("command"), b.pop("command")
+    assert a == b
+
+
+def test_finetune_takes_named_options():
+    args = build_parser().parse_args(
+        "finetune --source rcc --text bert --head trep --texts t.h5 --pretrained pre "
+        "--features p.h5 --stats s.h5 --out ft -j 3".split()
+    )
+    assert (args.source, args.text, args.head, args.pretrained, args.run_dir, args.threads) == (
+        "rcc",
+        "bert",
+        "trep",
+        "pre",
+        "ft",
+        3,
+    )
+
+
+def test_training_curves_command(tmp_path, capsys):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.csv").write_text("epoch,step,loss,val_F\n0,3,0.5,0.1\n1,6,0.25,0.2\n")
+    out = tmp_path / "fig" / "curves.png"
+    out.parent.mkdir()
+    argv = ["training-curves", "--run", "A", str(tmp_path / "a"), "--run", "B", str(tmp_path / "b"), "--out", str(out)]
+    assert main(argv) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        main(
+            ["training-curves", "--run", "A", str(tmp_path / "a"), "--run", "A", str(tmp_path / "b"), "--out", str(out)]
+        )
+        == 1
+    )
+    assert "label 'A' given twice" in capsys.readouterr().err
