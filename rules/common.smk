@@ -132,7 +132,7 @@ def texts_file(split):
 
 
 def weight_marker(name):
-    """Manifest written by `textseld fetch-weights` for one named weight set."""
+    """Manifest written by `textseld download-pretrained` for one named weight set."""
     return f"{WEIGHTS_DIR}/{name}/manifest.json"
 
 

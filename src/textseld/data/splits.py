@@ -149,7 +149,7 @@ def check_stats_split(
         raise ValueError(
             f"{stats}: records no validation split, so it may include validation clips; "
             f"recompute it from {packed} with "
-            f"textseld.data.splits.compute_training_stats (or `textseld pack --stats-out`)"
+            f"textseld.data.splits.compute_training_stats (or `textseld feature-stats`)"
         )
     found = json.loads(raw)
     if found != expected:

@@ -81,7 +81,7 @@ def load_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"{path}: a TorchScript archive (like OpenAI's original CLIP .pt files); textseld loads weights "
             f"only as data (safetensors or a torch state dict read with weights_only=True). Fetch the "
-            f"weights with `textseld fetch-weights`, or, if you trust this file, convert it once: python -c "
+            f"weights with `textseld download-pretrained`, or, if you trust this file, convert it once: python -c "
             f"\"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
             f"'{path.with_suffix('.state_dict.pt')}')\""
         )

@@ -37,7 +37,7 @@ SLOTS = ("src", "doa", "dist")
 # so a setup file layered over another cannot inherit half of its encoder.
 # CLIP: an open_clip architecture (its bundled config gives context length and
 # vocabulary) with optional text_cfg / embed_dim overrides; `fetch` is the
-# (arch, tag) that `textseld fetch-weights` downloads.
+# (arch, tag) that `textseld download-pretrained` downloads.
 CLIP_PRESETS: dict[str, dict[str, Any]] = {
     "ViT-B-16/openai": {
         "arch": "ViT-B-16",
@@ -185,7 +185,7 @@ def _expand_preset(kind: str, d: Mapping[str, Any]) -> dict[str, Any]:
     if needs_weights and not d.get(weights_key):
         raise ValueError(
             f"text encoder config key {weights_key!r}: the {kind} preset {name!r} is pretrained; "
-            f"give its local weights (fetched once by `textseld fetch-weights`), or set "
+            f"give its local weights (fetched once by `textseld download-pretrained`), or set "
             f"random_init: true for its architecture with random weights"
         )
     if kind == "clip":

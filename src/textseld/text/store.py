@@ -135,7 +135,7 @@ class TextStore:
             if stored != templates_fingerprint():
                 raise TextStoreError(
                     f"{self.path}: made with other sentence templates (templates_sha256 {stored!r}); "
-                    "rebuild it with `textseld texts`"
+                    "rebuild it with `textseld make-texts`"
                 )
             self.names = _read_names(f, self.path)
             self.n_frames = int(f.attrs["n_frames"])

@@ -321,8 +321,8 @@ def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
     if not best.is_file() or not cfg_path.is_file():
         missing = best if not best.is_file() else cfg_path
         raise RunConfigError(
-            f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain "
-            f"--source {source} --run-dir {pdir}` first)"
+            f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain-tokenizer "
+            f"--source {source} --out {pdir}` first)"
         )
     pcfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     if pcfg.get("kind") != "pretrain" or pcfg.get("source") != source:
@@ -357,7 +357,7 @@ def _check_store_names(store, train_h5) -> None:
     if list(store.names) != names:
         raise RunConfigError(
             f"{store.path}: its clips are not those of {train_h5} in the same order; "
-            f"rebuild it from that file with `textseld texts`"
+            f"rebuild it from that file with `textseld make-texts`"
         )
 
 
