@@ -16,6 +16,7 @@ import logging
 import sys
 
 from textseld import __version__
+from textseld.logsetup import FORMAT as LOG_FORMAT
 
 # Modules under textseld.commands, each defining register(subparsers).
 # Their order is the order of the subcommands in `textseld --help` (the pipeline's).
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     try:
         result = args.func(args)

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+# The one log line format, of the rule logs and of the `textseld` command line (textseld.cli).
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
