@@ -168,8 +168,8 @@ def test_truncated_and_missing_wav_are_named(tmp_path):
 
 # ------------------------------------------------ predict --features statistics
 def test_predict_uses_the_run_statistics_or_refuses(tmp_path, caplog):
+    from textseld.models.pretrained import sha256_file
     from textseld.train.predict import run_stats
-    from textseld.train.runs import sha256_file
 
     stats = tmp_path / "stats.h5"
     stats.write_bytes(b"stats of the training split")

@@ -167,8 +167,8 @@ def _merge(base: dict, patch: dict) -> dict:
 def test_change_executed_reruns_the_finetuning_on_the_new_input(tiny_workflow, tmp_path, change):
     """README's "what reruns" rows whose finetunings keep their configuration, executed on one
     finetuning's chain (the dry-run tests in test_workflow.py check the whole plan)."""
+    from textseld.models.pretrained import sha256_file
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.runs import sha256_file
 
     patch, site, upstream, key, produced = CHANGES[change]
     wd = copy_workflow(tiny_workflow, tmp_path / "wd")

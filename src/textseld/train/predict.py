@@ -135,7 +135,7 @@ def run_stats(run_dir: str | os.PathLike, config: dict, stats_h5: str | os.PathL
     """The normalisation statistics to predict with: `stats_h5`, or (None) those the run
     trained with. A model never sees unstandardised features: without either, an error.
     Statistics other than the run's (sha256 recorded in config.json) are used with a warning."""
-    from textseld.train.runs import sha256_file
+    from textseld.models.pretrained import sha256_file
 
     recorded = config.get("inputs", {}).get("stats_h5")
     if stats_h5 is None:

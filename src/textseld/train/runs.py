@@ -14,7 +14,6 @@ statistics were computed without (checked). Each writes `config.json`,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from torch import nn
 
 from textseld import __version__
 from textseld.atomic import write_text_atomic
+from textseld.models.pretrained import sha256_file
 from textseld.train.checkpoint import load_full_state, load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
 from textseld.train.loop import fit, resolve_device, seed_everything
@@ -51,14 +51,6 @@ class RunConfigError(ValueError):
 
 
 # ------------------------------------------------------------------ helpers
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise RunConfigError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
