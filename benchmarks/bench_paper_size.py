@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
+
 REPO = Path(__file__).resolve().parents[1]
-SOURCES, TEXTS, HEADS = ("beats", "rcc"), ("clip", "bert"), ("grep", "trep")
-FINETUNES = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEADS]
+FINETUNES = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEAD_NAMES]
 SYSTEMS = [f"pretrain-{s}" for s in SOURCES] + ["baseline"] + FINETUNES
 BATCH = 2
 

@@ -62,3 +62,12 @@ SYNTH_TRAIN_SPLIT = "dev-train-synth"
 SYNTH_TEST_SPLIT = "dev-test-synth"
 AUDIO_ROOT = "stereo_dev"
 META_ROOT = "metadata_dev"
+
+# Names of the models and of the scoring (SPEC sections 5-8): run and system names,
+# command-line choices and the checks of every entry point use these; the workflow's
+# grid (config `grid`, rules/common.smk) lists the same names.
+SOURCES = ("rcc", "beats")  # source (audio) encoders of the tokenizer
+TEXTS = ("clip", "bert")  # frozen text encoders
+HEAD_NAMES = ("grep", "trep")  # output heads of the finetuned models
+PROTOCOLS = ("dcase2025", "strict")  # scoring protocols (textseld.metrics.seld); the first is the main one
+AVERAGES = ("macro", "micro")  # class averaging of the scores

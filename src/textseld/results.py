@@ -39,17 +39,19 @@ from pathlib import Path
 import numpy as np
 
 from textseld.atomic import atomic_path, write_text_atomic
+from textseld.constants import HEAD_NAMES, PROTOCOLS, SOURCES, TEXTS
 
-PROTOCOLS = ("dcase2025", "strict")
 # (key in the metrics JSON, column stem, scale to the reported unit, label)
 METRICS = (
     ("F", "F20_1_pct", 100.0, "F20°/1 (%)"),
     ("DOAE", "DOAE_deg", 1.0, "DOAE (°)"),
     ("RDE", "RDE_pct", 100.0, "RDE (%)"),
 )
-SOURCE_NAMES = {"beats": "BEATs", "rcc": "RCC"}
-TEXT_NAMES = {"clip": "CLIP", "bert": "BERT"}
-HEAD_NAMES = {"grep": "GREP", "trep": "TREP"}
+# How the tables spell each model name (a name without its spelling fails here).
+_LABELS = {"beats": "BEATs", "rcc": "RCC", "clip": "CLIP", "bert": "BERT", "grep": "GREP", "trep": "TREP"}
+SOURCE_LABELS = {name: _LABELS[name] for name in SOURCES}
+TEXT_LABELS = {name: _LABELS[name] for name in TEXTS}
+HEAD_LABELS = {name: _LABELS[name] for name in HEAD_NAMES}
 # The paper's row order (SPEC section 8); systems not listed follow, sorted.
 PAPER_ORDER = (
     "Baseline",
@@ -101,12 +103,12 @@ def system_name(model: str) -> str:
     if model == "baseline":
         return "Baseline"
     parts = model.split("-")
-    if len(parts) != 3 or parts[0] not in SOURCE_NAMES or parts[1] not in TEXT_NAMES or parts[2] not in HEAD_NAMES:
+    if len(parts) != 3 or parts[0] not in SOURCES or parts[1] not in TEXTS or parts[2] not in HEAD_NAMES:
         raise ValueError(
             f"model id {model!r}: expected 'baseline' or '<source>-<text>-<head>' with source in "
-            f"{sorted(SOURCE_NAMES)}, text in {sorted(TEXT_NAMES)}, head in {sorted(HEAD_NAMES)}"
+            f"{sorted(SOURCES)}, text in {sorted(TEXTS)}, head in {sorted(HEAD_NAMES)}"
         )
-    return f"{SOURCE_NAMES[parts[0]]}-{TEXT_NAMES[parts[1]]}-{HEAD_NAMES[parts[2]]}"
+    return f"{SOURCE_LABELS[parts[0]]}-{TEXT_LABELS[parts[1]]}-{HEAD_LABELS[parts[2]]}"
 
 
 def _load_json(path: Path, what: str) -> dict:

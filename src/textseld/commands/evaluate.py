@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textseld.commands import add_command
+from textseld.constants import AVERAGES, PROTOCOLS
 
 
 def run_evaluate(args) -> int:
@@ -37,11 +38,11 @@ def register(sub) -> None:
     p.add_argument("--pred", required=True, metavar="PRED_DIR", help="folder of prediction CSVs")
     p.add_argument(
         "--protocol",
-        choices=("dcase2025", "strict"),
-        default="dcase2025",
+        choices=PROTOCOLS,
+        default=PROTOCOLS[0],
         help="dcase2025: the official evaluation code's; strict: all 50 frames of every clip",
     )
-    p.add_argument("--average", choices=("macro", "micro"), default="macro", help="class averaging")
+    p.add_argument("--average", choices=AVERAGES, default=AVERAGES[0], help="class averaging")
     p.add_argument("--ci", action="store_true", help="add 95%% bootstrap intervals (clips resampled)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from textseld.commands import add_command, add_threads
+from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 
 SECTIONS = ("models", "text_encoders", "train")
 
@@ -223,14 +224,14 @@ def register(sub) -> None:
         aliases=["pretrain"],
         help="pretrain a tokenizer (source encoder + DOA/distance encoders), ADPIT",
     )
-    p.add_argument("--source", required=True, choices=("rcc", "beats"), help="source encoder")
+    p.add_argument("--source", required=True, choices=SOURCES, help="source encoder")
     _common(p)
     p.set_defaults(func=_pretrain)
 
     p = add_command(sub, "finetune", help="finetune tokenizer + frozen text encoder + head")
-    p.add_argument("--source", required=True, choices=("rcc", "beats"), help="source encoder")
-    p.add_argument("--text", required=True, choices=("clip", "bert"), help="frozen text encoder")
-    p.add_argument("--head", required=True, choices=("grep", "trep"), help="output head")
+    p.add_argument("--source", required=True, choices=SOURCES, help="source encoder")
+    p.add_argument("--text", required=True, choices=TEXTS, help="frozen text encoder")
+    p.add_argument("--head", required=True, choices=HEAD_NAMES, help="output head")
     p.add_argument("--texts", required=True, help="text store (HDF5) of the training split, from make-texts")
     p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the matching pretraining")
     _common(p)

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from textseld.atomic import write_text_atomic
-from textseld.constants import CLASS_NAMES
+from textseld.constants import AVERAGES, CLASS_NAMES, PROTOCOLS
 from textseld.metrics.bootstrap import bootstrap_ci
-from textseld.metrics.seld import AVERAGES, PROTOCOLS, STAT_NAMES, clip_statistics, summarize
+from textseld.metrics.seld import STAT_NAMES, clip_statistics, summarize
 
 log = logging.getLogger(__name__)
 

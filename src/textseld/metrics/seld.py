@@ -24,11 +24,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from textseld.constants import N_CLASSES, N_LABEL_FRAMES
+from textseld.constants import AVERAGES, N_CLASSES, N_LABEL_FRAMES, PROTOCOLS
 from textseld.metrics.assignment import batched_assignment
 
-PROTOCOLS = ("dcase2025", "strict")
-AVERAGES = ("macro", "micro")
 DOA_THRESHOLD = 20.0  # degrees, a pair with a larger error is spatially wrong
 REL_DIST_THRESHOLD = 1.0  # relative distance error above this is spatially wrong
 MAX_TRACKS = 10  # track slots per frame and class in the official code

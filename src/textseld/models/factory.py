@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 from textseld.models.baseline import BaselineCRNN
 from textseld.models.config import ModelConfig
 from textseld.models.heads import GrepHead, PretrainHead, TrepHead
-from textseld.models.tokenizer import SOURCES, Tokenizer
+from textseld.models.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # the text encoders are built by the caller; no import at run time
     from textseld.models.text_encoders import TextEncoder
 
-HEADS: dict[str, Callable[[int, int], nn.Module]] = {"grep": GrepHead, "trep": TrepHead}
-TEXTS = ("clip", "bert")
+_HEAD_CLASSES: dict[str, Callable[[int, int], nn.Module]] = {"grep": GrepHead, "trep": TrepHead}
+HEADS = {name: _HEAD_CLASSES[name] for name in HEAD_NAMES}  # a head name without its class fails here
 _TEXT_PREFIX = "text_encoder."
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from textseld.constants import SOURCES
 from textseld.models.beats import BeatsEncoder
 from textseld.models.config import ModelConfig
 from textseld.models.conformer import ConformerStack
 from textseld.models.rcc import RCCEncoder
 
-SOURCES = ("rcc", "beats")
 SRC_CHANNELS, DOA_CHANNELS, DIST_CHANNELS = 1, 4, 2
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from textseld import __version__
 from textseld.atomic import write_text_atomic
+from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 from textseld.models.pretrained import sha256_file
 from textseld.train.checkpoint import load_full_state, load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("pretrain", "finetune", "baseline")
-TEXTS = ("clip", "bert")
-HEADS = ("grep", "trep")
-SOURCES = ("rcc", "beats")
 # Training keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = ("device", "num_workers", "progress", "checkpoint_every_steps", "val_batch_size", "torch_threads")
 
@@ -487,7 +485,7 @@ def finetune(
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
-    _choice(head, HEADS, "head")
+    _choice(head, HEAD_NAMES, "head")
     mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     config = _base_config(
