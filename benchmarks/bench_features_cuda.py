@@ -248,6 +248,7 @@ def check_wpe(clips: np.ndarray, device: str, rep: Report) -> dict:
     import torch
     from nara_wpe.wpe import wpe as nara_wpe
 
+    from textseld.constants import WPE_DELAY, WPE_ITERATIONS, WPE_TAPS
     from textseld.features import spectral
     from textseld.features import wpe as ours
     from textseld.features.extract import peak_normalise
@@ -261,7 +262,7 @@ def check_wpe(clips: np.ndarray, device: str, rep: Report) -> dict:
     errors: dict[str, list[float]] = {k: [] for k in got}
     for b in range(len(clips)):
         with blas_threads(1):
-            ref = nara_wpe(spec_w[b].numpy()[:, None, :], taps=ours.TAPS, delay=ours.DELAY, iterations=ours.ITERATIONS)[
+            ref = nara_wpe(spec_w[b].numpy()[:, None, :], taps=WPE_TAPS, delay=WPE_DELAY, iterations=WPE_ITERATIONS)[
                 :, 0
             ]
         q = np.abs(ref) ** 2

@@ -18,6 +18,11 @@ N_CLASSES = 13  # C
 N_TRACKS = 3  # K: multi-ACCDOA output tracks
 N_ADPIT_SLOTS = 6  # A0 | B0 B1 | C0 C1 C2
 MAX_AZIMUTH = 90  # labels are folded to [-90, 90]
+# WPE dereverberation (SPEC): prediction filter taps and delay in frames, iterations of the
+# power estimate; the defaults of textseld.features.wpe.wpe, the feature extraction and its CLI.
+WPE_TAPS = 60
+WPE_DELAY = 5
+WPE_ITERATIONS = 5
 
 # Official class names (DCASE2025 Task 3), index = class id.
 CLASS_NAMES = (

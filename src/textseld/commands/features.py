@@ -7,6 +7,7 @@ which with --stats-out also does what feature-stats does).
 from __future__ import annotations
 
 from textseld.commands import add_command, add_threads
+from textseld.constants import WPE_DELAY, WPE_ITERATIONS, WPE_TAPS
 
 
 def register(sub) -> None:
@@ -29,9 +30,9 @@ def register(sub) -> None:
     p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
-    p.add_argument("--wpe-taps", type=int, default=60, help="WPE filter taps (SPEC)")
-    p.add_argument("--wpe-delay", type=int, default=5, help="WPE prediction delay in frames (SPEC)")
-    p.add_argument("--wpe-iterations", type=int, default=5, help="WPE iterations (SPEC)")
+    p.add_argument("--wpe-taps", type=int, default=WPE_TAPS, help="WPE filter taps (SPEC)")
+    p.add_argument("--wpe-delay", type=int, default=WPE_DELAY, help="WPE prediction delay in frames (SPEC)")
+    p.add_argument("--wpe-iterations", type=int, default=WPE_ITERATIONS, help="WPE iterations (SPEC)")
     add_threads(p)
     p.set_defaults(func=_features)
 

@@ -16,7 +16,18 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from textseld.constants import CLIP_SAMPLES, HOP, N_CHANNELS, N_FFT, N_MELS, SAMPLE_RATE, WIN
+from textseld.constants import (
+    CLIP_SAMPLES,
+    HOP,
+    N_CHANNELS,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    WIN,
+    WPE_DELAY,
+    WPE_ITERATIONS,
+    WPE_TAPS,
+)
 from textseld.features import spatial, spectral, wpe
 
 FEATURE_NAMES = ("logmel_lr", "ild", "ivy", "direct", "reverb", "src", "doa", "dist")
@@ -45,9 +56,9 @@ FEATURE_CONFIG: dict[str, Any] = {
     "peak_normalise": "both channels / max |sample| over both channels",
     "ivy_eps": spatial.IVY_EPS,
     "wpe": {
-        "taps": wpe.TAPS,
-        "delay": wpe.DELAY,
-        "iterations": wpe.ITERATIONS,
+        "taps": WPE_TAPS,
+        "delay": WPE_DELAY,
+        "iterations": WPE_ITERATIONS,
         "psd_context": 0,
         "statistics_mode": "full",
         "input": "STFT of w = (l + r) / 2",
@@ -61,9 +72,9 @@ FEATURE_CONFIG: dict[str, Any] = {
 
 
 def wpe_settings(params: Mapping[str, int] | None = None) -> dict[str, int]:
-    """WPE settings (SPEC: taps 60, delay 5, iterations 5) with `params` applied;
+    """WPE settings (SPEC's: constants.WPE_TAPS, WPE_DELAY, WPE_ITERATIONS) with `params` applied;
     an unknown key or a bad value is an error naming it."""
-    settings = {"taps": wpe.TAPS, "delay": wpe.DELAY, "iterations": wpe.ITERATIONS}
+    settings = {"taps": WPE_TAPS, "delay": WPE_DELAY, "iterations": WPE_ITERATIONS}
     for key, value in dict(params or {}).items():
         if key not in settings:
             raise ValueError(f"WPE settings: unknown key {key!r}; expected some of {sorted(settings)}")
@@ -124,7 +135,7 @@ def compute_features(
     """All features of a batch of clips.
 
     audio: (B, 2, N) [L, R] samples (any float dtype); names label errors;
-    wpe_params: taps / delay / iterations (default SPEC's 60 / 5 / 5).
+    wpe_params: taps / delay / iterations (default SPEC's, `wpe_settings`).
     Returns float32 CPU tensors: logmel_lr (B, 2, T, F), ild (B, T, F), ivy (B, T, F),
     direct (B, T, F), reverb (B, T, F) and the tokenizer inputs src (B, 1, T, F),
     doa (B, 4, T, F) = [logmel L, logmel R, ivy, ild], dist (B, 2, T, F) = [direct, reverb].

@@ -49,11 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from textseld.constants import WPE_DELAY, WPE_ITERATIONS, WPE_TAPS
 from textseld.features import wpe_kernel
 
-TAPS = 60
-DELAY = 5
-ITERATIONS = 5
 POWER_EPS = 1e-10  # relative to the clip's max power, as nara_wpe._stable_positive_inverse
 ROWS_PER_BLOCK = 32  # rows per block on CPU: fewer Python calls; larger blocks gained nothing
 
@@ -343,9 +341,9 @@ def _wpe_rows(
 
 def wpe(
     spec: torch.Tensor,
-    taps: int = TAPS,
-    delay: int = DELAY,
-    iterations: int = ITERATIONS,
+    taps: int = WPE_TAPS,
+    delay: int = WPE_DELAY,
+    iterations: int = WPE_ITERATIONS,
     clips_per_chunk: int | None = None,
     rows_per_block: int | None = None,
     cpu_kernel: bool | None = None,
