@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from textseld.constants import CLIP_TAG, TEXTS
 from textseld.models.text_encoders import GroundTruthCache, build_text_encoder
 from textseld.text.sentences import render_sentence
 
@@ -44,14 +45,14 @@ def timeit(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kind", default="bert", choices=("bert", "clip"))
+    ap.add_argument("--kind", default="bert", choices=TEXTS)
     ap.add_argument("--clips", type=int, default=2, help="clips per step (x 50 frames)")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    enc = build_text_encoder(args.kind, {"clip_pretrained": "openai"} if args.kind == "clip" else {})
+    enc = build_text_encoder(args.kind, {"clip_pretrained": CLIP_TAG} if args.kind == "clip" else {})
     rng = random.Random(0)
     n = args.clips * 50
     tids = [t for t in (rng.randrange(50) for _ in range(args.clips)) for _ in range(50)]

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from textseld.commands import add_command
+from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,12 @@ def register(sub) -> None:
         "record SHA-256 checksums in OUT/manifest.json. Pass 'none' to skip an item.",
     )
     p.add_argument("--out", required=True, help="target folder")
-    p.add_argument("--clip-arch", type=_none, default="ViT-B-16", help="open_clip architecture")
-    p.add_argument("--clip-weights", default="openai", help="open_clip pretrained tag")
+    p.add_argument("--clip-arch", type=_none, default=CLIP_ARCH, help="open_clip architecture")
+    p.add_argument("--clip-weights", default=CLIP_TAG, help="open_clip pretrained tag")
     p.add_argument(
         "--bert",
         type=_none,
-        default="google/bert_uncased_L-12_H-512_A-8",
+        default=BERT_REPO,
         help="Hugging Face repo id of the BERT",
     )
     p.add_argument("--beats", type=_none, default=None, help="URL or local path of the BEATs checkpoint")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from textseld.atomic import atomic_path, write_text_atomic
+from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _copy_into(src: Path, dest: Path) -> Path:
     return dest
 
 
-def fetch_clip(out_dir: str | os.PathLike, arch: str = "ViT-B-16", tag: str = "openai") -> dict[str, Any]:
+def fetch_clip(out_dir: str | os.PathLike, arch: str = CLIP_ARCH, tag: str = CLIP_TAG) -> dict[str, Any]:
     """Download an open_clip checkpoint with open_clip's own download API."""
     import open_clip
 
@@ -86,7 +87,7 @@ def fetch_clip(out_dir: str | os.PathLike, arch: str = "ViT-B-16", tag: str = "o
     }
 
 
-def fetch_bert(out_dir: str | os.PathLike, repo_id: str = "google/bert_uncased_L-12_H-512_A-8") -> dict[str, Any]:
+def fetch_bert(out_dir: str | os.PathLike, repo_id: str = BERT_REPO) -> dict[str, Any]:
     """Download config, tokenizer and weights of a HF BERT with huggingface_hub."""
     from huggingface_hub import snapshot_download
 
@@ -166,9 +167,9 @@ def weights_path(out_dir: str | os.PathLike, name: str) -> Path:
 
 def fetch_weights(
     out_dir: str | os.PathLike,
-    clip_arch: str | None = "ViT-B-16",
-    clip_tag: str = "openai",
-    bert: str | None = "google/bert_uncased_L-12_H-512_A-8",
+    clip_arch: str | None = CLIP_ARCH,
+    clip_tag: str = CLIP_TAG,
+    bert: str | None = BERT_REPO,
     beats: str | None = None,
 ) -> Path:
     """Fetch what is asked for (None skips) and record it in the manifest."""

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG
 from textseld.models.pretrained import sha256_file
 from textseld.text.templates import TEMPLATES
 
@@ -39,22 +40,22 @@ SLOTS = ("src", "doa", "dist")
 # vocabulary) with optional text_cfg / embed_dim overrides; `fetch` is the
 # (arch, tag) that `textseld download-pretrained` downloads.
 CLIP_PRESETS: dict[str, dict[str, Any]] = {
-    "ViT-B-16/openai": {
-        "arch": "ViT-B-16",
-        "pretrained": "openai",
+    f"{CLIP_ARCH}/{CLIP_TAG}": {
+        "arch": CLIP_ARCH,
+        "pretrained": CLIP_TAG,
         "text_cfg": None,
         "embed_dim": None,
-        "fetch": {"clip_arch": "ViT-B-16", "clip_tag": "openai"},
+        "fetch": {"clip_arch": CLIP_ARCH, "clip_tag": CLIP_TAG},
     },
     "random-384x4": {
-        "arch": "ViT-B-16",
+        "arch": CLIP_ARCH,
         "pretrained": None,
         "text_cfg": {"width": 384, "layers": 4, "heads": 6},
         "embed_dim": 384,
         "fetch": None,
     },
     "random-64x2": {
-        "arch": "ViT-B-16",
+        "arch": CLIP_ARCH,
         "pretrained": None,
         "text_cfg": {"width": 64, "layers": 2, "heads": 2},
         "embed_dim": 64,
@@ -73,9 +74,9 @@ BERT_PRESETS: dict[str, dict[str, Any]] = {
         "pooling": "auto",
         "arch": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536},
     },
-    "google/bert_uncased_L-12_H-512_A-8": {
+    BERT_REPO: {
         "pretrained": True,
-        "fetch": {"bert": "google/bert_uncased_L-12_H-512_A-8"},
+        "fetch": {"bert": BERT_REPO},
         "pooling": "pooler",
         "arch": {"hidden_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8, "intermediate_size": 2048},
     },
@@ -98,7 +99,7 @@ PRESET_OWNED = {
 class TextEncoderConfig:
     """How to build either text encoder. Paths are local; nothing is downloaded.
 
-    clip_arch: open_clip architecture name (bundled config), paper `ViT-B-16`.
+    clip_arch: open_clip architecture name (bundled config), paper `ViT-B-16` (constants.CLIP_ARCH).
     clip_pretrained: open_clip pretrained tag the weights file comes from
       (metadata, and it decides QuickGELU when clip_quick_gelu is None).
     clip_weights: local weights file (.safetensors, torch state dict, or the
@@ -120,8 +121,8 @@ class TextEncoderConfig:
       benchmarks and size tests).
     """
 
-    clip_arch: str = "ViT-B-16"
-    clip_pretrained: str | None = "openai"
+    clip_arch: str = CLIP_ARCH
+    clip_pretrained: str | None = CLIP_TAG
     clip_weights: str | None = None
     clip_quick_gelu: bool | None = None
     clip_text_cfg: dict | None = None
