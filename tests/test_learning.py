@@ -64,7 +64,7 @@ def easy(tmp_path_factory):
 
 def _train_and_score(root, packed, stats, refs, name: str, **train) -> dict:
     run = root / name
-    train_baseline(run, packed, stats, {"size": "small"}, {**TRAIN, **train}, seed=0, split=SPLIT)
+    train_baseline(run, packed, stats, model_cfg={"size": "small"}, train_cfg={**TRAIN, **train}, seed=0, split=SPLIT)
     # the last epoch's weights: with 2 validation clips, selection by validation F would measure those 2
     predict_split(run, packed, stats, root / f"{name}-pred", checkpoint="last", threads=1)
     return evaluate_dirs(refs, root / f"{name}-pred", protocol="dcase2025")

@@ -73,7 +73,7 @@ def pretrained(data, tmp_path_factory):
     from textseld.train.runs import pretrain
 
     run = tmp_path_factory.mktemp("runs") / "pre_rcc"
-    result = pretrain(run, data["train_h5"], data["stats"], "rcc", MODEL_CFG, TRAIN_CFG, seed=1)
+    result = pretrain(run, data["train_h5"], data["stats"], "rcc", model_cfg=MODEL_CFG, train_cfg=TRAIN_CFG, seed=1)
     return run, result
 
 
@@ -89,9 +89,9 @@ def _finetune(data, pretrained_dir, run_dir, text="bert", head="grep", **kw):
         "rcc",
         text,
         head,
-        kw.pop("model_cfg", MODEL_CFG),
-        TEXT_CFG,
-        kw.pop("train_cfg", {**TRAIN_CFG, "epochs": 1}),
+        model_cfg=kw.pop("model_cfg", MODEL_CFG),
+        text_cfg=TEXT_CFG,
+        train_cfg=kw.pop("train_cfg", {**TRAIN_CFG, "epochs": 1}),
         seed=2,
         **kw,
     )
@@ -219,7 +219,7 @@ def test_bad_configurations_give_clear_errors(data, pretrained, tmp_path):
 
     pre_dir, _ = pretrained
     with pytest.raises(RunConfigError, match="unknown source encoder 'cnn'"):
-        pretrain(tmp_path / "x", data["train_h5"], data["stats"], "cnn", MODEL_CFG, TRAIN_CFG)
+        pretrain(tmp_path / "x", data["train_h5"], data["stats"], "cnn", model_cfg=MODEL_CFG, train_cfg=TRAIN_CFG)
     with pytest.raises(RunConfigError, match="unknown text encoder 'gpt'"):
         _finetune(data, pre_dir, tmp_path / "y", "gpt", "grep")
     with pytest.raises(RunConfigError, match="unknown head 'mlp'"):
@@ -239,12 +239,12 @@ def test_bad_configurations_give_clear_errors(data, pretrained, tmp_path):
             "beats",
             "bert",
             "grep",
-            MODEL_CFG,
-            TEXT_CFG,
-            TRAIN_CFG,
+            model_cfg=MODEL_CFG,
+            text_cfg=TEXT_CFG,
+            train_cfg=TRAIN_CFG,
         )
     with pytest.raises(ValueError, match="'epoch'"):
-        pretrain(tmp_path / "v", data["train_h5"], data["stats"], "rcc", MODEL_CFG, {"epoch": 1})
+        pretrain(tmp_path / "v", data["train_h5"], data["stats"], "rcc", model_cfg=MODEL_CFG, train_cfg={"epoch": 1})
 
 
 # ------------------------------------------------------------------- resume
@@ -258,7 +258,7 @@ RESUME_SCRIPT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
     cfg = {"epochs": 3, "batch_size": 2, "progress": False, "device": "cpu",
            "checkpoint_every_steps": 1}
-    pretrain(run, train_h5, stats, "rcc", {"size": "tiny", "token_width": 32}, cfg, seed=3,
+    pretrain(run, train_h5, stats, "rcc", model_cfg={"size": "tiny", "token_width": 32}, train_cfg=cfg, seed=3,
              on_step=on_step if kill_at > 0 else None)
 """)
 
@@ -424,7 +424,7 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
     from textseld.train.runs import finetune, pretrain
 
     cfg = {**TRAIN_CFG, "epochs": 1}
-    pretrain(tmp_path / "pre", data["train_h5"], data["stats"], "beats", MODEL_CFG, cfg, seed=5)
+    pretrain(tmp_path / "pre", data["train_h5"], data["stats"], "beats", model_cfg=MODEL_CFG, train_cfg=cfg, seed=5)
     result = finetune(
         tmp_path / "ft",
         data["train_h5"],
@@ -434,9 +434,9 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
         "beats",
         "bert",
         "grep",
-        MODEL_CFG,
-        TEXT_CFG,
-        cfg,
+        model_cfg=MODEL_CFG,
+        text_cfg=TEXT_CFG,
+        train_cfg=cfg,
         seed=6,
     )
     _, pre_task, _, _ = load_run(tmp_path / "pre")
@@ -511,12 +511,12 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
             "rcc",
             "clip",
             "grep",
-            MODEL_CFG,
-            TEXT_CFG,
-            cfg,
+            model_cfg=MODEL_CFG,
+            text_cfg=TEXT_CFG,
+            train_cfg=cfg,
             seed=seed,
         )
-    train_baseline(tmp_path / "base", data["train_h5"], data["stats"], MODEL_CFG, cfg, seed=4)
+    train_baseline(tmp_path / "base", data["train_h5"], data["stats"], model_cfg=MODEL_CFG, train_cfg=cfg, seed=4)
 
     def recordings(run):
         rec = json.loads((run / "split.json").read_text())
@@ -543,17 +543,25 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
             "rcc",
             "clip",
             "grep",
-            MODEL_CFG,
-            TEXT_CFG,
-            cfg,
+            model_cfg=MODEL_CFG,
+            text_cfg=TEXT_CFG,
+            train_cfg=cfg,
             seed=5,
             split={"seed": 3},
         )
     compute_stats(data["train_h5"], tmp_path / "all_stats.h5")
     with pytest.raises(RunConfigError, match=r"all_stats\.h5: records no validation split"):
-        train_baseline(tmp_path / "b2", data["train_h5"], tmp_path / "all_stats.h5", MODEL_CFG, cfg, seed=4)
+        train_baseline(
+            tmp_path / "b2", data["train_h5"], tmp_path / "all_stats.h5", model_cfg=MODEL_CFG, train_cfg=cfg, seed=4
+        )
     with pytest.raises(ValueError, match="'val_fraction': the validation split is shared by every run"):
-        train_baseline(tmp_path / "b3", data["train_h5"], data["stats"], MODEL_CFG, {**cfg, "val_fraction": 0.3})
+        train_baseline(
+            tmp_path / "b3",
+            data["train_h5"],
+            data["stats"],
+            model_cfg=MODEL_CFG,
+            train_cfg={**cfg, "val_fraction": 0.3},
+        )
 
 
 # ------------------------------------------- resuming checks what the run trained on
