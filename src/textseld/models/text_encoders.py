@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG
+from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG, TEXTS
 from textseld.models.pretrained import sha256_file
 from textseld.text.templates import TEMPLATES
 
@@ -143,7 +143,7 @@ class TextEncoderConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"text encoder config: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        for kind in ("clip", "bert"):
+        for kind in TEXTS:
             if d.get(kind) is not None:
                 d.update(_expand_preset(kind, d))
         cfg = cls(**d)

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from textseld.constants import PROTOCOLS
+
 SCHEDULES = ("cosine", "multistep", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("pretrain", "finetune", "baseline")
@@ -164,7 +166,7 @@ class TrainConfig:
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")
-        need(self.val_protocol in ("dcase2025", "strict"), "val_protocol", "'dcase2025' or 'strict'")
+        need(self.val_protocol in PROTOCOLS, "val_protocol", " or ".join(map(repr, PROTOCOLS)))
         need(
             self.grad_clip is None or (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0),
             "grad_clip",
