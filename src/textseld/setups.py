@@ -37,12 +37,13 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     "text_encoders": {txt: encoder section} for the encoders of grid.texts,
     "widths": {txt: D_txt}}. Raises SetupError naming the key.
     """
+    from textseld.constants import TEXTS
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
     from textseld.models.text_encoders import TextEncoderConfig, encoder_width
     from textseld.train.config import TrainConfig
 
-    texts = list(config.get("grid", {}).get("texts", ["clip", "bert"]))
+    texts = list(config.get("grid", {}).get("texts", TEXTS))
     text_encoders = dict(config.get("text_encoders") or {})
     sections, widths, presets = {}, {}, {}
     for txt in texts:
