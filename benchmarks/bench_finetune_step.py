@@ -104,8 +104,7 @@ def naive_gt(encoder):
 
 def build(text_cfg, size="small", source="rcc", text="bert"):
     from textseld.models.config import ModelConfig
-    from textseld.models.factory import build_model
-    from textseld.models.text_encoders import build_text_encoder
+    from textseld.models.factory import build_model, build_text_encoder
 
     torch.manual_seed(0)
     enc = build_text_encoder(text, text_cfg)
@@ -140,7 +139,8 @@ def main(argv=None) -> int:
     print("command:", "python " + " ".join([sys.argv[0]] + (argv or sys.argv[1:])))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
 
-    from textseld.models.text_encoders import GroundTruthCache, TextEncoderConfig
+    from textseld.models.text_config import TextEncoderConfig
+    from textseld.models.text_encoders import GroundTruthCache
     from textseld.text.templates import TEMPLATES
     from textseld.train.config import TrainConfig
     from textseld.train.runs import make_optimizer

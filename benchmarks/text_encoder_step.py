@@ -18,7 +18,8 @@ import time
 import torch
 
 from textseld.constants import CLIP_TAG, TEXTS
-from textseld.models.text_encoders import GroundTruthCache, build_text_encoder
+from textseld.models.factory import build_text_encoder
+from textseld.models.text_encoders import GroundTruthCache
 from textseld.text.sentences import render_sentence
 
 

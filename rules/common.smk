@@ -138,7 +138,7 @@ def weight_marker(name):
 
 def fetch_arguments(name):
     """fetch_weights(...) keyword arguments that fetch only `name` (None skips an item)."""
-    from textseld.models.text_encoders import preset_fetch
+    from textseld.models.text_config import preset_fetch
 
     w = config["weights"]
     if name == "beats" and not w["beats_source"]:

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from textseld.models.config import ModelConfig
-from textseld.models.factory import PretrainModel, SeldTextModel, build_baseline, build_model
+from textseld.models.factory import build_baseline, build_model
+from textseld.models.systems import PretrainModel, SeldTextModel
 
 
 class FakeTextEncoder(nn.Module):
@@ -149,7 +150,8 @@ def test_build_baseline():
 
 
 def test_with_the_real_tiny_bert_encoder():
-    from textseld.models.text_encoders import TextEncoderConfig, build_text_encoder
+    from textseld.models.factory import build_text_encoder
+    from textseld.models.text_config import TextEncoderConfig
 
     enc = build_text_encoder("bert", TextEncoderConfig.tiny())
     cfg = ModelConfig.from_size("tiny", token_width=enc.width)

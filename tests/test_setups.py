@@ -16,8 +16,8 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from textseld.models.config import ModelConfig
-from textseld.models.text_clip import _text_cfg
-from textseld.models.text_encoders import BERT_PRESETS, TextEncoderConfig
+from textseld.models.text_clip import clip_text_cfg
+from textseld.models.text_config import BERT_PRESETS, TextEncoderConfig
 from textseld.setups import SetupError, resolve_setup
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def shapes(config: dict) -> dict:
     """Documented shape facts of a resolved setup (nothing is built)."""
     setup = resolve_setup(config)
     clip = TextEncoderConfig.from_dict(setup["text_encoders"]["clip"])
-    text_cfg, embed_dim, quick_gelu = _text_cfg(clip)
+    text_cfg, embed_dim, quick_gelu = clip_text_cfg(clip)
     bert = TextEncoderConfig.from_dict(setup["text_encoders"]["bert"])
     model = ModelConfig.from_dict(setup["models"])
     return {
@@ -121,8 +121,8 @@ def test_setup_errors_name_the_config_key():
 
 
 def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
+    from textseld.models.factory import build_text_encoder
     from textseld.models.text_bert import default_bert_path
-    from textseld.models.text_encoders import build_text_encoder
 
     with pytest.raises(
         ValueError,

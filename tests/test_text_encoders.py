@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from textseld.constants import CLASS_WORDS
-from textseld.models.text_encoders import GroundTruthCache, TextEncoderConfig, build_text_encoder
+from textseld.models.factory import build_text_encoder
+from textseld.models.text_config import TextEncoderConfig
+from textseld.models.text_encoders import GroundTruthCache
 from textseld.text.sentences import render_sentence
 from textseld.text.templates import NO_SOUND, TEMPLATES
 
@@ -238,12 +240,12 @@ def test_clip_weights_from_file(tmp_path, clip):
 
 
 def test_paper_clip_architecture_and_quick_gelu():
-    from textseld.models.text_clip import _text_cfg
+    from textseld.models.text_clip import clip_text_cfg
 
-    cfg, embed_dim, quick = _text_cfg(TextEncoderConfig())
+    cfg, embed_dim, quick = clip_text_cfg(TextEncoderConfig())
     assert (cfg.width, cfg.layers, cfg.heads, cfg.context_length, embed_dim) == (512, 12, 8, 77, 512)
     assert quick  # OpenAI weights use QuickGELU
-    assert not _text_cfg(TextEncoderConfig(clip_pretrained=None))[2]
+    assert not clip_text_cfg(TextEncoderConfig(clip_pretrained=None))[2]
 
 
 def test_bert_weights_info_and_pooling(tmp_path, minilm, bert_tiny):

@@ -80,7 +80,7 @@ AVERAGES = ("macro", "micro")  # class averaging of the scores
 # The paper's pretrained text encoders (SPEC section 5): the open_clip architecture and
 # pretrained tag of the CLIP text tower and the Hugging Face repository of the BERT. The
 # defaults of `textseld download-pretrained` and the pretrained presets of
-# textseld.models.text_encoders; the workflow's config names them again (config/*.yaml).
+# textseld.models.text_config; the workflow's config names them again (config/*.yaml).
 CLIP_ARCH = "ViT-B-16"
 CLIP_TAG = "openai"
 BERT_REPO = "google/bert_uncased_L-12_H-512_A-8"

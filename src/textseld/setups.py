@@ -40,7 +40,8 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     from textseld.constants import TEXTS
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
-    from textseld.models.text_encoders import TextEncoderConfig, encoder_width
+    from textseld.models.factory import encoder_width
+    from textseld.models.text_config import TextEncoderConfig
     from textseld.train.config import TrainConfig
 
     texts = list(config.get("grid", {}).get("texts", TEXTS))
@@ -51,7 +52,7 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
         if section.get(txt) is None:
             raise SetupError(
                 f"config key text_encoders.{txt}: grid.texts uses the {txt} encoder, so choose it "
-                f"by preset name (see textseld.models.text_encoders.{txt.upper()}_PRESETS)"
+                f"by preset name (see textseld.models.text_config.{txt.upper()}_PRESETS)"
             )
         try:
             widths[txt] = encoder_width(txt, TextEncoderConfig.from_dict(section))

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer  # transformers 5: the fast tokenizer
 
-from textseld.models.text_encoders import TextEncoder, TextEncoderConfig, file_info
+from textseld.models.text_config import BERT_PRESETS, TextEncoderConfig
+from textseld.models.text_encoders import TextEncoder, file_info
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,6 @@ class BertTextEncoder(TextEncoder):
         self.pooling, reason = resolve_pooling(config.bert_pooling, folder, weights)
         bcfg = self.bert.config
         if config.bert is not None:  # the preset owns the architecture: the loaded model must be it
-            from textseld.models.text_encoders import BERT_PRESETS
-
             arch = BERT_PRESETS[config.bert]["arch"]
             wrong = {k: getattr(bcfg, k) for k, v in arch.items() if getattr(bcfg, k) != v}
             if wrong:

@@ -24,14 +24,16 @@ from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transformer import LayerNorm, QuickGELU, TextTransformer
 from torch import nn
 
-from textseld.models.text_encoders import TextEncoder, TextEncoderConfig, file_info
+from textseld.models.text_config import TextEncoderConfig
+from textseld.models.text_encoders import TextEncoder, file_info
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = ("<src>", "<doa>", "<dist>")
 
 
-def _text_cfg(config: TextEncoderConfig) -> tuple[CLIPTextCfg, int, bool]:
+def clip_text_cfg(config: TextEncoderConfig) -> tuple[CLIPTextCfg, int, bool]:
+    """(text tower config, embed_dim E, QuickGELU) of config's open_clip architecture with its overrides."""
     model_cfg = get_model_config(config.clip_arch)
     if model_cfg is None:
         raise ValueError(f"unknown open_clip architecture {config.clip_arch!r} (no bundled model config)")
@@ -122,7 +124,7 @@ class CLIPTextEncoder(TextEncoder):
 
     def __init__(self, config: TextEncoderConfig):
         super().__init__()
-        cfg, embed_dim, quick_gelu = _text_cfg(config)
+        cfg, embed_dim, quick_gelu = clip_text_cfg(config)
         self.tower = TextTransformer(
             context_length=cfg.context_length,
             vocab_size=cfg.vocab_size,

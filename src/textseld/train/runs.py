@@ -35,7 +35,7 @@ from textseld.train.loop import fit, resolve_device, seed_everything
 from textseld.train.tasks import AudioTask, TextTask
 
 if TYPE_CHECKING:
-    from textseld.models.factory import SeldTextModel
+    from textseld.models.systems import SeldTextModel
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _model_cfg(value):
 
 
 def _text_cfg(value):
-    from textseld.models.text_encoders import TextEncoderConfig
+    from textseld.models.text_config import TextEncoderConfig
 
     return value if isinstance(value, TextEncoderConfig) else TextEncoderConfig.from_dict(value or {})
 
@@ -102,7 +102,7 @@ def build_run_model(
     elif kind == "pretrain":
         model = build_model(source=config["source"], text=None, head="pretrain", cfg=cfg)
     else:
-        from textseld.models.text_encoders import build_text_encoder
+        from textseld.models.factory import build_text_encoder
 
         encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
         encoder.lock()
