@@ -25,6 +25,7 @@ for _key in list(config):
 # Then the library checks the merged setup with the config classes the jobs use (a
 # bad value fails here, naming its key) and derives the token width from the chosen
 # text encoders: rules hand MODEL_CONFIG (models + token_width) to the jobs.
+from textseld.constants import PROTOCOLS  # scoring protocols: every run is evaluated under each
 from textseld.setups import encoder_section, resolve_setup
 
 SETUP = resolve_setup(config)
@@ -72,7 +73,7 @@ wildcard_constraints:
     seed=_one_of(SEEDS),
     model=_one_of(MODELS),
     weight=_one_of(FETCH),
-    protocol="dcase2025|strict",
+    protocol=_one_of(PROTOCOLS),
 
 
 # --------------------------------------------------------------- per-rule config
@@ -185,9 +186,6 @@ def predictions_dir(model, seed):
 def predictions_manifest(model, seed):
     """The predict rule's output: the list of CSVs it wrote into predictions_dir."""
     return f"{predictions_dir(model, seed)}.json"
-
-
-PROTOCOLS = ["dcase2025", "strict"]
 
 
 def aggregate_inputs():

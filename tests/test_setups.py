@@ -52,12 +52,23 @@ def shapes(config: dict) -> dict:
 def test_paper_setup_has_the_paper_shapes():
     s = shapes(merged("config/paper.yaml"))
     assert s["D"] == 512 and s["model"].token_width == 512
-    # the split is paper.yaml's own, not the embedded default's
-    assert merged("config/paper.yaml")["train"]["validation_split"] == {"fraction": 0.1, "seed": 0}
-    # the paper's finetuning, not the embedded default's budget settings
-    finetune = merged("config/paper.yaml")["train"]["finetune"]
-    assert finetune["freeze_tokenizer"] is False and finetune["max_steps_per_epoch"] is None
-    assert finetune["distance_scale"] == 1.0 and finetune["text_frames_per_clip"] is None
+    # the split and the training are the paper's (SPEC section 6), not the embedded default's
+    train = _effective(merged("config/paper.yaml"))["train"]
+    assert train["validation_split"] == {"fraction": 0.1, "seed": 0}
+    paper = {"distance_scale": 1.0, "max_steps_per_epoch": None, "text_frames_per_clip": None, "device": "cuda"}
+    expected = {
+        "pretrain": {"epochs": 100, "batch_size": 8, "lr": 1e-4, "schedule": {"name": "cosine"}},
+        "finetune": {
+            **{"epochs": 50, "batch_size": 8, "lr_pretrained": 1e-6, "lr_new": 1e-4, "freeze_tokenizer": False},
+            **{"mae_weight": 0.01, "adpit_weight": 1.0},
+            "schedule": {"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1},
+        },
+        # the official DCASE2025 baseline recipe
+        "baseline": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "schedule": {"name": "constant"}},
+    }
+    for section, values in expected.items():
+        got = {k: train[section][k] for k in {**paper, **values}}
+        assert got == {**paper, **values}, section  # values read from YAML, no arithmetic: exact
     # CLIP ViT-B-16 text tower: width 512, 12 layers, 8 heads, A of 512, QuickGELU (openai weights)
     assert s["clip"] == (512, 12, 8, 512, True, "openai")
     assert s["bert"] == (
@@ -132,3 +143,82 @@ def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
         build_text_encoder(
             "bert", {"bert": "google/bert_uncased_L-12_H-512_A-8", "bert_path": str(default_bert_path())}
         )
+
+
+def _effective(config: dict) -> dict:
+    """What a merged config means once every default is applied: the schema's (filled by
+    `merged`) and the library's (training presets, split, scene, WPE, model and encoder setup)."""
+    from dataclasses import asdict
+
+    from textseld.data.splits import SplitConfig
+    from textseld.data.synthesis.scene import SceneConfig
+    from textseld.features.extract import wpe_settings
+    from textseld.train.config import TrainConfig
+
+    out = copy.deepcopy(config)
+    train = out["train"]
+    for preset in ("pretrain", "finetune", "baseline"):
+        train[preset] = TrainConfig.coerce(train[preset], preset).to_dict()
+    train["validation_split"] = asdict(SplitConfig.from_dict(train["validation_split"]))
+    out["data"]["synthesis"]["scene"] = asdict(SceneConfig.from_dict(out["data"]["synthesis"]["scene"]))
+    out["features"]["extract"]["wpe"] = wpe_settings(out["features"]["extract"].get("wpe"))
+    setup = resolve_setup(out)
+    out["models"], out["text_encoders"] = setup["models"], setup["text_encoders"]
+    return out
+
+
+def _leaves(tree: dict, path: tuple = ()) -> list[tuple]:
+    found = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            found += _leaves(value, (*path, key))
+        else:
+            found.append((*path, key))
+    return found
+
+
+def _without(tree: dict, path: tuple) -> dict:
+    tree = copy.deepcopy(tree)
+    node = tree
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return tree
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        ("config/config.yaml",),
+        ("config/config.yaml", "config/tiny.yaml"),
+        ("config/config.yaml", "config/paper.yaml"),
+        ("config/config.yaml", "config/paper.yaml", "config/paper_cpu.yaml"),
+    ],
+)
+def test_setup_files_hold_only_what_differs_from_the_defaults(layers):
+    """nanoGPT-style config files: dropping any one key changes what the setup means,
+    so no key restates a default (of the schema or of the library) or the layer below."""
+    *below, top = layers
+    base: dict = {}
+    for name in below:
+        update_config(base, yaml.safe_load((REPO / name).read_text()))
+    top_yaml = yaml.safe_load((REPO / top).read_text())
+
+    def resolved(top_tree: dict) -> dict:
+        config = copy.deepcopy(base)
+        update_config(config, copy.deepcopy(top_tree))
+        validate(config, str(REPO / "config/schema.yaml"), set_default=True)
+        return _effective(config)
+
+    full = resolved(top_yaml)
+    leaves = _leaves(top_yaml)
+    assert len(leaves) > 10
+
+    def restates(path: tuple) -> bool:
+        try:
+            return resolved(_without(top_yaml, path)) == full
+        except Exception:  # a required key: the setup is invalid without it
+            return False
+
+    restated = [".".join(p) for p in leaves if restates(p)]
+    assert restated == [], f"{top}: keys that restate a default or the file below: {restated}"

@@ -6,10 +6,8 @@ log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to
 
 from textseld.data.download import download_record
 
-cfg = snakemake.params.download
 download_record(
     snakemake.params.root,
-    record=cfg["record"],
-    files=cfg["files"],
+    **snakemake.params.download,  # record, files: omitted ones keep the library's (DCASE2025 Stereo SELD)
     progress=True,  # into the log
 )

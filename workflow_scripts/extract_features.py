@@ -11,8 +11,6 @@ extract_shard(
     splits=snakemake.params.splits,
     out=snakemake.output.shard,
     shard=(int(snakemake.wildcards.shard), snakemake.params.n_shards),
-    device=snakemake.params.extract["device"],
-    batch_size=snakemake.params.extract["batch_size"],
-    wpe=snakemake.params.extract["wpe"],
+    **snakemake.params.extract,  # device, batch_size, wpe: omitted ones keep the library's (SPEC's WPE)
     threads=snakemake.threads,
 )
