@@ -47,12 +47,13 @@ SPLITS = {
 
 
 # -------------------------------------------------- the run grid (one place only)
-SOURCES = config["grid"]["sources"]
-TEXTS = config["grid"]["texts"]
-HEADS = config["grid"]["heads"]
+GRID = SETUP["grid"]  # config's grid with the library's defaults, checked
+SOURCES = GRID["sources"]
+TEXTS = GRID["texts"]
+HEADS = GRID["heads"]
 SEEDS = config["seeds"]
 FINETUNED = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEADS]
-MODELS = (["baseline"] if config["grid"]["baseline"] else []) + FINETUNED
+MODELS = (["baseline"] if GRID["baseline"] else []) + FINETUNED
 N_SHARDS = config["features"]["shards"]
 SHARDS = [f"{i:03d}" for i in range(N_SHARDS)]
 # weights that download_pretrained fetches (empty: offline run)

@@ -123,6 +123,12 @@ def test_setup_errors_name_the_config_key():
         resolve_setup(merged(extra={"train": {"finetune": {"epochs": 0}}}))
     with pytest.raises(SetupError, match=r"train.validation_split: .*'fraction'"):
         resolve_setup(merged(extra={"train": {"validation_split": {"fraction": 2.0}}}))
+    with pytest.raises(SetupError, match=r"config key grid.sources: expected distinct names out of rcc, beats"):
+        resolve_setup(merged(extra={"grid": {"sources": ["rcc", "bets"]}}))
+    with pytest.raises(SetupError, match=r"config key grid.heads: .*\['grep', 'grep'\]"):
+        resolve_setup(merged(extra={"grid": {"heads": ["grep", "grep"]}}))
+    grid = resolve_setup(merged(extra={"grid": {"texts": ["bert"], "baseline": False}}))["grid"]
+    assert grid == {"sources": ["rcc", "beats"], "texts": ["bert"], "heads": ["grep", "trep"], "baseline": False}
     # the schema does not restate the dataclasses' constraints: the small preset's BEATs is accepted
     assert resolve_setup(merged(extra={"models": {"beats_arch": "small"}}))["token_width"] == 384
     config = merged()

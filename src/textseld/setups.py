@@ -29,22 +29,44 @@ def encoder_section(text_encoders: Mapping[str, Any], txt: str) -> dict[str, Any
     return {k: v for k, v in text_encoders.items() if k in (txt, "random_init") or k.startswith(f"{txt}_")}
 
 
+def resolve_grid(grid: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The systems of the table: {"sources", "texts", "heads": lists, "baseline": bool}.
+
+    Omitted lists are every name the library knows (constants.SOURCES, TEXTS,
+    HEAD_NAMES, in that order); a given list must name known ones, each once."""
+    from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
+
+    grid = dict(grid or {})
+    known = {"sources": SOURCES, "texts": TEXTS, "heads": HEAD_NAMES}
+    out: dict[str, Any] = {}
+    for key, valid in known.items():
+        values = list(grid.get(key, valid))
+        unknown = [v for v in values if v not in valid]
+        if unknown or len(set(values)) != len(values):
+            raise SetupError(
+                f"config key grid.{key}: expected distinct names out of {', '.join(valid)}, got {values!r}"
+            )
+        out[key] = values
+    out["baseline"] = bool(grid.get("baseline", True))
+    return out
+
+
 def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     """Check a merged workflow config and return what the rules pass on.
 
     config: the workflow config (schema defaults filled). Returns
-    {"token_width": D, "models": the models section with token_width = D,
+    {"grid": resolve_grid's, "token_width": D, "models": the models section with token_width = D,
     "text_encoders": {txt: encoder section} for the encoders of grid.texts,
     "widths": {txt: D_txt}}. Raises SetupError naming the key.
     """
-    from textseld.constants import TEXTS
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
     from textseld.models.factory import encoder_width
     from textseld.models.text_config import TextEncoderConfig
     from textseld.train.config import TrainConfig
 
-    texts = list(config.get("grid", {}).get("texts", TEXTS))
+    grid = resolve_grid(config.get("grid"))
+    texts = grid["texts"]
     text_encoders = dict(config.get("text_encoders") or {})
     sections, widths, presets = {}, {}, {}
     for txt in texts:
@@ -87,6 +109,7 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError as exc:
         raise SetupError(f"config section train.validation_split: {exc}") from None
     return {
+        "grid": grid,
         "token_width": width,
         "models": {**models, "token_width": width},
         "text_encoders": sections,
