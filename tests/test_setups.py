@@ -228,3 +228,30 @@ def test_setup_files_hold_only_what_differs_from_the_defaults(layers):
 
     restated = [".".join(p) for p in leaves if restates(p)]
     assert restated == [], f"{top}: keys that restate a default or the file below: {restated}"
+
+
+@pytest.mark.parametrize("kind", ["clip", "bert"])
+def test_preset_width_agrees_with_the_libraries(kind):
+    from textseld.models.factory import encoder_width
+    from textseld.models.text_config import PRESETS, preset_width
+
+    for name in PRESETS[kind]:
+        assert preset_width(kind, name) == encoder_width(kind, {kind: name, "random_init": True}), name
+    with pytest.raises(ValueError, match="unknown clip preset 'ViT-Z'"):
+        preset_width("clip", "ViT-Z")
+
+
+def test_resolving_a_setup_imports_no_deep_learning_library():
+    """The workflow resolves its setup at every start (and, on a cluster, at every job's start):
+    it must not pay for importing torch, open_clip or transformers (several seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, yaml; from snakemake.utils import validate; from textseld.setups import resolve_setup; "
+        f"c = yaml.safe_load(open({str(REPO / 'config/config.yaml')!r})); "
+        f"validate(c, {str(REPO / 'config/schema.yaml')!r}); resolve_setup(c); "
+        "print(sorted(m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -61,8 +61,7 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
-    from textseld.models.factory import encoder_width
-    from textseld.models.text_config import TextEncoderConfig
+    from textseld.models.text_config import TextEncoderConfig, preset_width
     from textseld.train.config import TrainConfig
 
     grid = resolve_grid(config.get("grid"))
@@ -77,7 +76,8 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
                 f"by preset name (see textseld.models.text_config.{txt.upper()}_PRESETS)"
             )
         try:
-            widths[txt] = encoder_width(txt, TextEncoderConfig.from_dict(section))
+            TextEncoderConfig.from_dict(section)  # every key checked, the weights' presence too
+            widths[txt] = preset_width(txt, section[txt])
         except (ValueError, OSError) as exc:
             raise SetupError(f"config key text_encoders.{txt} ({section[txt]!r}): {exc}") from None
         sections[txt], presets[txt] = section, section[txt]

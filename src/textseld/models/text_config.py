@@ -10,8 +10,11 @@ builds the encoder a config describes; nothing here reads weights.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG, TEXTS
@@ -210,6 +213,35 @@ def _expand_preset(kind: str, d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def preset_width(kind: str, name: str) -> int:
+    """D of preset `name`'s encoder, without importing torch, open_clip or transformers.
+
+    The workflow resolves its setup at every start, and on a cluster at every
+    job's start, so this reads the preset and, for a CLIP architecture whose
+    width the preset does not override, open_clip's bundled model config file.
+    `textseld.models.factory.encoder_width` gives the same through the libraries.
+    """
+    if name not in PRESETS[kind]:
+        raise ValueError(f"unknown {kind} preset {name!r}; expected one of {', '.join(PRESETS[kind])}")
+    p = PRESETS[kind][name]
+    if kind == "bert":
+        return int(p["arch"]["hidden_size"])
+    if p["text_cfg"] and "width" in p["text_cfg"]:
+        return int(p["text_cfg"]["width"])
+    return int(_open_clip_model_config(p["arch"])["text_cfg"]["width"])
+
+
+def _open_clip_model_config(arch: str) -> dict[str, Any]:
+    """open_clip's bundled config of `arch` (model_configs/<arch>.json), read without importing open_clip."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("open_clip is not installed (pip install open_clip_torch)")
+    path = Path(spec.origin).parent / "model_configs" / f"{arch}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown open_clip architecture {arch!r}: no {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def preset_fetch(kind: str, name: str) -> dict[str, Any] | None:
     """fetch_weights(...) arguments of a pretrained preset (None: nothing to fetch)."""
     if name not in PRESETS[kind]:
@@ -225,4 +257,5 @@ __all__ = [
     "PRESET_OWNED",
     "TextEncoderConfig",
     "preset_fetch",
+    "preset_width",
 ]
