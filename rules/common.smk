@@ -30,6 +30,8 @@ from textseld.setups import encoder_section, resolve_setup
 
 SETUP = resolve_setup(config)
 MODEL_CONFIG = _canonical(SETUP["models"])
+# finetunings keep the pretrained tokenizer fixed: its tokens are computed once per source
+FIXED_TOKENIZER = SETUP["fixed_tokenizer"]
 
 
 # ----------------------------------------------------------------------- paths
@@ -131,6 +133,11 @@ STATS = f"{RESULTS}/features/stats.h5"
 
 def texts_file(split):
     return f"{RESULTS}/texts/{split}.h5"
+
+
+def tokens_file(src):
+    """The fixed pretrained tokenizer's tokens of the training split (encode_tokens)."""
+    return f"{RESULTS}/tokens/{src}/train.h5"
 
 
 def weight_marker(name):

@@ -57,12 +57,38 @@ rule train_baseline:
         "../workflow_scripts/train_baseline.py"
 
 
+# With a fixed tokenizer (train.finetune.freeze_tokenizer), its tokens of the training
+# clips are the same in every finetuning of that source: computed once here.
+rule encode_tokens:
+    input:
+        train=packed("train"),
+        stats=STATS,
+        pretrained=f"{pretrain_dir('{src}')}/best.pt",
+    output:
+        tokens=tokens_file("{src}"),
+    log:
+        f"{LOGS}/encode_tokens/{{src}}.log",
+    benchmark:
+        f"{BENCH}/encode_tokens/{{src}}.tsv"
+    params:
+        pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
+        device=config["train"]["finetune"].get("device", "cpu"),
+    threads: threads_of("train")
+    resources:
+        **gpu_resources("train"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/encode_tokens.py"
+
+
 rule finetune:
     input:
         train=packed("train"),
         stats=STATS,
         texts=texts_file("train"),
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
+        tokens=lambda wildcards: [tokens_file(wildcards.src)] if FIXED_TOKENIZER else [],
         weights=lambda wildcards: fetched([wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])),
     output:
         model=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/best.pt",

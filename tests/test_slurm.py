@@ -29,6 +29,7 @@ CLUSTER_RULES = {  # every rule that is not a localrule
     "feature_stats",
     "make_texts",
     "pretrain_tokenizer",
+    "encode_tokens",
     "train_baseline",
     "finetune",
     "collect_references",

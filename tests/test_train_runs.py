@@ -680,3 +680,89 @@ def test_frozen_tokenizer_step_builds_no_graph_before_the_head():
     batch = {k: torch.randn(2, c, N_FEAT_FRAMES, N_MELS) for k, c in (("src", 1), ("doa", 4), ("dist", 2))}
     out, aux = model(batch, torch.tensor([0, 7]), torch.tensor([[0, 9], [3, 4]]))
     assert out.requires_grad and not aux["A"].requires_grad and not aux["hidden"].requires_grad
+
+
+def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
+    """With nothing trainable before A, the MAE term is a constant: the step is ADPIT alone and
+    the ground-truth sentences are never embedded."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.text.store import TextStore
+    from textseld.train.config import TrainConfig
+    from textseld.train.runs import make_task
+
+    model, _ = _finetune_model("bert", "trep")
+    model.freeze_tokenizer()
+
+    def never(sentences):
+        raise AssertionError("ground-truth sentences embedded although A has no gradient")
+
+    cfg = TrainConfig.from_dict({"text_frames_per_clip": 6, "freeze_tokenizer": True}, preset="finetune")
+    task = make_task({"kind": "finetune"}, model, cfg, TextStore(data["texts"]).sentence, never)
+    batch = next(iter(torch.utils.data.DataLoader(PackedDataset(data["train_h5"], data["stats"]), batch_size=3)))
+    losses = task.losses(batch, torch.Generator().manual_seed(5))
+    assert "mae" not in losses
+    torch.testing.assert_close(losses["loss"].detach(), cfg.adpit_weight * losses["adpit"], rtol=1e-6, atol=0)
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_cached_tokens_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
+    """encode_tokens stores the fixed tokenizer's tokens; a finetuning that reads them trains the
+    same head (to float rounding: the tokenizer ran on other batches) as one that runs the
+    tokenizer itself, and the model's output from cached tokens equals its output from features."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.train.checkpoint import read_checkpoint
+    from textseld.train.predict import encode_tokens, load_run
+    from textseld.train.tokens import TokenCache
+
+    pre_dir, _ = pretrained
+    tokens = encode_tokens(
+        pretrained_dir=pre_dir, features_h5=data["train_h5"], stats_h5=data["stats"], out=tmp_path / "tok.h5"
+    )
+    cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True}
+    plain = _finetune(data, pre_dir, tmp_path / "plain", "bert", "trep", train_cfg=cfg)
+    cached = _finetune(data, pre_dir, tmp_path / "cached", "bert", "trep", train_cfg=cfg, tokens=tokens)
+    for key in ("F", "DOAE", "RDE"):  # the same selection, the same validation result
+        assert cached[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-4, nan_ok=True), key
+    a, b = (read_checkpoint(tmp_path / r / "best.pt")["model"] for r in ("plain", "cached"))
+    assert a.keys() == b.keys()
+    for k in a:  # 2 epochs of Adam on the same batches: agree to rounding, not bit for bit
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
+    config = json.loads((tmp_path / "cached" / "config.json").read_text())
+    assert config["inputs"]["tokens"] == os.path.abspath(tokens)
+    _, task, _, _ = load_run(tmp_path / "cached")
+    dataset = PackedDataset(data["train_h5"], data["stats"])
+    cache = TokenCache(tokens, names=dataset.names, expect={})
+    batch = next(iter(torch.utils.data.DataLoader(cache.wrap(dataset), batch_size=3)))
+    with torch.no_grad():
+        from_tokens = task.predict(batch)
+        from_features = task.predict({k: v for k, v in batch.items() if k != "tokens"})
+    torch.testing.assert_close(from_tokens, from_features, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pretrained, tmp_path):
+    from textseld.train.predict import encode_tokens
+    from textseld.train.runs import RunConfigError
+
+    pre_dir, _ = pretrained
+    tokens = encode_tokens(
+        pretrained_dir=pre_dir, features_h5=data["train_h5"], stats_h5=data["stats"], out=tmp_path / "tok.h5"
+    )
+    trained = {**TRAIN_CFG, "epochs": 1}
+    with pytest.raises(RunConfigError, match="freeze_tokenizer"):  # a trained tokenizer computes its own
+        _finetune(data, pre_dir, tmp_path / "a", "bert", "trep", train_cfg=trained, tokens=tokens)
+    assert not (tmp_path / "a").exists()
+    # another pretraining's tokens (same source, other seed): refused, naming the file and the key
+    from textseld.train.runs import pretrain
+
+    other = tmp_path / "pre_other"
+    pretrain(other, data["train_h5"], data["stats"], "rcc", model_cfg=MODEL_CFG, train_cfg=TRAIN_CFG, seed=7)
+    wrong = encode_tokens(
+        pretrained_dir=other, features_h5=data["train_h5"], stats_h5=data["stats"], out=tmp_path / "wrong.h5"
+    )
+    fixed = {**trained, "freeze_tokenizer": True}
+    with pytest.raises(RunConfigError, match=r"wrong\.h5.*pretrained_best_sha256"):
+        _finetune(data, pre_dir, tmp_path / "b", "bert", "trep", train_cfg=fixed, tokens=wrong)
+    with pytest.raises(RunConfigError, match="token file not found"):
+        _finetune(data, pre_dir, tmp_path / "c", "bert", "trep", train_cfg=fixed, tokens=tmp_path / "none.h5")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # refused before anything is written

@@ -126,6 +126,7 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     assert "download_dataset" not in counts and "download_pretrained" not in counts
     assert counts["finetune"] == 8 * 3 and counts["train_baseline"] == 3  # three seeds, as the paper
     assert counts["pretrain_tokenizer"] == 2
+    assert counts["encode_tokens"] == 2  # the fixed tokenizers' tokens, once per source
 
 
 def test_wildcards_only_match_configured_values(wf):
@@ -223,6 +224,7 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "feature_stats": 1,
         "make_texts": 1,
         "pretrain_tokenizer": 2,
+        "encode_tokens": 2,
         "train_baseline": 1,
         "finetune": 8,
         "predict": 9,

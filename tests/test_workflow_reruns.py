@@ -142,7 +142,7 @@ CHANGES = {
     "train.pretrain.lr": (
         {"train": {"pretrain": {"lr": 3.0e-4}}},
         None,
-        {"pretrain_tokenizer": 1},
+        {"pretrain_tokenizer": 1, "encode_tokens": 1},
         "pretrained_dir",
         "results/runs/pretrain-rcc/best.pt",
     ),
@@ -150,7 +150,14 @@ CHANGES = {
     "features.extract.wpe": (
         {"features": {"extract": {"wpe": {"iterations": 4}}}},
         None,
-        {"extract_features": 4, "pack_features": 2, "feature_stats": 1, "make_texts": 1, "pretrain_tokenizer": 1},
+        {
+            "extract_features": 4,
+            "pack_features": 2,
+            "feature_stats": 1,
+            "make_texts": 1,
+            "pretrain_tokenizer": 1,
+            "encode_tokens": 1,
+        },
         "train_h5",
         "results/features/train.h5",
     ),

@@ -21,4 +21,5 @@ finetune(
     seed=int(snakemake.wildcards.seed),
     split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
+    tokens=next(iter(snakemake.input.tokens), None),  # the fixed tokenizer's tokens (encode_tokens), if any
 )

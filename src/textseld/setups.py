@@ -57,7 +57,8 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     config: the workflow config (schema defaults filled). Returns
     {"grid": resolve_grid's, "token_width": D, "models": the models section with token_width = D,
     "text_encoders": {txt: encoder section} for the encoders of grid.texts,
-    "widths": {txt: D_txt}}. Raises SetupError naming the key.
+    "widths": {txt: D_txt}, "fixed_tokenizer": whether finetunings keep the pretrained tokenizer
+    fixed (train.finetune.freeze_tokenizer)}. Raises SetupError naming the key.
     """
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
@@ -99,9 +100,10 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError as exc:
         raise SetupError(f"config section models: {exc}") from None
     train = dict(config.get("train") or {})
+    train_cfgs = {}
     for kind in TRAIN_KINDS:
         try:
-            TrainConfig.from_dict(train.get(kind) or {}, preset=kind)
+            train_cfgs[kind] = TrainConfig.from_dict(train.get(kind) or {}, preset=kind)
         except ValueError as exc:
             raise SetupError(f"config section train.{kind}: {exc}") from None
     try:
@@ -114,4 +116,5 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
         "models": {**models, "token_width": width},
         "text_encoders": sections,
         "widths": widths,
+        "fixed_tokenizer": train_cfgs["finetune"].freeze_tokenizer,
     }

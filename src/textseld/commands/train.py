@@ -163,8 +163,25 @@ def _finetune(args) -> int:
             train_cfg=train,
             seed=args.seed,
             split=split,
+            tokens=args.tokens,
         )
     )
+
+
+def _encode_tokens(args) -> int:
+    from textseld.train.predict import encode_tokens
+
+    path = encode_tokens(
+        pretrained_dir=args.pretrained,
+        features_h5=args.features,
+        stats_h5=args.stats,
+        out=args.out,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        device=args.device,
+    )
+    print(f"wrote the tokens of {args.features} to {path}")
+    return 0
 
 
 def _baseline(args) -> int:
@@ -234,8 +251,25 @@ def register(sub) -> None:
     p.add_argument("--head", required=True, choices=HEAD_NAMES, help="output head")
     p.add_argument("--texts", required=True, help="text store (HDF5) of the training split, from make-texts")
     p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the matching pretraining")
+    p.add_argument(
+        "--tokens",
+        default=None,
+        help="the fixed tokenizer's tokens of --features, from encode-tokens (needs freeze_tokenizer)",
+    )
     _common(p)
     p.set_defaults(func=_finetune)
+
+    p = add_command(
+        sub, "encode-tokens", help="store a pretrained tokenizer's tokens of a packed split (for fixed-tokenizer runs)"
+    )
+    p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the pretraining")
+    p.add_argument("--features", required=True, help="packed features of the split (HDF5)")
+    p.add_argument("--stats", required=True, help="stats.h5 of the training split")
+    p.add_argument("--out", required=True, help="token file to write (HDF5)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
+    add_threads(p)
+    p.set_defaults(func=_encode_tokens)
 
     p = add_command(sub, "train-baseline", help="train the DCASE2025 audio-only baseline")
     _common(p)

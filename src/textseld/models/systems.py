@@ -87,16 +87,27 @@ class SeldTextModel(nn.Module):
     ) -> tuple[torch.Tensor, dict]:
         """batch tensors + template_ids (B,) [+ frames (L',) or (B, L')] -> (B, L', K*3*C), aux.
 
+        With a fixed tokenizer, batch["tokens"] (B, L, 3, D), its cached output, replaces the
+        features.
         aux = {"A": (B, L', E) audio-driven embeddings (E = text_encoder.embed_dim, = D in the paper),
         "hidden": (B, L', 3, D) placeholder states}. Every frame of a clip uses that clip's template.
         """
-        streams = [_select_frames(s, frames) for s in self.tokenizer(batch["src"], batch["doa"], batch["dist"])]
+        streams = [_select_frames(s, frames) for s in self._streams(batch)]
         b, n, d = streams[0].shape
         ids = torch.as_tensor(template_ids, device=streams[0].device).long().reshape(b)
         flat = [s.reshape(b * n, d) for s in streams]
         a, hidden = self.text_encoder.encode_with_tokens(ids.repeat_interleave(n), *flat)
         out = self.head(a, hidden)  # (B*L', K*3*C)
         return out.reshape(b, n, -1), {"A": a.reshape(b, n, -1), "hidden": hidden.reshape(b, n, 3, -1)}
+
+    def _streams(self, batch: dict) -> list[torch.Tensor]:
+        """The three (B, L, D) token streams: the tokenizer's, or a fixed tokenizer's cached
+        ones in batch["tokens"] (B, L, 3, D) (textseld.train.tokens)."""
+        if "tokens" not in batch:
+            return list(self.tokenizer(batch["src"], batch["doa"], batch["dist"]))
+        if not self.tokenizer_frozen:
+            raise RuntimeError("cached tokens stand in for a fixed tokenizer; this model trains its tokenizer")
+        return list(batch["tokens"].unbind(dim=2))
 
     def freeze_tokenizer(self) -> SeldTextModel:
         """Keep the (loaded) tokenizer fixed: no gradients, eval mode, also after .train().

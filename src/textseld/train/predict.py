@@ -104,6 +104,51 @@ def predict_split(
     return paths
 
 
+@torch.no_grad()
+def encode_tokens(
+    *,
+    pretrained_dir: str | os.PathLike,
+    features_h5: str | os.PathLike,
+    stats_h5: str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int = 16,
+    threads: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Write the tokens of every clip of `features_h5` (standardised with `stats_h5`) by the
+    pretrained tokenizer of `pretrained_dir` (its best.pt) to `out` (see textseld.train.tokens)."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.models.pretrained import sha256_file
+    from textseld.train.runs import build_run_model, pretrain_run_config
+    from textseld.train.tokens import TokenCacheError, write_tokens
+
+    if threads:
+        torch.set_num_threads(threads)
+    pdir = Path(pretrained_dir)
+    cfg_path = pdir / "config.json"
+    if not cfg_path.is_file():
+        raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
+    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
+    pcfg = pretrain_run_config(pdir, source)
+    best = pdir / "best.pt"
+    model, _ = build_run_model(pcfg)
+    load_trainable_state(model, read_checkpoint(best)["model"], best)
+    dev = resolve_device(device)
+    dataset = PackedDataset(features_h5, stats_h5)
+    loader = make_loader(dataset, batch_size, None, 0, 0)
+    bar = tqdm(loader, desc=f"tokens of {Path(features_h5).name}", disable=not progress)
+    record = {
+        "source": source,
+        "pretrained_best_sha256": sha256_file(best),
+        "features_sha256": sha256_file(features_h5),
+        "stats_sha256": sha256_file(stats_h5),
+    }
+    path = write_tokens(model.tokenizer.to(dev), bar, len(dataset), out, dataset.names, record, dev)
+    log.info("wrote the %s tokens of %d clips of %s to %s", source, len(dataset), features_h5, path)
+    return path
+
+
 def _fresh_folder(final: Path) -> Path:
     """An empty temporary folder beside `final` (stale ones of killed calls removed first)."""
     import shutil

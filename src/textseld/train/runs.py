@@ -339,6 +339,31 @@ def load_pretrained_tokenizer(model: nn.Module, pretrained_dir: str | os.PathLik
     load_full_state(cast(nn.Module, model.tokenizer), cast(nn.Module, pre_model.tokenizer).state_dict(), best)
 
 
+def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
+    """The fixed tokenizer's tokens of `features_h5` for a finetuning run (`config`), checked:
+    the run must keep its tokenizer fixed, and the file must hold the tokens of exactly these
+    clips by the run's pretrained tokenizer on these statistics (else RunConfigError)."""
+    from textseld.data.hdf5 import read_names
+    from textseld.train.tokens import TokenCache, TokenCacheError
+
+    if config.get("kind") != "finetune" or not config.get("train", {}).get("freeze_tokenizer"):
+        raise RunConfigError(
+            f"{tokens_h5}: cached tokens stand in for a fixed tokenizer; this run "
+            f"({config.get('kind')}, freeze_tokenizer {config.get('train', {}).get('freeze_tokenizer')}) "
+            f"computes its own"
+        )
+    best = Path(config["inputs"]["pretrained_dir"]) / "best.pt"
+    expect = {
+        "pretrained_best_sha256": sha256_file(best),
+        "features_sha256": sha256_file(features_h5),
+        "stats_sha256": sha256_file(stats_h5),
+    }
+    try:
+        return TokenCache(tokens_h5, names=read_names(features_h5), expect=expect)
+    except TokenCacheError as exc:
+        raise RunConfigError(str(exc)) from None
+
+
 def _check_store_names(store, train_h5) -> None:
     """The text store must list the packed file's clips in the same order (clip indices are shared)."""
     from textseld.data.hdf5 import PackedDataset
@@ -362,6 +387,10 @@ def _train(
 ) -> dict:
     run_dir = Path(run_dir)
     config["input_sha256"] = input_hashes(config["inputs"])
+    train_h5, stats_h5 = config["inputs"]["train_h5"], config["inputs"]["stats_h5"]
+    # cached tokens are checked before the run directory is touched
+    tokens = config["inputs"].get("tokens")
+    cache = token_cache(config, tokens, train_h5, stats_h5) if tokens else None
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
     seed_everything(seed, train_cfg.deterministic)
@@ -375,9 +404,9 @@ def _train(
     optimizer = make_optimizer(model, train_cfg, config["kind"])
     from textseld.data.splits import SplitConfig
 
-    train_set, val_set, refs = _splits(
-        run_dir, config["inputs"]["train_h5"], config["inputs"]["stats_h5"], SplitConfig.from_dict(config["split"])
-    )
+    train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
+    if cache is not None:
+        train_set, val_set = cache.wrap(train_set), cache.wrap(val_set)
     return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
 
 
@@ -479,24 +508,37 @@ def finetune(
     cache_gt: bool = True,
     on_config_change: str = "error",
     split=None,
+    tokens=None,
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
     texts: the TextStore file of the training split. cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
     on_config_change and split as in `pretrain`; the pretraining must have used the same split.
+    tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.predict.encode_tokens`),
+    read instead of running the tokenizer; only with train_cfg's freeze_tokenizer.
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEAD_NAMES, "head")
     mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
+    if tokens and not tcfg.freeze_tokenizer:
+        raise RunConfigError(
+            f"{tokens}: cached tokens stand in for a fixed tokenizer; set freeze_tokenizer to use them"
+        )
     config = _base_config(
         "finetune",
         seed,
         mcfg,
         tcfg,
-        {"train_h5": train_h5, "stats_h5": stats_h5, "texts": texts, "pretrained_dir": pretrained_dir},
+        {
+            "train_h5": train_h5,
+            "stats_h5": stats_h5,
+            "texts": texts,
+            "pretrained_dir": pretrained_dir,
+            **({"tokens": tokens} if tokens else {}),
+        },
         split,
         source=source,
         text=text,

@@ -5,8 +5,10 @@
   per step drawn at random (from the loop's seeded generator), optionally a
   random subset of `text_frames_per_clip` label frames per clip sent through
   the text encoder; loss = mae_weight * MAE(A, GT sentence embedding) +
-  adpit_weight * ADPIT on those frames. Evaluation uses the clip's fixed
-  template (derived from its name) and all frames.
+  adpit_weight * ADPIT on those frames (ADPIT only when nothing before A is
+  trained: with a fixed tokenizer the MAE term is a constant without
+  gradient). Evaluation uses the clip's fixed template (derived from its
+  name) and all frames.
 
 Distances: packed targets are in metres; the network learns metres *
 distance_scale; `predict` returns metres again.
@@ -134,6 +136,11 @@ class TextTask:
             target = torch.gather(target, 1, idx.expand(-1, -1, *target.shape[2:]))
         out, aux = _model_output(self.model(batch, tids.to(device), frames_dev))
         adpit = self._adpit(out, target, distance_scale=self.distance_scale)
+        if not aux["A"].requires_grad:
+            # A depends on no trainable parameter (fixed tokenizer, frozen text encoder): the
+            # MAE term is a constant that adds no gradient, so its ground-truth sentences are
+            # not embedded; the log records no "mae" for such a step.
+            return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
         frame_lists = frames.tolist() if frames is not None else [list(range(N_LABEL_FRAMES))] * bsz
         clip_indices = [int(i) for i in batch["index"]]
         sentences = [
