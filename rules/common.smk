@@ -140,6 +140,19 @@ def tokens_file(src):
     return f"{RESULTS}/tokens/{src}/train.h5"
 
 
+def encoded_file(src, txt, part):
+    """The text encoder's fixed-template outputs of the validation or test clips (encode_sentences)."""
+    return f"{RESULTS}/encoded/{src}-{txt}/{part}.h5"
+
+
+def encoded_test_file(model):
+    """[the test clips' encoded file] of a finetuned system with a fixed tokenizer, else []."""
+    if not FIXED_TOKENIZER or model not in FINETUNED:
+        return []
+    src, txt, _ = model.split("-")
+    return [encoded_file(src, txt, "test")]
+
+
 def weight_marker(name):
     """Manifest written by `textseld download-pretrained` for one named weight set."""
     return f"{WEIGHTS_DIR}/{name}/manifest.json"

@@ -27,6 +27,7 @@ rule predict:
         model=f"{run_dir('{model}', '{seed}')}/best.pt",
         test=packed("test"),
         stats=STATS,
+        encoded=lambda wildcards: encoded_test_file(wildcards.model),
     output:
         manifest=predictions_manifest("{model}", "{seed}"),
     log:

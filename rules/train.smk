@@ -82,6 +82,37 @@ rule encode_tokens:
         "../workflow_scripts/encode_tokens.py"
 
 
+# ... and what the frozen text encoder makes of them under each clip's fixed template is the
+# same too: all that validation and test prediction compute before the head.
+rule encode_sentences:
+    input:
+        train=packed("train"),
+        test=packed("test"),
+        stats=STATS,
+        pretrained=f"{pretrain_dir('{src}')}/best.pt",
+        weights=lambda wildcards: fetched([wildcards.txt]),
+    output:
+        validation=encoded_file("{src}", "{txt}", "validation"),
+        test=encoded_file("{src}", "{txt}", "test"),
+    log:
+        f"{LOGS}/encode_sentences/{{src}}-{{txt}}.log",
+    benchmark:
+        f"{BENCH}/encode_sentences/{{src}}-{{txt}}.tsv"
+    params:
+        pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
+        text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
+        split=config["train"]["validation_split"],
+        templates=TEMPLATES_SHA256,
+        device=config["train"]["finetune"].get("device", "cpu"),
+    threads: threads_of("train")
+    resources:
+        **gpu_resources("train"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/encode_sentences.py"
+
+
 rule finetune:
     input:
         train=packed("train"),
@@ -89,6 +120,9 @@ rule finetune:
         texts=texts_file("train"),
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
         tokens=lambda wildcards: [tokens_file(wildcards.src)] if FIXED_TOKENIZER else [],
+        encoded=lambda wildcards: (
+            [encoded_file(wildcards.src, wildcards.txt, "validation")] if FIXED_TOKENIZER else []
+        ),
         weights=lambda wildcards: fetched([wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])),
     output:
         model=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/best.pt",

@@ -30,6 +30,7 @@ CLUSTER_RULES = {  # every rule that is not a localrule
     "make_texts",
     "pretrain_tokenizer",
     "encode_tokens",
+    "encode_sentences",
     "train_baseline",
     "finetune",
     "collect_references",

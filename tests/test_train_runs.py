@@ -706,23 +706,38 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     assert all(p.grad is not None for p in model.head.parameters())
 
 
-def test_cached_tokens_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
-    """encode_tokens stores the fixed tokenizer's tokens; a finetuning that reads them trains the
-    same head (to float rounding: the tokenizer ran on other batches) as one that runs the
-    tokenizer itself, and the model's output from cached tokens equals its output from features."""
+def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
+    """encode_tokens stores the fixed tokenizer's tokens, encode_sentences the text encoder's
+    fixed-template outputs of the validation and test clips; a finetuning that reads them trains
+    the same head (to float rounding: other batches) and selects the same epoch with the same
+    validation result as one that computes everything itself, and predicting from the cached
+    outputs gives the model's own outputs."""
     from textseld.data.hdf5 import PackedDataset
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.predict import encode_tokens, load_run
-    from textseld.train.tokens import TokenCache
+    from textseld.train.predict import encode_sentences, encode_tokens, load_run
+    from textseld.train.runs import encoded_cache
 
     pre_dir, _ = pretrained
     tokens = encode_tokens(
         pretrained_dir=pre_dir, features_h5=data["train_h5"], stats_h5=data["stats"], out=tmp_path / "tok.h5"
     )
+    split = None  # the defaults, as the pretraining's
+    validation, test = encode_sentences(
+        pretrained_dir=pre_dir,
+        text="clip",
+        text_cfg=TEXT_CFG,
+        stats_h5=data["stats"],
+        train_h5=data["train_h5"],
+        split=split,
+        validation_out=tmp_path / "val.h5",
+        test_h5=data["train_h5"],  # any packed file: here the training file stands for the test split
+        test_out=tmp_path / "test.h5",
+    )
     cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True}
-    plain = _finetune(data, pre_dir, tmp_path / "plain", "bert", "trep", train_cfg=cfg)
-    cached = _finetune(data, pre_dir, tmp_path / "cached", "bert", "trep", train_cfg=cfg, tokens=tokens)
-    for key in ("F", "DOAE", "RDE"):  # the same selection, the same validation result
+    kw = {"train_cfg": cfg, "split": split}
+    plain = _finetune(data, pre_dir, tmp_path / "plain", "clip", "trep", **kw)
+    cached = _finetune(data, pre_dir, tmp_path / "cached", "clip", "trep", tokens=tokens, encoded=validation, **kw)
+    for key in ("epoch", "F", "DOAE", "RDE"):  # the same selection, the same validation result
         assert cached[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-4, nan_ok=True), key
     a, b = (read_checkpoint(tmp_path / r / "best.pt")["model"] for r in ("plain", "cached"))
     assert a.keys() == b.keys()
@@ -730,14 +745,17 @@ def test_cached_tokens_train_and_predict_like_the_fixed_tokenizer(data, pretrain
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
     config = json.loads((tmp_path / "cached" / "config.json").read_text())
     assert config["inputs"]["tokens"] == os.path.abspath(tokens)
-    _, task, _, _ = load_run(tmp_path / "cached")
+    assert config["inputs"]["encoded_validation"] == os.path.abspath(validation)
+    config, task, _, _ = load_run(tmp_path / "cached")
     dataset = PackedDataset(data["train_h5"], data["stats"])
-    cache = TokenCache(tokens, names=dataset.names, expect={})
+    cache = encoded_cache(config, test, data["train_h5"], data["stats"], dataset.names)
     batch = next(iter(torch.utils.data.DataLoader(cache.wrap(dataset), batch_size=3)))
     with torch.no_grad():
-        from_tokens = task.predict(batch)
-        from_features = task.predict({k: v for k, v in batch.items() if k != "tokens"})
-    torch.testing.assert_close(from_tokens, from_features, rtol=1e-4, atol=1e-5)
+        from_cache = task.predict(batch)
+        from_features = task.predict({k: v for k, v in batch.items() if k not in ("A", "hidden")})
+    torch.testing.assert_close(from_cache, from_features, rtol=1e-4, atol=1e-5)
+    with pytest.raises(RuntimeError, match="cannot train"):  # fixed templates: never a training batch
+        task.losses(batch, torch.Generator())
 
 
 def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pretrained, tmp_path):
@@ -763,6 +781,6 @@ def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pret
     fixed = {**trained, "freeze_tokenizer": True}
     with pytest.raises(RunConfigError, match=r"wrong\.h5.*pretrained_best_sha256"):
         _finetune(data, pre_dir, tmp_path / "b", "bert", "trep", train_cfg=fixed, tokens=wrong)
-    with pytest.raises(RunConfigError, match="token file not found"):
+    with pytest.raises(RunConfigError, match="file not found"):
         _finetune(data, pre_dir, tmp_path / "c", "bert", "trep", train_cfg=fixed, tokens=tmp_path / "none.h5")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # refused before anything is written

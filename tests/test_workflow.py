@@ -127,6 +127,7 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     assert counts["finetune"] == 8 * 3 and counts["train_baseline"] == 3  # three seeds, as the paper
     assert counts["pretrain_tokenizer"] == 2
     assert counts["encode_tokens"] == 2  # the fixed tokenizers' tokens, once per source
+    assert counts["encode_sentences"] == 4  # and each text encoder's outputs of them
 
 
 def test_wildcards_only_match_configured_values(wf):
@@ -225,6 +226,7 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "make_texts": 1,
         "pretrain_tokenizer": 2,
         "encode_tokens": 2,
+        "encode_sentences": 4,
         "train_baseline": 1,
         "finetune": 8,
         "predict": 9,
@@ -246,6 +248,7 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
     counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
     assert counts == {
         "make_texts": 1,
+        "encode_sentences": 4,  # the fixed templates' outputs
         "finetune": 8,
         "predict": 8,
         "evaluate": 16,

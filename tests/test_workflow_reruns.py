@@ -142,11 +142,17 @@ CHANGES = {
     "train.pretrain.lr": (
         {"train": {"pretrain": {"lr": 3.0e-4}}},
         None,
-        {"pretrain_tokenizer": 1, "encode_tokens": 1},
+        {"pretrain_tokenizer": 1, "encode_tokens": 1, "encode_sentences": 1},
         "pretrained_dir",
         "results/runs/pretrain-rcc/best.pt",
     ),
-    "sentence template": ({}, TEMPLATE_EDIT, {"make_texts": 1}, "texts", "results/texts/train.h5"),
+    "sentence template": (
+        {},
+        TEMPLATE_EDIT,
+        {"make_texts": 1, "encode_sentences": 1},
+        "texts",
+        "results/texts/train.h5",
+    ),
     "features.extract.wpe": (
         {"features": {"extract": {"wpe": {"iterations": 4}}}},
         None,
@@ -157,6 +163,7 @@ CHANGES = {
             "make_texts": 1,
             "pretrain_tokenizer": 1,
             "encode_tokens": 1,
+            "encode_sentences": 1,
         },
         "train_h5",
         "results/features/train.h5",

@@ -22,4 +22,5 @@ finetune(
     split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
     tokens=next(iter(snakemake.input.tokens), None),  # the fixed tokenizer's tokens (encode_tokens), if any
+    encoded=next(iter(snakemake.input.encoded), None),  # its validation clips' encodings (encode_sentences)
 )

@@ -14,4 +14,5 @@ predict_split(
     manifest=snakemake.output.manifest,
     checkpoint="best",
     threads=snakemake.threads,
+    encoded_h5=next(iter(snakemake.input.encoded), None),  # a fixed tokenizer's test encodings, if any
 )

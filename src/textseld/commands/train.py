@@ -184,6 +184,32 @@ def _encode_tokens(args) -> int:
     return 0
 
 
+def _encode_sentences(args) -> int:
+    from textseld.train.predict import encode_sentences
+
+    sec = load_sections(args.config)
+    split = dict(sec.get("train", {}).get("validation_split") or {})
+    for key, value in (("fraction", args.val_fraction), ("seed", args.split_seed)):
+        if value is not None:
+            split[key] = value
+    paths = encode_sentences(
+        pretrained_dir=args.pretrained,
+        text=args.text,
+        text_cfg=sec.get("text_encoders", {}),
+        stats_h5=args.stats,
+        train_h5=args.features,
+        split=split,
+        validation_out=args.out,
+        test_h5=args.test_features,
+        test_out=args.test_out,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        device=args.device,
+    )
+    print("wrote " + " and ".join(str(p) for p in paths))
+    return 0
+
+
 def _baseline(args) -> int:
     from textseld.train.runs import train_baseline
 
@@ -270,6 +296,27 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
     add_threads(p)
     p.set_defaults(func=_encode_tokens)
+
+    p = add_command(
+        sub,
+        "encode-sentences",
+        help="store the frozen text encoder's fixed-template outputs of the validation and test clips "
+        "(for fixed-tokenizer runs)",
+    )
+    p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the pretraining")
+    p.add_argument("--text", required=True, choices=TEXTS, help="frozen text encoder")
+    p.add_argument("--features", required=True, help="packed features of the training split (its validation clips)")
+    p.add_argument("--stats", required=True, help="stats.h5 of the training split")
+    p.add_argument("--out", required=True, help="file to write for the validation clips (HDF5)")
+    p.add_argument("--test-features", required=True, help="packed features of the test split")
+    p.add_argument("--test-out", required=True, help="file to write for the test clips (HDF5)")
+    p.add_argument("--config", default=None, help="YAML/JSON with a text_encoders section (and train.validation_split)")
+    p.add_argument("--val-fraction", type=float, default=None, help="validation fraction (default: the split's)")
+    p.add_argument("--split-seed", type=int, default=None, help="validation split seed (default: the split's)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
+    add_threads(p)
+    p.set_defaults(func=_encode_sentences)
 
     p = add_command(sub, "train-baseline", help="train the DCASE2025 audio-only baseline")
     _common(p)

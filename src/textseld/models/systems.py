@@ -87,18 +87,33 @@ class SeldTextModel(nn.Module):
     ) -> tuple[torch.Tensor, dict]:
         """batch tensors + template_ids (B,) [+ frames (L',) or (B, L')] -> (B, L', K*3*C), aux.
 
-        With a fixed tokenizer, batch["tokens"] (B, L, 3, D), its cached output, replaces the
-        features.
         aux = {"A": (B, L', E) audio-driven embeddings (E = text_encoder.embed_dim, = D in the paper),
         "hidden": (B, L', 3, D) placeholder states}. Every frame of a clip uses that clip's template.
+        With a fixed tokenizer, cached outputs may stand in for the computation
+        (textseld.train.tokens): batch["tokens"] (B, L, 3, D) for the tokenizer's, or batch["A"]
+        and batch["hidden"] for everything before the head (all frames, the clips' fixed
+        templates: the caller's template_ids must be those).
         """
+        if "A" in batch:
+            if not self.tokenizer_frozen or frames is not None:
+                raise RuntimeError("cached text-encoder outputs stand in for a fixed tokenizer on all frames only")
+            a, hidden = batch["A"], batch["hidden"]
+        else:
+            a, hidden = self.encode(batch, template_ids, frames)
+        b, n = a.shape[:2]
+        out = self.head(a.reshape(b * n, -1), hidden.reshape(b * n, 3, -1))  # (B*L', K*3*C)
+        return out.reshape(b, n, -1), {"A": a, "hidden": hidden}
+
+    def encode(
+        self, batch: dict, template_ids: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything before the head: A (B, L', E) and the placeholder states (B, L', 3, D)."""
         streams = [_select_frames(s, frames) for s in self._streams(batch)]
         b, n, d = streams[0].shape
         ids = torch.as_tensor(template_ids, device=streams[0].device).long().reshape(b)
         flat = [s.reshape(b * n, d) for s in streams]
         a, hidden = self.text_encoder.encode_with_tokens(ids.repeat_interleave(n), *flat)
-        out = self.head(a, hidden)  # (B*L', K*3*C)
-        return out.reshape(b, n, -1), {"A": a.reshape(b, n, -1), "hidden": hidden.reshape(b, n, 3, -1)}
+        return a.reshape(b, n, -1), hidden.reshape(b, n, 3, -1)
 
     def _streams(self, batch: dict) -> list[torch.Tensor]:
         """The three (B, L, D) token streams: the tokenizer's, or a fixed tokenizer's cached

@@ -61,6 +61,7 @@ def predict_split(
     batch_size: int | None = None,
     threads: int | None = None,
     manifest: str | os.PathLike | None = None,
+    encoded_h5: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write `<out_dir>/<clip>.csv` for every clip of a packed features file (empty clips: header only).
 
@@ -70,6 +71,8 @@ def predict_split(
     workflow) and replaced as a whole: it ends up holding exactly these CSVs
     and nothing else (other tools, e.g. the official DCASE evaluation, read
     every file in it), and an interrupted call leaves the previous folder.
+    encoded_h5: the fixed-template text-encoder outputs of these clips (`encode_sentences`), for
+    a finetuning run with a fixed tokenizer: only its head then runs (checked against the run).
     """
     from textseld.data.hdf5 import PackedDataset
     from textseld.metrics.predictions import write_outputs
@@ -77,7 +80,12 @@ def predict_split(
     if threads:
         torch.set_num_threads(threads)
     config, task, train_cfg, dev = load_run(run_dir, checkpoint, device)
-    dataset = PackedDataset(features_h5, run_stats(run_dir, config, stats_h5))
+    stats = run_stats(run_dir, config, stats_h5)
+    dataset: Any = PackedDataset(features_h5, stats)
+    if encoded_h5 is not None:
+        from textseld.train.runs import encoded_cache
+
+        dataset = encoded_cache(config, encoded_h5, features_h5, stats, dataset.names).wrap(dataset)
     loader = make_loader(
         dataset,
         batch_size or train_cfg.val_batch_size or train_cfg.batch_size,
@@ -104,6 +112,27 @@ def predict_split(
     return paths
 
 
+def _pretrain_run(pretrained_dir: str | os.PathLike) -> tuple[dict, dict]:
+    """(config.json of a finished pretrain run, the record of what its outputs are computed from)."""
+    from textseld.models.pretrained import sha256_file
+    from textseld.train.runs import pretrain_run_config
+    from textseld.train.tokens import TokenCacheError
+
+    pdir = Path(pretrained_dir)
+    cfg_path = pdir / "config.json"
+    if not cfg_path.is_file():
+        raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
+    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
+    pcfg = pretrain_run_config(pdir, source)
+    return pcfg, {"source": source, "pretrained_best_sha256": sha256_file(pdir / "best.pt")}
+
+
+def _inputs_record(features_h5, stats_h5) -> dict:
+    from textseld.models.pretrained import sha256_file
+
+    return {"features_sha256": sha256_file(features_h5), "stats_sha256": sha256_file(stats_h5)}
+
+
 @torch.no_grad()
 def encode_tokens(
     *,
@@ -119,34 +148,98 @@ def encode_tokens(
     """Write the tokens of every clip of `features_h5` (standardised with `stats_h5`) by the
     pretrained tokenizer of `pretrained_dir` (its best.pt) to `out` (see textseld.train.tokens)."""
     from textseld.data.hdf5 import PackedDataset
-    from textseld.models.pretrained import sha256_file
-    from textseld.train.runs import build_run_model, pretrain_run_config
-    from textseld.train.tokens import TokenCacheError, write_tokens
+    from textseld.train.runs import build_run_model
+    from textseld.train.tokens import write_clip_arrays
 
     if threads:
         torch.set_num_threads(threads)
-    pdir = Path(pretrained_dir)
-    cfg_path = pdir / "config.json"
-    if not cfg_path.is_file():
-        raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
-    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
-    pcfg = pretrain_run_config(pdir, source)
-    best = pdir / "best.pt"
+    pcfg, record = _pretrain_run(pretrained_dir)
+    best = Path(pretrained_dir) / "best.pt"
     model, _ = build_run_model(pcfg)
     load_trainable_state(model, read_checkpoint(best)["model"], best)
     dev = resolve_device(device)
+    tokenizer = model.tokenizer.to(dev).eval()
     dataset = PackedDataset(features_h5, stats_h5)
     loader = make_loader(dataset, batch_size, None, 0, 0)
-    bar = tqdm(loader, desc=f"tokens of {Path(features_h5).name}", disable=not progress)
-    record = {
-        "source": source,
-        "pretrained_best_sha256": sha256_file(best),
-        "features_sha256": sha256_file(features_h5),
-        "stats_sha256": sha256_file(stats_h5),
-    }
-    path = write_tokens(model.tokenizer.to(dev), bar, len(dataset), out, dataset.names, record, dev)
-    log.info("wrote the %s tokens of %d clips of %s to %s", source, len(dataset), features_h5, path)
+
+    def batches():
+        for batch in tqdm(loader, desc=f"tokens of {Path(features_h5).name}", disable=not progress):
+            streams = tokenizer(*(batch[k].to(dev) for k in ("src", "doa", "dist")))
+            yield {"tokens": torch.stack(streams, dim=2).float().cpu().numpy()}  # (B, L, 3, D)
+
+    attrs = {**record, **_inputs_record(features_h5, stats_h5)}
+    path = write_clip_arrays(out, "tokens", dataset.names, batches(), attrs)
+    log.info("wrote the %s tokens of %d clips of %s to %s", record["source"], len(dataset), features_h5, path)
     return path
+
+
+@torch.no_grad()
+def encode_sentences(
+    *,
+    pretrained_dir: str | os.PathLike,
+    text: str,
+    text_cfg: dict | None,
+    stats_h5: str | os.PathLike,
+    train_h5: str | os.PathLike,
+    split,
+    validation_out: str | os.PathLike,
+    test_h5: str | os.PathLike,
+    test_out: str | os.PathLike,
+    batch_size: int = 8,
+    threads: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[Path, Path]:
+    """Write what a finetuning with the fixed tokenizer of `pretrained_dir` and the frozen text
+    encoder `text` (`text_cfg`) computes before its head for the validation clips of `train_h5`
+    (`split`: the shared validation split) and every clip of `test_h5`: each frame's A and
+    placeholder states under the clip's fixed template (see textseld.train.tokens)."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.data.splits import SplitConfig
+    from textseld.train.runs import TEXT_ENCODER_SEED, build_run_model, text_encoder_record
+    from textseld.train.tasks import fixed_template_ids
+    from textseld.train.tokens import write_clip_arrays
+
+    if threads:
+        torch.set_num_threads(threads)
+    pcfg, record = _pretrain_run(pretrained_dir)
+    encoder_record = text_encoder_record(text_cfg or {})
+    config = {
+        "kind": "finetune",
+        "seed": 0,
+        "text_encoder_seed": TEXT_ENCODER_SEED,
+        "source": pcfg["source"],
+        "text": text,
+        "head": "trep",
+        "model": pcfg["model"],
+        "text_encoder": encoder_record,
+        "inputs": {"pretrained_dir": os.path.abspath(pretrained_dir)},
+        "train": {"freeze_tokenizer": True},
+    }
+    dev = resolve_device(device)
+    model, _ = build_run_model(config, device=dev)
+    model.eval()
+    record = {**record, "text": text, "text_encoder": encoder_record, "text_encoder_seed": TEXT_ENCODER_SEED}
+    full = PackedDataset(train_h5, stats_h5)
+    _, val_idx = SplitConfig.from_dict(split).indices(full.names)
+    parts = [
+        (PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()), train_h5, validation_out),
+        (PackedDataset(test_h5, stats_h5), test_h5, test_out),
+    ]
+    written = []
+    for dataset, features_h5, out in parts:
+        loader = make_loader(dataset, batch_size, None, 0, 0)
+        names = [dataset.names[dataset.file_index(i)] for i in range(len(dataset))]
+
+        def batches(loader=loader, features_h5=features_h5):
+            for batch in tqdm(loader, desc=f"{text} outputs of {Path(features_h5).name}", disable=not progress):
+                a, hidden = model.encode(to_device(batch, dev), fixed_template_ids(batch["name"], dev))
+                yield {"A": a.float().cpu().numpy(), "hidden": hidden.float().cpu().numpy()}
+
+        attrs = {**record, **_inputs_record(features_h5, stats_h5)}
+        written.append(write_clip_arrays(out, "encoded", names, batches(), attrs))
+        log.info("wrote the %s outputs of %d clips of %s to %s", text, len(names), features_h5, written[-1])
+    return written[0], written[1]
 
 
 def _fresh_folder(final: Path) -> Path:

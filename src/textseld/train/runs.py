@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("pretrain", "finetune", "baseline")
+# A frozen text encoder without weights (a random-init stand-in) is built under this seed, not
+# the run's: like pretrained weights, the frozen encoder is the same in every seed's run.
+TEXT_ENCODER_SEED = 0
 # Training keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = ("device", "num_workers", "progress", "checkpoint_every_steps", "val_batch_size", "torch_threads")
 
@@ -65,6 +68,15 @@ def _text_cfg(value):
     from textseld.models.text_config import TextEncoderConfig
 
     return value if isinstance(value, TextEncoderConfig) else TextEncoderConfig.from_dict(value or {})
+
+
+def text_encoder_record(text_cfg) -> dict:
+    """A run's `text_encoder` entry: the encoder config as plain values, local weight files absolute."""
+    record = _plain(_text_cfg(text_cfg))
+    for key in ("clip_weights", "bert_path"):  # local weight files: absolute, like the inputs
+        if record.get(key):
+            record[key] = os.path.abspath(record[key])
+    return record
 
 
 def _plain(cfg) -> dict:
@@ -104,7 +116,12 @@ def build_run_model(
     else:
         from textseld.models.factory import build_text_encoder
 
-        encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
+        if "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(config["text_encoder_seed"]))
+                encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
+        else:  # runs written before text_encoder_seed: built under the run's seed
+            encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
         encoder.lock()
         if encoder.width != cfg.token_width:
             raise RunConfigError(
@@ -339,27 +356,47 @@ def load_pretrained_tokenizer(model: nn.Module, pretrained_dir: str | os.PathLik
     load_full_state(cast(nn.Module, model.tokenizer), cast(nn.Module, pre_model.tokenizer).state_dict(), best)
 
 
-def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
-    """The fixed tokenizer's tokens of `features_h5` for a finetuning run (`config`), checked:
-    the run must keep its tokenizer fixed, and the file must hold the tokens of exactly these
-    clips by the run's pretrained tokenizer on these statistics (else RunConfigError)."""
-    from textseld.data.hdf5 import read_names
-    from textseld.train.tokens import TokenCache, TokenCacheError
-
+def _cache_record(config: dict, features_h5, stats_h5) -> dict:
+    """What a cached file for this finetuning run must have been computed from."""
     if config.get("kind") != "finetune" or not config.get("train", {}).get("freeze_tokenizer"):
         raise RunConfigError(
-            f"{tokens_h5}: cached tokens stand in for a fixed tokenizer; this run "
-            f"({config.get('kind')}, freeze_tokenizer {config.get('train', {}).get('freeze_tokenizer')}) "
-            f"computes its own"
+            f"cached tokenizer outputs stand in for a fixed tokenizer; this run ({config.get('kind')}, "
+            f"freeze_tokenizer {config.get('train', {}).get('freeze_tokenizer')}) computes its own"
         )
-    best = Path(config["inputs"]["pretrained_dir"]) / "best.pt"
-    expect = {
-        "pretrained_best_sha256": sha256_file(best),
+    return {
+        "pretrained_best_sha256": sha256_file(Path(config["inputs"]["pretrained_dir"]) / "best.pt"),
         "features_sha256": sha256_file(features_h5),
         "stats_sha256": sha256_file(stats_h5),
     }
+
+
+def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
+    """The fixed tokenizer's tokens of every clip of `features_h5` for a finetuning run (`config`),
+    checked: the run keeps its tokenizer fixed, and the file holds the tokens of these clips by
+    the run's pretrained tokenizer on these statistics (else RunConfigError)."""
+    from textseld.data.hdf5 import read_names
+    from textseld.train.tokens import ClipArrays, TokenCacheError
+
+    expect = _cache_record(config, features_h5, stats_h5)
     try:
-        return TokenCache(tokens_h5, names=read_names(features_h5), expect=expect)
+        return ClipArrays(tokens_h5, "tokens", names=read_names(features_h5), expect=expect)
+    except TokenCacheError as exc:
+        raise RunConfigError(str(exc)) from None
+
+
+def encoded_cache(config: dict, encoded_h5, features_h5, stats_h5, names: list[str]):
+    """The fixed-template text-encoder outputs of the clips `names` of `features_h5` for a
+    finetuning run, checked like `token_cache` and against the run's text encoder."""
+    from textseld.train.tokens import ClipArrays, TokenCacheError
+
+    expect = {
+        **_cache_record(config, features_h5, stats_h5),
+        "text": config["text"],
+        "text_encoder": config["text_encoder"],
+        "text_encoder_seed": config.get("text_encoder_seed", -1),
+    }
+    try:
+        return ClipArrays(encoded_h5, "encoded", names=names, expect=expect)
     except TokenCacheError as exc:
         raise RunConfigError(str(exc)) from None
 
@@ -389,8 +426,10 @@ def _train(
     config["input_sha256"] = input_hashes(config["inputs"])
     train_h5, stats_h5 = config["inputs"]["train_h5"], config["inputs"]["stats_h5"]
     # cached tokens are checked before the run directory is touched
-    tokens = config["inputs"].get("tokens")
+    tokens, encoded = config["inputs"].get("tokens"), config["inputs"].get("encoded_validation")
     cache = token_cache(config, tokens, train_h5, stats_h5) if tokens else None
+    if encoded:
+        _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
     seed_everything(seed, train_cfg.deterministic)
@@ -407,6 +446,8 @@ def _train(
     train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
     if cache is not None:
         train_set, val_set = cache.wrap(train_set), cache.wrap(val_set)
+    if encoded:  # validation needs nothing before the head
+        val_set = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)).wrap(val_set)
     return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
 
 
@@ -509,6 +550,7 @@ def finetune(
     on_config_change: str = "error",
     split=None,
     tokens=None,
+    encoded=None,
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
@@ -517,15 +559,18 @@ def finetune(
     on_config_change and split as in `pretrain`; the pretraining must have used the same split.
     tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.predict.encode_tokens`),
     read instead of running the tokenizer; only with train_cfg's freeze_tokenizer.
+    encoded: the fixed-template text-encoder outputs of the validation clips
+    (`textseld.train.predict.encode_sentences`), which validation then reads; likewise.
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEAD_NAMES, "head")
     mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
-    if tokens and not tcfg.freeze_tokenizer:
+    if (tokens or encoded) and not tcfg.freeze_tokenizer:
         raise RunConfigError(
-            f"{tokens}: cached tokens stand in for a fixed tokenizer; set freeze_tokenizer to use them"
+            f"{tokens or encoded}: cached tokenizer outputs stand in for a fixed tokenizer; "
+            f"set freeze_tokenizer to use them"
         )
     config = _base_config(
         "finetune",
@@ -538,6 +583,7 @@ def finetune(
             "texts": texts,
             "pretrained_dir": pretrained_dir,
             **({"tokens": tokens} if tokens else {}),
+            **({"encoded_validation": encoded} if encoded else {}),
         },
         split,
         source=source,
@@ -550,10 +596,8 @@ def finetune(
             f"finetuning uses {config['split']}; its validation clips could be clips the "
             f"tokenizer trained on: use one validation split for every run"
         )
-    config["text_encoder"] = _plain(xcfg)
-    for key in ("clip_weights", "bert_path"):  # local weight files: absolute, like the inputs
-        if config["text_encoder"].get(key):
-            config["text_encoder"][key] = os.path.abspath(config["text_encoder"][key])
+    config["text_encoder"] = text_encoder_record(xcfg)
+    config["text_encoder_seed"] = TEXT_ENCODER_SEED
 
     def make(model, encoder):
         from textseld.models.text_encoders import GroundTruthCache

@@ -123,6 +123,8 @@ class TextTask:
         return tids, frames
 
     def losses(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if "A" in batch:
+            raise RuntimeError("cached fixed-template encodings cannot train: training draws random templates")
         if self.sentence is None or self.gt_embed is None:
             raise RuntimeError("this TextTask was built for prediction only (no texts / ground-truth embedder)")
         device = batch["src"].device

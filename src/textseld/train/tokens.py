@@ -1,27 +1,36 @@
-"""The fixed tokenizer's tokens of a packed file, computed once and shared by the finetunings.
+"""What a fixed tokenizer and the frozen text encoder compute for a clip, computed once and shared.
 
 With `train.finetune.freeze_tokenizer` the pretrained tokenizer is fixed
-(eval mode, no gradient), so its three token streams of a clip are the same
-in every finetuning of that source encoder, whatever the text encoder, head
-or seed: `encode_tokens` runs it once over a packed file and stores them,
-and finetuning (train and validation clips) and prediction (test clips) read
-them instead of running the tokenizer again. The results are those of the
-tokenizer run inside the model, up to float rounding (tested).
+(eval mode, no gradient) and the text encoder is frozen, so two things are
+the same in every finetuning of a source encoder (and text encoder),
+whatever its head or seed:
 
-File layout (HDF5): `tokens` float32 (N, L, 3, D) — audio, DOA and distance
-token of every label frame of every clip, in the packed file's order —
-`names` (the clips), and attributes naming what they were computed from:
-the pretrain run's best.pt, the packed file and the statistics (sha256).
-`TokenCache` checks those against a run's inputs before use;
-`textseld.train.predict.encode_tokens` writes the file.
+- the three token streams of a training clip (`encode_tokens`, kind
+  "tokens": key `tokens` (N, L, 3, D)), which the training steps send
+  through the text encoder with randomly drawn templates;
+- the text encoder's outputs for a clip's frames under its fixed template,
+  which is all that validation and test prediction compute before the head
+  (`encode_sentences`, kind "encoded": keys `A` (N, L, E) and `hidden`
+  (N, L, 3, D)).
+
+Both are written once by a workflow rule and read by the finetunings and
+predictions instead of recomputing them; the results are those of the
+model's own forward pass, up to float rounding (tested). The two writers
+live in `textseld.train.predict`.
+
+File layout (HDF5): one float32 dataset per key, rows in `names` order, and
+attributes naming what they were computed from (sha256 of the pretrain
+run's best.pt, the packed file, the statistics; the text encoder's record).
+`ClipArrays` checks those against a run's inputs before use.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -32,79 +41,89 @@ from textseld.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-FORMAT = "textseld-tokens-1"
+FORMAT = "textseld-clip-arrays-1"
+KEYS = {"tokens": ("tokens",), "encoded": ("A", "hidden")}
+COMMANDS = {"tokens": "textseld encode-tokens", "encoded": "textseld encode-sentences"}  # the writers
 
 
 class TokenCacheError(ValueError):
-    """A token file does not belong to the run's inputs; the message names the file and why."""
+    """A cached file does not belong to the run's inputs; the message names the file and why."""
 
 
-@torch.no_grad()
-def write_tokens(tokenizer, loader, n: int, out: str | os.PathLike, names: list[str], attrs: dict, device) -> Path:
-    """Run `tokenizer` (eval mode) over `loader`'s batches (n clips, in file order) and write
-    the tokens with `names` and the record `attrs` to `out` (atomically)."""
+def write_clip_arrays(
+    out: str | os.PathLike, kind: str, names: list[str], batches: Iterable[dict[str, np.ndarray]], attrs: dict
+) -> Path:
+    """Write the arrays of `kind` for the clips `names` (batches in that order) with the record
+    `attrs` (plain values; dicts are stored as JSON) to `out`, atomically."""
     out = Path(out)
-    tokenizer.eval()
+    keys = KEYS[kind]
     with atomic_path(out, suffix=".h5", remove_stale=True) as tmp, h5py.File(tmp, "w") as f:
-        data: Any = None
         done = 0
-        for batch in loader:
-            streams = tokenizer(*(batch[k].to(device) for k in ("src", "doa", "dist")))
-            tokens = torch.stack(streams, dim=2).float().cpu().numpy()  # (B, L, 3, D)
-            if data is None:
-                data = f.create_dataset("tokens", shape=(n, *tokens.shape[1:]), dtype="float32")
-            data[done : done + len(tokens)] = tokens
-            done += len(tokens)
-        if data is None or done != n:
-            raise TokenCacheError(f"{out}: expected the tokens of {n} clips, got {done}")
+        for batch in batches:
+            rows = len(batch[keys[0]])
+            for key in keys:
+                if key not in f:
+                    f.create_dataset(key, shape=(len(names), *batch[key].shape[1:]), dtype="float32")
+                f[key][done : done + rows] = batch[key]
+            done += rows
+        if done != len(names):
+            raise TokenCacheError(f"{out}: expected the arrays of {len(names)} clips, got {done}")
         f.create_dataset("names", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
-        f.attrs.update({"format": FORMAT, "textseld_version": __version__, **attrs})
+        record = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in attrs.items()}
+        f.attrs.update({"format": FORMAT, "kind": kind, "textseld_version": __version__, **record})
     return out
 
 
-class TokenCache:
-    """The tokens of one packed file, checked against what a run uses, held in memory.
+class ClipArrays:
+    """The arrays of one cached file, checked against what a run uses, held in memory.
 
-    expect: {"pretrained_best_sha256": ..., "features_sha256": ..., "stats_sha256": ...}
-    (any subset): each must equal the file's record, else TokenCacheError naming it.
-    names: the packed file's clip names (file order), which the cache must list identically.
+    kind: "tokens" or "encoded". names: the clips the run needs (each must be in the file).
+    expect: attribute -> value (dicts compared as JSON); each must equal the file's record,
+    else TokenCacheError naming the file and the attribute.
     """
 
-    def __init__(self, path: str | os.PathLike, *, names: list[str], expect: dict[str, str]):
+    def __init__(self, path: str | os.PathLike, kind: str, *, names: list[str], expect: dict):
         self.path = Path(path)
         if not self.path.is_file():
-            raise TokenCacheError(f"{self.path}: token file not found (run `textseld encode-tokens` first)")
+            raise TokenCacheError(f"{self.path}: cached {kind} file not found (run `{COMMANDS[kind]}` first)")
         with h5py.File(self.path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise TokenCacheError(f"{self.path}: not a token file of this version (format {FORMAT} expected)")
+            if f.attrs.get("format") != FORMAT or f.attrs.get("kind") != kind:
+                raise TokenCacheError(f"{self.path}: not a file of cached {kind} ({FORMAT} expected)")
             for key, value in expect.items():
-                if f.attrs.get(key) != value:
+                want = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+                if f.attrs.get(key) != want:
                     raise TokenCacheError(
                         f"{self.path}: computed from other inputs than this run's ({key} differs): "
-                        f"rebuild it with `textseld encode-tokens`"
+                        f"rebuild it with `{COMMANDS[kind]}`"
                     )
-            if list(f["names"].asstr()[:]) != list(names):
-                raise TokenCacheError(f"{self.path}: its clips are not those of the packed file, in the same order")
-            self.tokens = torch.from_numpy(f["tokens"][:])  # (N, L, 3, D)
+            stored = list(f["names"].asstr()[:])
+            row = {n: i for i, n in enumerate(stored)}
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise TokenCacheError(f"{self.path}: holds no {kind} for {len(missing)} clip(s), e.g. {missing[0]}")
+            self.arrays = {key: torch.from_numpy(f[key][:]) for key in KEYS[kind]}
+        self.row = row
 
     def wrap(self, dataset):
-        """`dataset` (a PackedDataset, file indices as item["index"]) with item["tokens"] (L, 3, D) added."""
-        return _WithTokens(dataset, self.tokens)
+        """`dataset` (items with a "name") with this file's arrays of the item's clip added."""
+        return _WithArrays(dataset, self)
 
 
-class _WithTokens(torch.utils.data.Dataset):
-    def __init__(self, base, tokens: torch.Tensor):
-        self.base, self.tokens = base, tokens
+class _WithArrays(torch.utils.data.Dataset):
+    def __init__(self, base, cache: ClipArrays):
+        self.base, self.cache = base, cache
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, i: int) -> dict:
         item = self.base[i]
-        item["tokens"] = self.tokens[item["index"]]
+        r = self.cache.row[item["name"]]
+        for key, values in self.cache.arrays.items():
+            item[key] = values[r]
         return item
 
     def __getattr__(self, name: str):  # names, label_rows, file_index ... of the packed file
-        if name in ("base", "tokens"):
+        if name in ("base", "cache"):
             raise AttributeError(name)
         return getattr(self.base, name)
