@@ -49,10 +49,10 @@ rule train_baseline:
         train=config["train"]["baseline"],
         split=config["train"]["validation_split"],
     threads: threads_of("train")
-    # the longest jobs first: a baseline left for last runs alone while the other cores idle
-    priority: 1
     resources:
         **gpu_resources("train"),
+    # the longest jobs first: a baseline left for last runs alone while the other cores idle
+    priority: 1
     conda:
         "../envs/textseld.yaml"
     script:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -158,7 +158,7 @@ def encode_tokens(
     model, _ = build_run_model(pcfg)
     load_trainable_state(model, read_checkpoint(best)["model"], best)
     dev = resolve_device(device)
-    tokenizer = model.tokenizer.to(dev).eval()
+    tokenizer = cast(torch.nn.Module, model.tokenizer).to(dev).eval()
     dataset = PackedDataset(features_h5, stats_h5)
     loader = make_loader(dataset, batch_size, None, 0, 0)
 
