@@ -119,9 +119,10 @@ class FakeZenodo:
         if cut is not None:
             payload = payload[:cut]
             h.close_connection = True
+        # recorded before the body is sent: a client that has read it may check the log at once
+        self.requests.append((h.path, rng, len(payload)))
         h.wfile.write(payload)
         h.wfile.flush()
-        self.requests.append((h.path, rng, len(payload)))
 
     def file_requests(self, name=None):
         return [r for r in self.requests if r[0].startswith("/files/") and (name is None or f"/{name}/" in r[0])]
