@@ -132,3 +132,28 @@ def test_fetch_clip_and_bert_local_logic(tmp_path, monkeypatch):
     ]
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["bert", "clip", "manifest.json"]
     assert verify_manifest(tmp_path / "w") == []
+
+
+def test_sha256_of_a_large_file_is_remembered_only_while_the_file_is_unchanged(tmp_path):
+    """A run hashes its inputs several times; a large unchanged file is read once per process,
+    and a file replaced (by a rename, as every writer here does) or rewritten is read again."""
+    import hashlib
+    import os
+
+    from textseld.models import pretrained
+
+    size = pretrained._SHA256_MEMO_BYTES
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * size)
+    first = pretrained.sha256_file(path)
+    assert first == hashlib.sha256(b"a" * size).hexdigest()
+    assert pretrained.sha256_file(path) == first  # remembered
+    replacement = tmp_path / "big.tmp"
+    replacement.write_bytes(b"b" * size)
+    os.replace(replacement, path)  # another inode
+    assert pretrained.sha256_file(path) == hashlib.sha256(b"b" * size).hexdigest()
+    with open(path, "r+b") as f:  # the same inode rewritten in place, another mtime
+        f.write(b"c")
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert pretrained.sha256_file(path) == hashlib.sha256(b"c" + b"b" * (size - 1)).hexdigest()

@@ -706,6 +706,70 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     assert all(p.grad is not None for p in model.head.parameters())
 
 
+@pytest.mark.parametrize("head", ["grep", "trep"])
+def test_echo_repeats_the_head_update_on_the_same_batch(data, head):
+    """Data echoing: `echo_losses` is the loss the same step would have computed after the
+    head's update (same templates, frames, encodings and targets), without drawing anything."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.text.store import TextStore
+    from textseld.train.config import TrainConfig
+    from textseld.train.runs import make_optimizer, make_task
+
+    model, _ = _finetune_model("bert", head)
+    model.freeze_tokenizer()
+    cfg = TrainConfig.from_dict({"text_frames_per_clip": 6, "freeze_tokenizer": True, "echo": 2}, preset="finetune")
+    task = make_task({"kind": "finetune"}, model, cfg, TextStore(data["texts"]).sentence, lambda s: 1 / 0)
+    opt = make_optimizer(model, TrainConfig.from_dict({"freeze_tokenizer": True, "lr_new": 1e-2}, "finetune"), "finetune")
+    batch = next(iter(torch.utils.data.DataLoader(PackedDataset(data["train_h5"], data["stats"]), batch_size=3)))
+    gen = torch.Generator().manual_seed(5)
+    replay = torch.Generator().set_state(gen.get_state())
+    model.train()
+    first = task.losses(batch, gen)
+    opt.zero_grad()
+    first["loss"].backward()
+    opt.step()
+    state = gen.get_state()
+    echoed = task.echo_losses()
+    assert torch.equal(gen.get_state(), state)  # nothing drawn
+    again = task.losses(batch, replay)  # the same draws, the updated head
+    torch.testing.assert_close(echoed["loss"], again["loss"], rtol=1e-5, atol=1e-7)
+    assert float(echoed["loss"].detach()) != pytest.approx(float(first["loss"].detach()), rel=1e-4)  # the head did change
+    echoed["loss"].backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_echo_needs_a_fixed_tokenizer():
+    from textseld.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="'echo'.*freeze_tokenizer"):
+        TrainConfig.from_dict({"echo": 4}, preset="finetune")
+    with pytest.raises(ValueError, match="'echo'.*positive integer"):
+        TrainConfig.from_dict({"echo": 0, "freeze_tokenizer": True}, preset="finetune")
+    with pytest.raises(ValueError, match="'echo'"):  # pretraining and the baseline train everything
+        TrainConfig.from_dict({"echo": 2}, preset="pretrain")
+    model, _ = _finetune_model("bert", "trep")
+    from textseld.train.tasks import TextTask
+
+    with pytest.raises(RuntimeError, match="fixed tokenizer"):  # no step yet
+        TextTask(model, None, None, n_templates=50).echo_losses()
+
+
+def test_a_finetuning_with_echo_updates_the_head_echo_times_per_batch(data, pretrained, tmp_path):
+    from textseld.train.checkpoint import read_checkpoint
+
+    pre_dir, _ = pretrained
+    steps = {}
+    for echo in (1, 3):
+        run = tmp_path / f"echo{echo}"
+        cfg = {**TRAIN_CFG, "epochs": 1, "freeze_tokenizer": True, "echo": echo}
+        _finetune(data, pre_dir, run, "bert", "grep", train_cfg=cfg)
+        opt_state = read_checkpoint(run / "last.pt")["optimizers"][0]["state"]
+        steps[echo] = {int(v["step"]) for v in opt_state.values()}
+        assert json.loads((run / "config.json").read_text())["train"]["echo"] == echo
+    n_batches = steps[1].pop()
+    assert n_batches > 0 and steps[3] == {3 * n_batches}
+
+
 def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
     """encode_tokens stores the fixed tokenizer's tokens, encode_sentences the text encoder's
     fixed-template outputs of the validation and test clips; a finetuning that reads them trains

@@ -432,10 +432,10 @@ def _train(
         _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
-    seed_everything(seed, train_cfg.deterministic)
+    device = resolve_device(train_cfg.device)
+    seed_everything(seed, train_cfg.deterministic, device)
     if train_cfg.torch_threads:
         torch.set_num_threads(train_cfg.torch_threads)
-    device = resolve_device(train_cfg.device)
     model, encoder = build_run_model(config, device="cpu")
     task = make(model, encoder)
     write_text_atomic(run_dir / "weights.json", json.dumps(weights_record(config, model, encoder), indent=2) + "\n")
