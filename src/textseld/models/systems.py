@@ -100,13 +100,9 @@ class SeldTextModel(nn.Module):
             a, hidden = batch["A"], batch["hidden"]
         else:
             a, hidden = self.encode(batch, template_ids, frames)
-        return self.head_output(a, hidden), {"A": a, "hidden": hidden}
-
-    def head_output(self, a: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """The head alone: A (B, L', E) and placeholder states (B, L', 3, D) -> (B, L', K*3*C)."""
         b, n = a.shape[:2]
         out = self.head(a.reshape(b * n, -1), hidden.reshape(b * n, 3, -1))  # (B*L', K*3*C)
-        return out.reshape(b, n, -1)
+        return out.reshape(b, n, -1), {"A": a, "hidden": hidden}
 
     def encode(
         self, batch: dict, template_ids: torch.Tensor, frames: torch.Tensor | None = None

@@ -39,11 +39,6 @@ class TrainConfig:
     # pass through the tokenizer and the text encoder (about 2.3x cheaper on
     # CPU, BENCHMARKS.md). The paper trains it (lr_pretrained 1e-6).
     freeze_tokenizer: bool = False
-    # Finetuning with freeze_tokenizer only: optimizer updates of the head per batch
-    # ("data echoing", Choi et al. 2019). Nothing before the head trains, so the frozen
-    # text encoder's outputs of a batch (its costly part) serve `echo` updates of the
-    # head instead of one. 1 = the SPEC's one update per batch.
-    echo: int = 1
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: dict = field(default_factory=lambda: {"name": "cosine"})
@@ -150,7 +145,7 @@ class TrainConfig:
                 "a non-negative number",
             )
 
-        for key in ("epochs", "batch_size", "echo"):
+        for key in ("epochs", "batch_size"):
             pos_int(key)
         for key in (
             "val_batch_size",
@@ -168,11 +163,6 @@ class TrainConfig:
             "a positive number",
         )
         need(isinstance(self.freeze_tokenizer, bool), "freeze_tokenizer", "true or false")
-        need(
-            self.echo == 1 or self.freeze_tokenizer,
-            "echo",
-            "1 unless freeze_tokenizer is true (repeated head updates reuse a fixed tokenizer's encodings)",
-        )
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

@@ -347,16 +347,6 @@ def fit(
 
     n_train = len(cast(Sized, train_set))  # map-style datasets (PackedDataset) have a length
     n_batches = batches_per_epoch(n_train, cfg)
-    echo = getattr(task, "echo_losses", None)
-    if cfg.echo > 1 and echo is None:
-        raise ValueError(f"training config key 'echo': {cfg.echo} head updates per batch need a finetuning task")
-
-    def update(loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
-        optimizer.step()
     while epoch < cfg.epochs:
         t0 = time.monotonic() - float(partial.get("seconds", 0.0))
         sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
@@ -369,9 +359,11 @@ def fit(
         )
         for batch in bar:
             losses = task.losses(to_device(batch, device), task_gen)
-            update(losses["loss"])
-            for _ in range(cfg.echo - 1):  # more updates of the head on the same encodings
-                update(cast(Callable[[], dict], echo)()["loss"])
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
+            optimizer.step()
             step += 1
             batch_in_epoch += 1
             done += 1

@@ -8,9 +8,7 @@
   adpit_weight * ADPIT on those frames (ADPIT only when nothing before A is
   trained: with a fixed tokenizer the MAE term is a constant without
   gradient). Evaluation uses the clip's fixed template (derived from its
-  name) and all frames. With a fixed tokenizer `echo_losses` gives the
-  head's loss on the last batch's encodings again, for the loop's repeated
-  head updates (`TrainConfig.echo`).
+  name) and all frames.
 
 Distances: packed targets are in metres; the network learns metres *
 distance_scale; `predict` returns metres again.
@@ -19,7 +17,6 @@ distance_scale; `predict` returns metres again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
 
 import torch
 from torch import nn
@@ -110,7 +107,6 @@ class TextTask:
         self.distance_scale = float(distance_scale)
         self.frames_per_clip = frames_per_clip if frames_per_clip and frames_per_clip < N_LABEL_FRAMES else None
         self._adpit, self._mae = adpit_loss, embedding_mae
-        self._echo: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Random template per clip (B,) and, if configured, sorted random frames (B, n)."""
@@ -140,14 +136,12 @@ class TextTask:
             frames_dev = frames.to(device)
             idx = frames_dev.reshape(bsz, -1, *([1] * (target.dim() - 2)))
             target = torch.gather(target, 1, idx.expand(-1, -1, *target.shape[2:]))
-        self._echo = None
         out, aux = _model_output(self.model(batch, tids.to(device), frames_dev))
         adpit = self._adpit(out, target, distance_scale=self.distance_scale)
         if not aux["A"].requires_grad:
             # A depends on no trainable parameter (fixed tokenizer, frozen text encoder): the
             # MAE term is a constant that adds no gradient, so its ground-truth sentences are
             # not embedded; the log records no "mae" for such a step.
-            self._echo = (aux["A"], aux["hidden"], target)
             return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
         frame_lists = frames.tolist() if frames is not None else [list(range(N_LABEL_FRAMES))] * bsz
         clip_indices = [int(i) for i in batch["index"]]
@@ -158,20 +152,6 @@ class TextTask:
         mae = self._mae(aux["A"], gt.reshape(aux["A"].shape))
         loss = self.mae_weight * mae + self.adpit_weight * adpit
         return {"loss": loss, "adpit": adpit.detach(), "mae": mae.detach()}
-
-    def echo_losses(self) -> dict[str, torch.Tensor]:
-        """The loss of the head alone on the last `losses` batch's encodings and frames, for
-        another update of the head (data echoing); only after a step in which nothing
-        before the head needed a gradient."""
-        if self._echo is None:
-            raise RuntimeError(
-                "repeated head updates (echo > 1) reuse the encodings of a fixed tokenizer; the last "
-                "step trained something before the head (set freeze_tokenizer) or there was none"
-            )
-        a, hidden, target = self._echo
-        out = cast(Any, self.model).head_output(a, hidden)
-        adpit = self._adpit(out, target, distance_scale=self.distance_scale)
-        return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
 
     def predict(self, batch: dict) -> torch.Tensor:
         device = batch["src"].device
