@@ -98,6 +98,23 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
     assert _draws() == first
 
 
+def test_equal_checkpoints_have_equal_bytes(tmp_path):
+    """Results record a checkpoint's sha256 (the pretrained tokenizer in the table, the caches'
+    records): the same state saved under other names, at other times, is the same file."""
+    import hashlib
+    import time
+
+    model = nn.Linear(2, 2)
+    kw = dict(model=model, optimizers=[], schedulers=[], epoch=1, step=3, batch_in_epoch=0, best_metric=0.5)
+    digests = set()
+    for name in ("a.pt", "best-epoch0.pt"):
+        torch.manual_seed(0)  # the saved RNG state too
+        save_checkpoint(tmp_path / name, best_epoch=0, **kw)
+        digests.add(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+        time.sleep(0.01)
+    assert len(digests) == 1
+
+
 def test_frozen_parameters_are_not_stored_and_shapes_are_checked(tmp_path):
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     model[0].requires_grad_(False)

@@ -157,8 +157,11 @@ def save_checkpoint(
         "extra": dict(extra or {}),
     }
     # one training process writes a run's checkpoints: what a killed one left is stale
-    with atomic_path(path, suffix=".pt", remove_stale=True) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path, suffix=".pt", remove_stale=True) as tmp, open(tmp, "wb") as fh:
+        # to a file object: torch then names the archive's folder "archive"; given a path it
+        # uses the file's (random temporary) name, and equal checkpoints had different bytes
+        # (and sha256, which results tables and caches record)
+        torch.save(state, fh)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
