@@ -706,6 +706,31 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     assert all(p.grad is not None for p in model.head.parameters())
 
 
+def test_lr_new_by_head_sets_the_head_learning_rate_of_its_head_only(data, pretrained, tmp_path):
+    import csv
+
+    pre_dir, _ = pretrained
+    by_head = {"trep": 2e-3}
+    for head, lr in (("trep", 2e-3), ("grep", 5e-3)):
+        run = tmp_path / head
+        cfg = {**TRAIN_CFG, "epochs": 1, "lr_new": 5e-3, "lr_new_by_head": by_head}
+        _finetune(data, pre_dir, run, "bert", head, train_cfg=cfg)
+        train = json.loads((run / "config.json").read_text())["train"]
+        assert train["lr_new"] == lr and train["lr_new_by_head"] == by_head  # the resolved rate, recorded
+        (row,) = csv.DictReader(open(run / "log.csv", encoding="utf-8"))
+        assert float(row["lr_new"]) == pytest.approx(lr, rel=1e-12)  # what the optimizer used
+
+
+def test_lr_new_by_head_is_checked():
+    from textseld.train.config import TrainConfig
+
+    assert TrainConfig.from_dict({"lr_new_by_head": {"trep": 1e-3}}, preset="finetune").for_head("trep").lr_new == 1e-3
+    assert TrainConfig.from_dict({"lr_new_by_head": None}, preset="finetune").for_head("grep").lr_new == 1e-4
+    for bad in ({"tre": 1e-3}, {"grep": -1.0}, {"grep": "fast"}, [1e-3]):
+        with pytest.raises(ValueError, match="'lr_new_by_head'.*head names"):
+            TrainConfig.from_dict({"lr_new_by_head": bad}, preset="finetune")
+
+
 def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
     """encode_tokens stores the fixed tokenizer's tokens, encode_sentences the text encoder's
     fixed-template outputs of the validation and test clips; a finetuning that reads them trains

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from textseld.constants import PROTOCOLS
+from textseld.constants import HEAD_NAMES, PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep", "constant")
 DEVICES = ("auto", "cpu", "cuda")
@@ -39,6 +39,10 @@ class TrainConfig:
     # pass through the tokenizer and the text encoder (about 2.3x cheaper on
     # CPU, BENCHMARKS.md). The paper trains it (lr_pretrained 1e-6).
     freeze_tokenizer: bool = False
+    # Finetuning: the head's learning rate by head name ("grep", "trep"), in place
+    # of lr_new for that head; None or {} = lr_new for every head. A finetuning
+    # resolves it for its own head (`for_head`): its config.json records that lr_new.
+    lr_new_by_head: dict | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: dict = field(default_factory=lambda: {"name": "cosine"})
@@ -119,6 +123,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def for_head(self, head: str) -> TrainConfig:
+        """This configuration with lr_new set to `head`'s entry of lr_new_by_head (if any)."""
+        lr = (self.lr_new_by_head or {}).get(head)
+        return self if lr is None else dataclasses.replace(self, lr_new=float(lr))
+
     # --------------------------------------------------------------- validate
     def validate(self) -> None:
         """Raise ValueError naming the offending key."""
@@ -163,6 +172,20 @@ class TrainConfig:
             "a positive number",
         )
         need(isinstance(self.freeze_tokenizer, bool), "freeze_tokenizer", "true or false")
+        by_head = self.lr_new_by_head
+        need(
+            by_head is None
+            or (
+                isinstance(by_head, dict)
+                and all(k in HEAD_NAMES for k in by_head)
+                and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                    for v in by_head.values()
+                )
+            ),
+            "lr_new_by_head",
+            f"null or a mapping from head names ({', '.join(HEAD_NAMES)}) to non-negative learning rates",
+        )
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

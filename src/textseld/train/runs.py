@@ -565,7 +565,8 @@ def finetune(
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEAD_NAMES, "head")
-    mcfg, xcfg, tcfg = _model_cfg(model_cfg), _text_cfg(text_cfg), TrainConfig.coerce(train_cfg, "finetune")
+    mcfg, xcfg = _model_cfg(model_cfg), _text_cfg(text_cfg)
+    tcfg = TrainConfig.coerce(train_cfg, "finetune").for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     if (tokens or encoded) and not tcfg.freeze_tokenizer:
         raise RunConfigError(
