@@ -27,6 +27,7 @@ for _key in list(config):
 # text encoders: rules hand MODEL_CONFIG (models + token_width) to the jobs.
 from textseld.constants import PROTOCOLS  # scoring protocols: every run is evaluated under each
 from textseld.setups import encoder_section, resolve_setup
+from textseld.train.config import section_for_head
 
 SETUP = resolve_setup(config)
 MODEL_CONFIG = _canonical(SETUP["models"])
@@ -104,6 +105,12 @@ def runtime_of(section):
 def text_encoder_section(txt):
     """The text_encoders keys of one encoder: its preset name and its `clip_*` / `bert_*` keys."""
     return encoder_section(config["text_encoders"], txt)
+
+
+def finetune_section(head):
+    """train.finetune for one head (lr_new from lr_new_by_head): a change of one head's rate
+    leaves the other head's finetunings alone."""
+    return section_for_head(config["train"]["finetune"], head)
 
 
 # Fingerprint of the built-in sentence templates (part of make_texts' params).

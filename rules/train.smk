@@ -140,7 +140,7 @@ rule finetune:
         models=MODEL_CONFIG,
         # only the chosen encoder's keys: changing CLIP settings leaves BERT runs alone
         text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
-        train=config["train"]["finetune"],
+        train=lambda wildcards: finetune_section(wildcards.head),
         split=config["train"]["validation_split"],
     threads: threads_of("train")
     resources:

@@ -203,12 +203,20 @@ def test_nothing_is_planned_after_a_complete_run(tiny_run):
 
 
 @pytest.mark.slow
-def test_finetuning_lr_change_reruns_only_finetunings_and_downstream(tiny_run):
-    cfg = _override(tiny_run, "lr", {"train": {"finetune": {"lr_new": 3.0e-4}}})
-    assert _planned(tiny_run, cfg) == {
-        "finetune": 8,
-        "predict": 8,
-        "evaluate": 16,
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lr_new": 3.0e-4},  # the GREP heads' rate (the TREP heads have their own: lr_new_by_head)
+        {"lr_new_by_head": {"trep": 3.0e-4}},  # the TREP heads' rate only
+        {"lr_new_by_head": None, "lr_new": 1.0e-3},  # both heads at lr_new: only GREP's rate changes
+    ],
+)
+def test_finetuning_lr_change_reruns_only_the_changed_heads_finetunings_and_downstream(tiny_run, change):
+    cfg = _override(tiny_run, "lr", {"train": {"finetune": change}})
+    assert _planned(tiny_run, cfg) == {  # the 4 finetunings (2 sources x 2 text encoders) of one head
+        "finetune": 4,
+        "predict": 4,
+        "evaluate": 8,
         "aggregate": 1,
         "training_curves": 1,
     }

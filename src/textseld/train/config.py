@@ -231,6 +231,17 @@ class TrainConfig:
                 raise ValueError(f"training config key 'schedule.min_factor': expected a number in [0, 1], got {mf!r}")
 
 
+def section_for_head(section: dict, head: str) -> dict:
+    """A finetuning config section for one head: lr_new resolved from lr_new_by_head, and that
+    key left out (the workflow's finetuning parameters: changing one head's rate then leaves
+    the other head's finetunings alone)."""
+    section = dict(section)
+    by_head = section.pop("lr_new_by_head", None) or {}
+    if head in by_head:
+        section["lr_new"] = by_head[head]
+    return section
+
+
 def lr_factor(schedule: dict, epoch: int, epochs: int) -> float:
     """Multiplier of the base learning rate during 0-based `epoch` of `epochs`.
 
