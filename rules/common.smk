@@ -33,6 +33,9 @@ SETUP = resolve_setup(config)
 MODEL_CONFIG = _canonical(SETUP["models"])
 # finetunings keep the pretrained tokenizer fixed: its tokens are computed once per source
 FIXED_TOKENIZER = SETUP["fixed_tokenizer"]
+# ... and, with fixed training templates too, train their heads on the text encoder's outputs of
+# the training clips, computed once per source and text encoder (encode_sentences)
+ENCODED_TRAINING = SETUP["encoded_training"]
 
 
 # ----------------------------------------------------------------------- paths
@@ -148,7 +151,7 @@ def tokens_file(src):
 
 
 def encoded_file(src, txt, part):
-    """The text encoder's fixed-template outputs of the validation or test clips (encode_sentences)."""
+    """The text encoder's fixed-template outputs of the validation, test or training clips (encode_sentences)."""
     return f"{RESULTS}/encoded/{src}-{txt}/{part}.h5"
 
 

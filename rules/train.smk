@@ -96,6 +96,8 @@ rule encode_sentences:
     output:
         validation=encoded_file("{src}", "{txt}", "validation"),
         test=encoded_file("{src}", "{txt}", "test"),
+        # the training clips too when the finetunings keep their templates fixed
+        **({"train": encoded_file("{src}", "{txt}", "train")} if ENCODED_TRAINING else {}),
     log:
         f"{LOGS}/encode_sentences/{{src}}-{{txt}}.log",
     benchmark:
@@ -121,9 +123,12 @@ rule finetune:
         stats=STATS,
         texts=texts_file("train"),
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
-        tokens=lambda wildcards: [tokens_file(wildcards.src)] if FIXED_TOKENIZER else [],
+        tokens=lambda wildcards: [tokens_file(wildcards.src)] if FIXED_TOKENIZER and not ENCODED_TRAINING else [],
         encoded=lambda wildcards: (
             [encoded_file(wildcards.src, wildcards.txt, "validation")] if FIXED_TOKENIZER else []
+        ),
+        encoded_train=lambda wildcards: (
+            [encoded_file(wildcards.src, wildcards.txt, "train")] if ENCODED_TRAINING else []
         ),
         weights=lambda wildcards: fetched([wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])),
     output:

@@ -60,6 +60,7 @@ def test_paper_setup_has_the_paper_shapes():
         "pretrain": {"epochs": 100, "batch_size": 8, "lr": 1e-4, "schedule": {"name": "cosine"}},
         "finetune": {
             **{"epochs": 50, "batch_size": 8, "lr_pretrained": 1e-6, "lr_new": 1e-4, "freeze_tokenizer": False},
+            "train_templates": "random",
             "lr_new_by_head": None,
             **{"mae_weight": 0.01, "adpit_weight": 1.0},
             "schedule": {"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1},

@@ -22,14 +22,13 @@ from workflow_helpers import SNAKEMAKE, workflow_copy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
-CLUSTER_RULES = {  # every rule that is not a localrule
+CLUSTER_RULES = {  # every rule that is not a localrule and that the tiny workflow runs
     "synthesize_dataset",
     "extract_features",
     "pack_features",
     "feature_stats",
     "make_texts",
-    "pretrain_tokenizer",
-    "encode_tokens",
+    "pretrain_tokenizer",  # (encode_tokens: only for finetunings that draw templates at random)
     "encode_sentences",
     "train_baseline",
     "finetune",

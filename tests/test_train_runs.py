@@ -779,8 +779,49 @@ def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(dat
         from_cache = task.predict(batch)
         from_features = task.predict({k: v for k, v in batch.items() if k not in ("A", "hidden")})
     torch.testing.assert_close(from_cache, from_features, rtol=1e-4, atol=1e-5)
-    with pytest.raises(RuntimeError, match="cannot train"):  # fixed templates: never a training batch
+    with pytest.raises(RuntimeError, match="train only with fixed training templates"):  # random ones here
         task.losses(batch, torch.Generator())
+
+
+def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_templates(data, pretrained, tmp_path):
+    """With a fixed tokenizer and fixed training templates, encode_sentences(train_out=...) stores
+    the text encoder's outputs of every training frame; a finetuning that trains its head on them
+    takes the steps (to float rounding) and selects the epoch of one that computes them itself on
+    all frames; without fixed templates they are refused before the run directory is touched."""
+    from textseld.train.checkpoint import read_checkpoint
+    from textseld.train.predict import encode_sentences
+    from textseld.train.runs import RunConfigError
+
+    pre_dir, _ = pretrained
+    validation, _, train = encode_sentences(
+        pretrained_dir=pre_dir,
+        text="bert",
+        text_cfg=TEXT_CFG,
+        stats_h5=data["stats"],
+        train_h5=data["train_h5"],
+        split=None,
+        validation_out=tmp_path / "val.h5",
+        test_h5=data["train_h5"],
+        test_out=tmp_path / "test.h5",
+        train_out=tmp_path / "train.h5",
+    )
+    cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True, "train_templates": "fixed", "lr_new": 3e-3}
+    plain = _finetune(data, pre_dir, tmp_path / "plain", "bert", "grep", train_cfg=cfg)
+    cached = _finetune(
+        data, pre_dir, tmp_path / "cached", "bert", "grep", train_cfg=cfg, encoded=validation, encoded_train=train
+    )
+    for key in ("epoch", "F", "DOAE", "RDE"):
+        assert cached[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-4, nan_ok=True), key
+    a, b = (read_checkpoint(tmp_path / r / "best.pt")["model"] for r in ("plain", "cached"))
+    for k in a:  # 2 epochs of Adam on the same batches: agree to rounding, not bit for bit
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
+    config = json.loads((tmp_path / "cached" / "config.json").read_text())
+    assert config["inputs"]["encoded_train"] == os.path.abspath(train)
+    assert config["train"]["train_templates"] == "fixed"
+    random_cfg = {**cfg, "train_templates": "random"}
+    with pytest.raises(RunConfigError, match=r"train\.h5.*train_templates"):
+        _finetune(data, pre_dir, tmp_path / "r", "bert", "grep", train_cfg=random_cfg, encoded_train=train)
+    assert not (tmp_path / "r").exists()
 
 
 def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pretrained, tmp_path):

@@ -126,8 +126,25 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     assert "download_dataset" not in counts and "download_pretrained" not in counts
     assert counts["finetune"] == 8 * 3 and counts["train_baseline"] == 3  # three seeds, as the paper
     assert counts["pretrain_tokenizer"] == 2
-    assert counts["encode_tokens"] == 2  # the fixed tokenizers' tokens, once per source
-    assert counts["encode_sentences"] == 4  # and each text encoder's outputs of them
+    # fixed tokenizers and fixed training templates: each text encoder's outputs of every
+    # clip once per source; the tokens alone are not needed then
+    assert counts["encode_sentences"] == 4 and "encode_tokens" not in counts
+
+
+def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf, tmp_path):
+    """With templates drawn per step the text encoder runs in every finetuning: the fixed
+    tokenizer's tokens are computed once per source, the training clips' encodings are not."""
+    cfg = tmp_path / "random.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {"finetune": {"train_templates": "random"}}}))
+    proc = snakemake(wf, "--dry-run", "--cores", "1", "--configfile", str(cfg))
+    from workflow_helpers import parse_dry_run
+
+    counts = job_counts(parse_dry_run(proc.stdout + proc.stderr))
+    assert counts["encode_tokens"] == 2 and counts["encode_sentences"] == 4 and counts["finetune"] == 24
+    assert "encoded/rcc-bert/validation.h5" in proc.stdout
+    assert "encoded/rcc-bert/train.h5" not in proc.stdout
+    default = snakemake(wf, "--dry-run", "--cores", "1").stdout  # fixed templates: they are
+    assert "encoded/rcc-bert/train.h5" in default
 
 
 def test_wildcards_only_match_configured_values(wf):
@@ -233,7 +250,6 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "feature_stats": 1,
         "make_texts": 1,
         "pretrain_tokenizer": 2,
-        "encode_tokens": 2,
         "encode_sentences": 4,
         "train_baseline": 1,
         "finetune": 8,

@@ -142,7 +142,7 @@ CHANGES = {
     "train.pretrain.lr": (
         {"train": {"pretrain": {"lr": 3.0e-4}}},
         None,
-        {"pretrain_tokenizer": 1, "encode_tokens": 1, "encode_sentences": 1},
+        {"pretrain_tokenizer": 1, "encode_sentences": 1},
         "pretrained_dir",
         "results/runs/pretrain-rcc/best.pt",
     ),

@@ -1,5 +1,6 @@
 """Rule encode_sentences: the frozen text encoder's fixed-template outputs of the validation and
-test clips, from the fixed pretrained tokenizer's tokens."""
+test clips (and of the training clips, for fixed training templates), from the fixed pretrained
+tokenizer's tokens."""
 
 from textseld.logsetup import log_to_file
 
@@ -17,6 +18,7 @@ encode_sentences(
     validation_out=snakemake.output.validation,
     test_h5=snakemake.input.test,
     test_out=snakemake.output.test,
+    train_out=snakemake.output.get("train"),  # only for fixed training templates
     threads=snakemake.threads,
     device=snakemake.params.device,
 )

@@ -23,4 +23,5 @@ finetune(
     on_config_change="restart",  # Snakemake decided the run is stale
     tokens=next(iter(snakemake.input.tokens), None),  # the fixed tokenizer's tokens (encode_tokens), if any
     encoded=next(iter(snakemake.input.encoded), None),  # its validation clips' encodings (encode_sentences)
+    encoded_train=next(iter(snakemake.input.encoded_train), None),  # and its training clips', if any
 )

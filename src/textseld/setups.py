@@ -58,7 +58,9 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     {"grid": resolve_grid's, "token_width": D, "models": the models section with token_width = D,
     "text_encoders": {txt: encoder section} for the encoders of grid.texts,
     "widths": {txt: D_txt}, "fixed_tokenizer": whether finetunings keep the pretrained tokenizer
-    fixed (train.finetune.freeze_tokenizer)}. Raises SetupError naming the key.
+    fixed (train.finetune.freeze_tokenizer), "encoded_training": whether they also keep each
+    training clip's template fixed (train.finetune.train_templates), so that they train their
+    heads on the text encoder's outputs computed once}. Raises SetupError naming the key.
     """
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
@@ -117,4 +119,6 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
         "text_encoders": sections,
         "widths": widths,
         "fixed_tokenizer": train_cfgs["finetune"].freeze_tokenizer,
+        "encoded_training": train_cfgs["finetune"].freeze_tokenizer
+        and train_cfgs["finetune"].train_templates == "fixed",
     }

@@ -164,6 +164,8 @@ def _finetune(args) -> int:
             seed=args.seed,
             split=split,
             tokens=args.tokens,
+            encoded=args.encoded,
+            encoded_train=args.encoded_train,
         )
     )
 
@@ -202,6 +204,7 @@ def _encode_sentences(args) -> int:
         validation_out=args.out,
         test_h5=args.test_features,
         test_out=args.test_out,
+        train_out=args.train_out,
         batch_size=args.batch_size,
         threads=args.threads,
         device=args.device,
@@ -282,6 +285,17 @@ def register(sub) -> None:
         default=None,
         help="the fixed tokenizer's tokens of --features, from encode-tokens (needs freeze_tokenizer)",
     )
+    p.add_argument(
+        "--encoded",
+        default=None,
+        help="the validation clips' text-encoder outputs, from encode-sentences --out (needs freeze_tokenizer)",
+    )
+    p.add_argument(
+        "--encoded-train",
+        default=None,
+        help="the training clips' text-encoder outputs, from encode-sentences --train-out "
+        "(needs freeze_tokenizer and train_templates: fixed)",
+    )
     _common(p)
     p.set_defaults(func=_finetune)
 
@@ -310,6 +324,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="file to write for the validation clips (HDF5)")
     p.add_argument("--test-features", required=True, help="packed features of the test split")
     p.add_argument("--test-out", required=True, help="file to write for the test clips (HDF5)")
+    p.add_argument(
+        "--train-out",
+        default=None,
+        help="file to write for the training clips (HDF5; for finetunings with train_templates: fixed)",
+    )
     p.add_argument("--config", default=None, help="YAML/JSON with a text_encoders section (and train.validation_split)")
     p.add_argument("--val-fraction", type=float, default=None, help="validation fraction (default: the split's)")
     p.add_argument("--split-seed", type=int, default=None, help="validation split seed (default: the split's)")

@@ -337,14 +337,20 @@ class PackedDataset(torch.utils.data.Dataset):
             return f["label_rows"][self._offsets[index] : self._offsets[index + 1]]
 
     def __getitem__(self, i: int) -> dict:
+        return self.item(i)
+
+    def item(self, i: int, features: bool = True) -> dict:
+        """Item i: the standardised features (unless features=False: for a model that reads
+        cached outputs instead), "target", "index" (in the file) and "name"."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for {len(self)} clips")
         index = self.file_index(i % len(self))
         f = self._h5()
         item: dict[str, Any] = {}
+        keys = FEATURE_KEYS if features else ()
         with _reading(self.path, f"clip {index}"):
-            raw = {key: f[key][index] for key in (*FEATURE_KEYS, "targets")}
-        for key in FEATURE_KEYS:
+            raw = {key: f[key][index] for key in (*keys, "targets")}
+        for key in keys:
             x = torch.from_numpy(raw[key])  # (C, T, F)
             if self.stats is not None:
                 mean, std = self.stats[key]

@@ -15,6 +15,7 @@ from typing import Any
 from textseld.constants import HEAD_NAMES, PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep", "constant")
+TRAIN_TEMPLATES = ("random", "fixed")
 DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("pretrain", "finetune", "baseline")
 
@@ -43,6 +44,12 @@ class TrainConfig:
     # of lr_new for that head; None or {} = lr_new for every head. A finetuning
     # resolves it for its own head (`for_head`): its config.json records that lr_new.
     lr_new_by_head: dict | None = None
+    # Finetuning: which template a training clip is written into. "random": one drawn per
+    # clip and step (SPEC section 4); "fixed": always the clip's fixed template, the one
+    # validation and test use. With a fixed tokenizer too, the text encoder's outputs of every
+    # training frame are then fixed: the workflow computes them once (encode_sentences) and
+    # the finetuning trains only its head, on all frames of every clip.
+    train_templates: str = "random"
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: dict = field(default_factory=lambda: {"name": "cosine"})
@@ -125,8 +132,7 @@ class TrainConfig:
 
     def for_head(self, head: str) -> TrainConfig:
         """This configuration with lr_new set to `head`'s entry of lr_new_by_head (if any)."""
-        lr = (self.lr_new_by_head or {}).get(head)
-        return self if lr is None else dataclasses.replace(self, lr_new=float(lr))
+        return dataclasses.replace(self, **section_for_head({"lr_new_by_head": self.lr_new_by_head}, head))
 
     # --------------------------------------------------------------- validate
     def validate(self) -> None:
@@ -186,6 +192,7 @@ class TrainConfig:
             "lr_new_by_head",
             f"null or a mapping from head names ({', '.join(HEAD_NAMES)}) to non-negative learning rates",
         )
+        need(self.train_templates in TRAIN_TEMPLATES, "train_templates", " or ".join(map(repr, TRAIN_TEMPLATES)))
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

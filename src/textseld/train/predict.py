@@ -185,15 +185,19 @@ def encode_sentences(
     validation_out: str | os.PathLike,
     test_h5: str | os.PathLike,
     test_out: str | os.PathLike,
+    train_out: str | os.PathLike | None = None,
     batch_size: int = 8,
     threads: int | None = None,
     device: str = "cpu",
     progress: bool = True,
-) -> tuple[Path, Path]:
+) -> tuple[Path, ...]:
     """Write what a finetuning with the fixed tokenizer of `pretrained_dir` and the frozen text
     encoder `text` (`text_cfg`) computes before its head for the validation clips of `train_h5`
     (`split`: the shared validation split) and every clip of `test_h5`: each frame's A and
-    placeholder states under the clip's fixed template (see textseld.train.tokens)."""
+    placeholder states under the clip's fixed template (see textseld.train.tokens).
+    train_out: also those of the training clips (the others of `train_h5`), for finetunings
+    that keep each training clip's template fixed (train_templates "fixed").
+    Returns the written paths: validation, test[, train]."""
     from textseld.data.hdf5 import PackedDataset
     from textseld.data.splits import SplitConfig
     from textseld.train.runs import TEXT_ENCODER_SEED, build_run_model, text_encoder_record
@@ -221,11 +225,13 @@ def encode_sentences(
     model.eval()
     record = {**record, "text": text, "text_encoder": encoder_record, "text_encoder_seed": TEXT_ENCODER_SEED}
     full = PackedDataset(train_h5, stats_h5)
-    _, val_idx = SplitConfig.from_dict(split).indices(full.names)
+    train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
     parts = [
         (PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()), train_h5, validation_out),
         (PackedDataset(test_h5, stats_h5), test_h5, test_out),
     ]
+    if train_out is not None:
+        parts.append((PackedDataset(train_h5, stats_h5, indices=train_idx.tolist()), train_h5, train_out))
     written = []
     for dataset, features_h5, out in parts:
         loader = make_loader(dataset, batch_size, None, 0, 0)
@@ -239,7 +245,7 @@ def encode_sentences(
         attrs = {**record, **_inputs_record(features_h5, stats_h5)}
         written.append(write_clip_arrays(out, "encoded", names, batches(), attrs))
         log.info("wrote the %s outputs of %d clips of %s to %s", text, len(names), features_h5, written[-1])
-    return written[0], written[1]
+    return tuple(written)
 
 
 def _fresh_folder(final: Path) -> Path:

@@ -153,6 +153,7 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
         train_cfg.adpit_weight,
         train_cfg.distance_scale,
         train_cfg.text_frames_per_clip,
+        train_cfg.train_templates,
     )
 
 
@@ -427,8 +428,9 @@ def _train(
     train_h5, stats_h5 = config["inputs"]["train_h5"], config["inputs"]["stats_h5"]
     # cached tokens are checked before the run directory is touched
     tokens, encoded = config["inputs"].get("tokens"), config["inputs"].get("encoded_validation")
+    encoded_train = config["inputs"].get("encoded_train")
     cache = token_cache(config, tokens, train_h5, stats_h5) if tokens else None
-    if encoded:
+    if encoded or encoded_train:
         _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
@@ -448,6 +450,9 @@ def _train(
         train_set, val_set = cache.wrap(train_set), cache.wrap(val_set)
     if encoded:  # validation needs nothing before the head
         val_set = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)).wrap(val_set)
+    if encoded_train:  # nor does training, with fixed templates
+        names = [train_set.names[train_set.file_index(i)] for i in range(len(train_set))]
+        train_set = encoded_cache(config, encoded_train, train_h5, stats_h5, names).wrap(train_set)
     return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
 
 
@@ -551,6 +556,7 @@ def finetune(
     split=None,
     tokens=None,
     encoded=None,
+    encoded_train=None,
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
@@ -561,6 +567,9 @@ def finetune(
     read instead of running the tokenizer; only with train_cfg's freeze_tokenizer.
     encoded: the fixed-template text-encoder outputs of the validation clips
     (`textseld.train.predict.encode_sentences`), which validation then reads; likewise.
+    encoded_train: those of the training clips (`encode_sentences` with `train_out`), which the
+    training steps then read: only with freeze_tokenizer and train_templates "fixed"; all
+    frames of every clip then train the head (text_frames_per_clip does not apply).
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
@@ -568,10 +577,15 @@ def finetune(
     mcfg, xcfg = _model_cfg(model_cfg), _text_cfg(text_cfg)
     tcfg = TrainConfig.coerce(train_cfg, "finetune").for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
-    if (tokens or encoded) and not tcfg.freeze_tokenizer:
+    if (tokens or encoded or encoded_train) and not tcfg.freeze_tokenizer:
         raise RunConfigError(
-            f"{tokens or encoded}: cached tokenizer outputs stand in for a fixed tokenizer; "
+            f"{tokens or encoded or encoded_train}: cached tokenizer outputs stand in for a fixed tokenizer; "
             f"set freeze_tokenizer to use them"
+        )
+    if encoded_train and tcfg.train_templates != "fixed":
+        raise RunConfigError(
+            f"{encoded_train}: the training clips' encodings are under their fixed templates; "
+            f"set train_templates to 'fixed' to train on them (it is {tcfg.train_templates!r})"
         )
     config = _base_config(
         "finetune",
@@ -585,6 +599,7 @@ def finetune(
             "pretrained_dir": pretrained_dir,
             **({"tokens": tokens} if tokens else {}),
             **({"encoded_validation": encoded} if encoded else {}),
+            **({"encoded_train": encoded_train} if encoded_train else {}),
         },
         split,
         source=source,

@@ -2,7 +2,9 @@
 
 - `AudioTask`: baseline and tokenizer pretraining: ADPIT on all frames.
 - `TextTask`: finetuning with a frozen text encoder: one template per clip
-  per step drawn at random (from the loop's seeded generator), optionally a
+  per step drawn at random (from the loop's seeded generator; with
+  templates "fixed" the clip's own fixed template instead, and a batch may
+  then carry the text encoder's cached outputs of all its frames), optionally a
   random subset of `text_frames_per_clip` label frames per clip sent through
   the text encoder; loss = mae_weight * MAE(A, GT sentence embedding) +
   adpit_weight * ADPIT on those frames (ADPIT only when nothing before A is
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from textseld.constants import N_CLASSES, N_LABEL_FRAMES, N_TRACKS
+from textseld.train.config import TRAIN_TEMPLATES
 
 
 def unscale_output_distance(out: torch.Tensor, scale: float) -> torch.Tensor:
@@ -95,6 +98,7 @@ class TextTask:
         adpit_weight: float = 1.0,
         distance_scale: float = 1.0,
         frames_per_clip: int | None = None,
+        templates: str = "random",
     ):
         from textseld.losses import adpit_loss, embedding_mae
 
@@ -106,6 +110,9 @@ class TextTask:
         self.adpit_weight = float(adpit_weight)
         self.distance_scale = float(distance_scale)
         self.frames_per_clip = frames_per_clip if frames_per_clip and frames_per_clip < N_LABEL_FRAMES else None
+        if templates not in TRAIN_TEMPLATES:
+            raise ValueError(f"templates: expected one of {TRAIN_TEMPLATES}, got {templates!r}")
+        self.templates = templates
         self._adpit, self._mae = adpit_loss, embedding_mae
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -123,13 +130,20 @@ class TextTask:
         return tids, frames
 
     def losses(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if "A" in batch:
-            raise RuntimeError("cached fixed-template encodings cannot train: training draws random templates")
+        cached = "A" in batch
+        if cached and self.templates != "fixed":
+            raise RuntimeError(
+                "cached fixed-template encodings train only with fixed training templates "
+                "(train_templates: fixed); this task draws random templates"
+            )
         if self.sentence is None or self.gt_embed is None:
             raise RuntimeError("this TextTask was built for prediction only (no texts / ground-truth embedder)")
-        device = batch["src"].device
-        bsz = batch["src"].shape[0]
+        device = batch["target"].device
+        bsz = batch["target"].shape[0]
         tids, frames = self.draw(bsz, generator)
+        if self.templates == "fixed":  # each clip's own template; cached encodings hold every frame
+            tids = fixed_template_ids(batch["name"])
+            frames = None if cached else frames
         target = batch["target"]
         frames_dev = None
         if frames is not None:
@@ -154,6 +168,6 @@ class TextTask:
         return {"loss": loss, "adpit": adpit.detach(), "mae": mae.detach()}
 
     def predict(self, batch: dict) -> torch.Tensor:
-        device = batch["src"].device
+        device = next(batch[k].device for k in ("A", "tokens", "src") if k in batch)
         out, _ = _model_output(self.model(batch, fixed_template_ids(batch["name"], device)))
         return unscale_output_distance(out, self.distance_scale)

@@ -83,7 +83,7 @@ class ClipArrays:
     """
 
     def __init__(self, path: str | os.PathLike, kind: str, *, names: list[str], expect: dict):
-        self.path = Path(path)
+        self.path, self.kind = Path(path), kind
         if not self.path.is_file():
             raise TokenCacheError(f"{self.path}: cached {kind} file not found (run `{COMMANDS[kind]}` first)")
         with h5py.File(self.path, "r") as f:
@@ -117,7 +117,10 @@ class _WithArrays(torch.utils.data.Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int) -> dict:
-        item = self.base[i]
+        # cached text-encoder outputs are all a model reads before its head: the clip's
+        # features are not read (the base dataset's `item(i, features=False)`, if it has one)
+        lean = self.cache.kind == "encoded" and hasattr(self.base, "item")
+        item = self.base.item(i, features=False) if lean else self.base[i]
         r = self.cache.row[item["name"]]
         for key, values in self.cache.arrays.items():
             item[key] = values[r]
