@@ -162,7 +162,6 @@ CHANGES = {
             "feature_stats": 1,
             "make_texts": 1,
             "pretrain_tokenizer": 1,
-            "encode_tokens": 1,
             "encode_sentences": 1,
         },
         "train_h5",

@@ -27,6 +27,14 @@ from textseld.constants import N_CLASSES, N_LABEL_FRAMES, N_TRACKS
 from textseld.train.config import TRAIN_TEMPLATES
 
 
+def _device_of(batch: dict) -> torch.device:
+    """The device of a text model's input batch: its cached outputs', tokens' or features'."""
+    for key in ("A", "tokens", "src"):
+        if key in batch:
+            return batch[key].device
+    raise KeyError(f"a text model's batch needs 'src' features or cached 'A' / 'tokens'; it has {sorted(batch)}")
+
+
 def unscale_output_distance(out: torch.Tensor, scale: float) -> torch.Tensor:
     """out (B, L, K*3*C) with the d value of every track divided by `scale` (back to metres)."""
     if scale == 1.0:
@@ -168,6 +176,6 @@ class TextTask:
         return {"loss": loss, "adpit": adpit.detach(), "mae": mae.detach()}
 
     def predict(self, batch: dict) -> torch.Tensor:
-        device = next(batch[k].device for k in ("A", "tokens", "src") if k in batch)
+        device = _device_of(batch)
         out, _ = _model_output(self.model(batch, fixed_template_ids(batch["name"], device)))
         return unscale_output_distance(out, self.distance_scale)
