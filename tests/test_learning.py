@@ -96,9 +96,9 @@ def test_a_text_system_learns_the_tiny_dataset(easy):
     learning rate 0 for its head (the pretrained tokenizer, the text encoder, the cached
     validation and scoring outputs and the decoding unchanged): a mismatch between the cached
     outputs, the templates and the targets fails it. 100 s of CPU, most of it the pretraining."""
+    from textseld.text.store import build_text_store
     from textseld.train.predict import encode_sentences
     from textseld.train.runs import finetune, pretrain
-    from textseld.text.store import build_text_store
 
     root, packed, stats, refs = easy
     texts = build_text_store(packed, root / "texts.h5")
