@@ -115,6 +115,11 @@ class TextEncoder(nn.Module):
         self.register_buffer("_tpl_len", torch.tensor(self._template_lengths), persistent=False)
         self.register_buffer("_tpl_pos", torch.tensor(positions, dtype=torch.long), persistent=False)
 
+    def template_lengths(self) -> list[int]:
+        """Token count of each template (by template id) with the placeholders in place: a batch
+        of frames is padded to its longest template's."""
+        return list(self._template_lengths)
+
     # ---- the two public paths -------------------------------------------
     def encode_with_tokens(
         self, template_ids, src: torch.Tensor, doa: torch.Tensor, dist: torch.Tensor

@@ -200,6 +200,7 @@ def encode_sentences(
     Returns the written paths: validation, test[, train]."""
     from textseld.data.hdf5 import PackedDataset
     from textseld.data.splits import SplitConfig
+    from textseld.text.sentences import fixed_template
     from textseld.train.runs import TEXT_ENCODER_SEED, build_run_model, text_encoder_record
     from textseld.train.tasks import fixed_template_ids
     from textseld.train.tokens import write_clip_arrays
@@ -226,12 +227,21 @@ def encode_sentences(
     record = {**record, "text": text, "text_encoder": encoder_record, "text_encoder_seed": TEXT_ENCODER_SEED}
     full = PackedDataset(train_h5, stats_h5)
     train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
+    lengths = model.text_encoder.template_lengths()
+
+    def by_template_length(features_h5, indices):
+        """The clips `indices` of `features_h5`, ordered by their fixed template's length, so that
+        a batch is padded little (the files are read by clip name: their row order is free)."""
+        names = PackedDataset(features_h5).names
+        order = sorted(indices, key=lambda i: lengths[fixed_template(names[i])])
+        return PackedDataset(features_h5, stats_h5, indices=order)
+
     parts = [
-        (PackedDataset(train_h5, stats_h5, indices=val_idx.tolist()), train_h5, validation_out),
-        (PackedDataset(test_h5, stats_h5), test_h5, test_out),
+        (by_template_length(train_h5, val_idx.tolist()), train_h5, validation_out),
+        (by_template_length(test_h5, range(len(PackedDataset(test_h5).names))), test_h5, test_out),
     ]
     if train_out is not None:
-        parts.append((PackedDataset(train_h5, stats_h5, indices=train_idx.tolist()), train_h5, train_out))
+        parts.append((by_template_length(train_h5, train_idx.tolist()), train_h5, train_out))
     written = []
     for dataset, features_h5, out in parts:
         loader = make_loader(dataset, batch_size, None, 0, 0)
