@@ -94,10 +94,10 @@ rule encode_sentences:
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
         weights=lambda wildcards: fetched([wildcards.txt]),
     output:
-        validation=encoded_file("{src}", "{txt}", "validation"),
-        test=encoded_file("{src}", "{txt}", "test"),
         # the training clips too when the finetunings keep their templates fixed
         **({"train": encoded_file("{src}", "{txt}", "train")} if ENCODED_TRAINING else {}),
+        validation=encoded_file("{src}", "{txt}", "validation"),
+        test=encoded_file("{src}", "{txt}", "test"),
     log:
         f"{LOGS}/encode_sentences/{{src}}-{{txt}}.log",
     benchmark:

@@ -222,12 +222,12 @@ def encode_sentences(
         "train": {"freeze_tokenizer": True},
     }
     dev = resolve_device(device)
-    model, _ = build_run_model(config, device=dev)
+    model, encoder = build_run_model(config, device=dev)
     model.eval()
     record = {**record, "text": text, "text_encoder": encoder_record, "text_encoder_seed": TEXT_ENCODER_SEED}
     full = PackedDataset(train_h5, stats_h5)
     train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
-    lengths = model.text_encoder.template_lengths()
+    lengths = encoder.template_lengths()
 
     def by_template_length(features_h5, indices):
         """The clips `indices` of `features_h5`, ordered by their fixed template's length, so that
