@@ -61,6 +61,7 @@ def test_paper_setup_has_the_paper_shapes():
         "finetune": {
             **{"epochs": 50, "batch_size": 8, "lr_pretrained": 1e-6, "lr_new": 1e-4, "freeze_tokenizer": False},
             "train_templates": "random",
+            "shuffle_frames": False,
             "lr_new_by_head": None,
             **{"mae_weight": 0.01, "adpit_weight": 1.0},
             "schedule": {"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1},
@@ -123,6 +124,8 @@ def test_setup_errors_name_the_config_key():
         resolve_setup(merged(extra={"models": {"beats_arch": "huge"}}))
     with pytest.raises(SetupError, match=r"config section train.finetune: .*'epochs'"):
         resolve_setup(merged(extra={"train": {"finetune": {"epochs": 0}}}))
+    with pytest.raises(SetupError, match=r"train.finetune.shuffle_frames: .*\(here True and 'random'\)"):
+        resolve_setup(merged(extra={"train": {"finetune": {"shuffle_frames": True, "train_templates": "random"}}}))
     with pytest.raises(SetupError, match=r"train.validation_split: .*'fraction'"):
         resolve_setup(merged(extra={"train": {"validation_split": {"fraction": 2.0}}}))
     with pytest.raises(SetupError, match=r"config key grid.sources: expected distinct names out of rcc, beats"):

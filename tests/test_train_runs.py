@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -731,6 +732,25 @@ def test_lr_new_by_head_is_checked():
             TrainConfig.from_dict({"lr_new_by_head": bad}, preset="finetune")
 
 
+def _encode_sentences(data, pre_dir, tmp_path, text: str, **kw):
+    """encode_sentences of the shared validation split (the defaults, as the pretraining's) and
+    of a stand-in test split (any packed file: here the training file) into tmp_path."""
+    from textseld.train.predict import encode_sentences
+
+    return encode_sentences(
+        pretrained_dir=pre_dir,
+        text=text,
+        text_cfg=TEXT_CFG,
+        stats_h5=data["stats"],
+        train_h5=data["train_h5"],
+        split=None,
+        validation_out=tmp_path / "val.h5",
+        test_h5=data["train_h5"],
+        test_out=tmp_path / "test.h5",
+        **kw,
+    )
+
+
 def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
     """encode_tokens stores the fixed tokenizer's tokens, encode_sentences the text encoder's
     fixed-template outputs of the validation and test clips; a finetuning that reads them trains
@@ -739,7 +759,7 @@ def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(dat
     outputs gives the model's own outputs."""
     from textseld.data.hdf5 import PackedDataset
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.predict import encode_sentences, encode_tokens, load_run
+    from textseld.train.predict import encode_tokens, load_run
     from textseld.train.runs import encoded_cache
 
     pre_dir, _ = pretrained
@@ -747,17 +767,7 @@ def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(dat
         pretrained_dir=pre_dir, features_h5=data["train_h5"], stats_h5=data["stats"], out=tmp_path / "tok.h5"
     )
     split = None  # the defaults, as the pretraining's
-    validation, test = encode_sentences(
-        pretrained_dir=pre_dir,
-        text="clip",
-        text_cfg=TEXT_CFG,
-        stats_h5=data["stats"],
-        train_h5=data["train_h5"],
-        split=split,
-        validation_out=tmp_path / "val.h5",
-        test_h5=data["train_h5"],  # any packed file: here the training file stands for the test split
-        test_out=tmp_path / "test.h5",
-    )
+    validation, test = _encode_sentences(data, pre_dir, tmp_path, "clip")
     cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True}
     kw = {"train_cfg": cfg, "split": split}
     plain = _finetune(data, pre_dir, tmp_path / "plain", "clip", "trep", **kw)
@@ -792,22 +802,10 @@ def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_tem
     takes the steps (to float rounding) and selects the epoch of one that computes them itself on
     all frames; without fixed templates they are refused before the run directory is touched."""
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.predict import encode_sentences
     from textseld.train.runs import RunConfigError
 
     pre_dir, _ = pretrained
-    validation, _, train = encode_sentences(
-        pretrained_dir=pre_dir,
-        text="bert",
-        text_cfg=TEXT_CFG,
-        stats_h5=data["stats"],
-        train_h5=data["train_h5"],
-        split=None,
-        validation_out=tmp_path / "val.h5",
-        test_h5=data["train_h5"],
-        test_out=tmp_path / "test.h5",
-        train_out=tmp_path / "train.h5",
-    )
+    validation, _, train = _encode_sentences(data, pre_dir, tmp_path, "bert", train_out=tmp_path / "train.h5")
     cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True, "train_templates": "fixed", "lr_new": 3e-3}
     plain = _finetune(data, pre_dir, tmp_path / "plain", "bert", "grep", train_cfg=cfg)
     cached = _finetune(
@@ -825,6 +823,19 @@ def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_tem
     with pytest.raises(RunConfigError, match=r"train\.h5.*train_templates"):
         _finetune(data, pre_dir, tmp_path / "r", "bert", "grep", train_cfg=random_cfg, encoded_train=train)
     assert not (tmp_path / "r").exists()
+    # batches of frames dealt across clips (textseld.train.frames): from the cached encodings only
+    shuffled_cfg = {**cfg, "shuffle_frames": True}
+    with pytest.raises(RunConfigError, match="shuffle_frames deals the training clips' cached encodings"):
+        _finetune(data, pre_dir, tmp_path / "s", "bert", "grep", train_cfg=shuffled_cfg, encoded=validation)
+    assert not (tmp_path / "s").exists()
+    shuffled = _finetune(
+        data, pre_dir, tmp_path / "s", "bert", "grep", train_cfg=shuffled_cfg, encoded=validation, encoded_train=train
+    )
+    rows = list(csv.DictReader(open(tmp_path / "s" / "log.csv")))
+    plain_rows = list(csv.DictReader(open(tmp_path / "plain" / "log.csv")))
+    assert [r["step"] for r in rows] == [r["step"] for r in plain_rows]  # as many steps, other batches
+    assert float(rows[0]["loss"]) != pytest.approx(float(plain_rows[0]["loss"]), rel=1e-6)
+    assert shuffled["epoch"] in (0, 1)
 
 
 def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pretrained, tmp_path):

@@ -108,6 +108,13 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
             train_cfgs[kind] = TrainConfig.from_dict(train.get(kind) or {}, preset=kind)
         except ValueError as exc:
             raise SetupError(f"config section train.{kind}: {exc}") from None
+    fin = train_cfgs["finetune"]
+    if fin.shuffle_frames and not (fin.freeze_tokenizer and fin.train_templates == "fixed"):
+        raise SetupError(
+            "config key train.finetune.shuffle_frames: frames are dealt across clips only from the "
+            "training clips' cached encodings, i.e. with freeze_tokenizer true and train_templates "
+            f"fixed (here {fin.freeze_tokenizer} and {fin.train_templates!r}); set it to false"
+        )
     try:
         SplitConfig.from_dict(train.get("validation_split"))
     except ValueError as exc:

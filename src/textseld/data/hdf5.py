@@ -328,6 +328,11 @@ class PackedDataset(torch.utils.data.Dataset):
         """File index of item i."""
         return int(i if self.indices is None else self.indices[i])
 
+    def item_names(self) -> list[str]:
+        """The clip names of the items, in item order (names[file_index(i)] for every i)."""
+        names = self.names
+        return list(names) if self.indices is None else [names[int(i)] for i in self.indices]
+
     def label_rows(self, index: int) -> np.ndarray:
         """Reference label rows (n, 6) float64 of the clip at file index `index`."""
         f = self._h5()

@@ -83,7 +83,7 @@ class SeldTextModel(nn.Module):
         self.register_load_state_dict_post_hook(_ignore_missing_text_encoder_keys)
 
     def forward(
-        self, batch: dict, template_ids: torch.Tensor, frames: torch.Tensor | None = None
+        self, batch: dict, template_ids: torch.Tensor | None, frames: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict]:
         """batch tensors + template_ids (B,) [+ frames (L',) or (B, L')] -> (B, L', K*3*C), aux.
 
@@ -92,12 +92,14 @@ class SeldTextModel(nn.Module):
         With a fixed tokenizer, cached outputs may stand in for the computation
         (textseld.train.tokens): batch["tokens"] (B, L, 3, D) for the tokenizer's, or batch["A"]
         and batch["hidden"] for everything before the head (all frames, the clips' fixed
-        templates: the caller's template_ids must be those).
+        templates: the caller's template_ids, if given, must be those; None is allowed only here).
         """
         if "A" in batch:
             if not self.tokenizer_frozen or frames is not None:
                 raise RuntimeError("cached text-encoder outputs stand in for a fixed tokenizer on all frames only")
             a, hidden = batch["A"], batch["hidden"]
+        elif template_ids is None:
+            raise ValueError("template_ids are needed unless the batch holds cached outputs ('A', 'hidden')")
         else:
             a, hidden = self.encode(batch, template_ids, frames)
         b, n = a.shape[:2]

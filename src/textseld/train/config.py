@@ -50,6 +50,10 @@ class TrainConfig:
     # training frame are then fixed: the workflow computes them once (encode_sentences) and
     # the finetuning trains only its head, on all frames of every clip.
     train_templates: str = "random"
+    # Finetuning on those cached outputs only: deal every epoch's training frames in a random
+    # order across clips into batches (of batch_size x L frames), instead of batching the L
+    # frames of batch_size clips (textseld.train.frames). The heads and the loss are per frame.
+    shuffle_frames: bool = False
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: dict = field(default_factory=lambda: {"name": "cosine"})
@@ -193,6 +197,7 @@ class TrainConfig:
             f"null or a mapping from head names ({', '.join(HEAD_NAMES)}) to non-negative learning rates",
         )
         need(self.train_templates in TRAIN_TEMPLATES, "train_templates", " or ".join(map(repr, TRAIN_TEMPLATES)))
+        need(isinstance(self.shuffle_frames, bool), "shuffle_frames", "true or false")
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

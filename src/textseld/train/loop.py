@@ -6,7 +6,8 @@ owns everything else:
 
 - the data order: a fresh permutation per epoch from a generator seeded by
   (seed, epoch), so that resuming mid-epoch only needs the number of batches
-  already done (the sampler skips them without loading them);
+  already done (the sampler skips them without loading them); a training set
+  with a `set_epoch(epoch)` method is told the epoch before it is iterated;
 - the RNG states (python, numpy, torch, and the task's own generator) saved
   in every checkpoint, so that a resumed run draws the same numbers;
 - `last.pt` after every epoch (and every `checkpoint_every_steps` steps),
@@ -352,6 +353,9 @@ def fit(
         sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
         done = int(partial.get("batches", 0))
         sampler = EpochSampler(n_train, cfg.batch_size, seed, epoch, batch_in_epoch, cfg.max_steps_per_epoch)
+        set_epoch = getattr(train_set, "set_epoch", None)
+        if set_epoch is not None:  # a dataset whose items depend on the epoch (textseld.train.frames)
+            set_epoch(epoch)
         loader = make_loader(train_set, cfg.batch_size, sampler, cfg.num_workers, seed)
         task.model.train()
         bar = tqdm(

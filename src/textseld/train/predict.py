@@ -229,23 +229,24 @@ def encode_sentences(
     train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
     lengths = encoder.template_lengths()
 
-    def by_template_length(features_h5, indices):
-        """The clips `indices` of `features_h5`, ordered by their fixed template's length, so that
-        a batch is padded little (the files are read by clip name: their row order is free)."""
-        names = PackedDataset(features_h5).names
+    def by_template_length(features_h5, names, indices):
+        """The clips `indices` of `features_h5` (clip names `names`), ordered by their fixed
+        template's length, so that a batch is padded little (the files are read by clip name:
+        their row order is free)."""
         order = sorted(indices, key=lambda i: lengths[fixed_template(names[i])])
         return PackedDataset(features_h5, stats_h5, indices=order)
 
+    test_names = PackedDataset(test_h5).names
     parts = [
-        (by_template_length(train_h5, val_idx.tolist()), train_h5, validation_out),
-        (by_template_length(test_h5, range(len(PackedDataset(test_h5).names))), test_h5, test_out),
+        (by_template_length(train_h5, full.names, val_idx.tolist()), train_h5, validation_out),
+        (by_template_length(test_h5, test_names, range(len(test_names))), test_h5, test_out),
     ]
     if train_out is not None:
-        parts.append((by_template_length(train_h5, train_idx.tolist()), train_h5, train_out))
+        parts.append((by_template_length(train_h5, full.names, train_idx.tolist()), train_h5, train_out))
     written = []
     for dataset, features_h5, out in parts:
         loader = make_loader(dataset, batch_size, None, 0, 0)
-        names = [dataset.names[dataset.file_index(i)] for i in range(len(dataset))]
+        names = dataset.item_names()
 
         def batches(loader=loader, features_h5=features_h5):
             for batch in tqdm(loader, desc=f"{text} outputs of {Path(features_h5).name}", disable=not progress):

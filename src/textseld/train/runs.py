@@ -451,8 +451,11 @@ def _train(
     if encoded:  # validation needs nothing before the head
         val_set = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)).wrap(val_set)
     if encoded_train:  # nor does training, with fixed templates
-        names = [train_set.names[train_set.file_index(i)] for i in range(len(train_set))]
-        train_set = encoded_cache(config, encoded_train, train_h5, stats_h5, names).wrap(train_set)
+        train_set = encoded_cache(config, encoded_train, train_h5, stats_h5, train_set.item_names()).wrap(train_set)
+        if train_cfg.shuffle_frames:  # batches of frames dealt across clips
+            from textseld.train.frames import ShuffledFrames
+
+            train_set = ShuffledFrames(train_set, seed, progress=train_cfg.progress)
     return fit(run_dir, task, optimizer, train_set, val_set, refs, train_cfg, seed, device, on_step=on_step)
 
 
@@ -569,7 +572,9 @@ def finetune(
     (`textseld.train.predict.encode_sentences`), which validation then reads; likewise.
     encoded_train: those of the training clips (`encode_sentences` with `train_out`), which the
     training steps then read: only with freeze_tokenizer and train_templates "fixed"; all
-    frames of every clip then train the head (text_frames_per_clip does not apply).
+    frames of every clip then train the head (text_frames_per_clip does not apply), in batches of
+    whole clips or, with train_cfg's shuffle_frames (which needs encoded_train), of frames
+    dealt across clips.
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
@@ -586,6 +591,11 @@ def finetune(
         raise RunConfigError(
             f"{encoded_train}: the training clips' encodings are under their fixed templates; "
             f"set train_templates to 'fixed' to train on them (it is {tcfg.train_templates!r})"
+        )
+    if tcfg.shuffle_frames and not encoded_train:
+        raise RunConfigError(
+            "shuffle_frames deals the training clips' cached encodings (encoded_train) into batches "
+            "of frames across clips; this finetuning computes its own: set shuffle_frames to false"
         )
     config = _base_config(
         "finetune",

@@ -148,9 +148,15 @@ class TextTask:
             raise RuntimeError("this TextTask was built for prediction only (no texts / ground-truth embedder)")
         device = batch["target"].device
         bsz = batch["target"].shape[0]
+        # Drawn in every case, also when fixed templates (and cached outputs, which hold every
+        # frame) discard the draw: the generator's stream then stays that of the random-template
+        # path, which the tests compare against step for step. The draw costs microseconds.
         tids, frames = self.draw(bsz, generator)
+        template_ids: torch.Tensor | None = tids
         if self.templates == "fixed":  # each clip's own template; cached encodings hold every frame
-            tids = fixed_template_ids(batch["name"])
+            # cached outputs were computed under those templates: the model applies none (and a
+            # batch of frames dealt across clips, textseld.train.frames, has no clip names)
+            template_ids = None if cached else fixed_template_ids(batch["name"])
             frames = None if cached else frames
         target = batch["target"]
         frames_dev = None
@@ -158,7 +164,8 @@ class TextTask:
             frames_dev = frames.to(device)
             idx = frames_dev.reshape(bsz, -1, *([1] * (target.dim() - 2)))
             target = torch.gather(target, 1, idx.expand(-1, -1, *target.shape[2:]))
-        out, aux = _model_output(self.model(batch, tids.to(device), frames_dev))
+        ids_dev = None if template_ids is None else template_ids.to(device)
+        out, aux = _model_output(self.model(batch, ids_dev, frames_dev))
         adpit = self._adpit(out, target, distance_scale=self.distance_scale)
         if not aux["A"].requires_grad:
             # A depends on no trainable parameter (fixed tokenizer, frozen text encoder): the
