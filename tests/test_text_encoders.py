@@ -297,3 +297,17 @@ def test_clip_path_matches_open_clip_forward(clip):
     ids77 = SimpleTokenizer()(sentences)  # (2, 77), no placeholder tokens involved
     with torch.no_grad():
         torch.testing.assert_close(clip.embed_sentences(sentences), clip.tower(ids77), atol=2e-5, rtol=1e-4)
+
+
+def test_a_recorded_text_encoder_only_describes_and_refuses_to_compute():
+    """The stand-in for a text encoder whose outputs are all read from files: width, size of A
+    and weights record as recorded; frozen; any computation is a clear error."""
+    from textseld.models.text_encoders import RecordedTextEncoder
+
+    enc = RecordedTextEncoder("clip", 384, 512, {"source": "random init"})
+    assert (enc.width, enc.embed_dim, enc.weights_info) == (384, 512, {"source": "random init"})
+    assert enc.lock() is enc and not enc.train().training and list(enc.parameters()) == []
+    with pytest.raises(RuntimeError, match="clip text encoder was not built"):
+        enc.encode_with_tokens(torch.zeros(1, dtype=torch.long), *(torch.zeros(1, 384),) * 3)
+    with pytest.raises(RuntimeError, match="not built"):
+        enc.embed_sentences(["The sound of a dog."])

@@ -796,21 +796,51 @@ def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(dat
         task.losses(batch, torch.Generator())
 
 
-def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_templates(data, pretrained, tmp_path):
+def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_templates(
+    data, pretrained, tmp_path, monkeypatch
+):
     """With a fixed tokenizer and fixed training templates, encode_sentences(train_out=...) stores
     the text encoder's outputs of every training frame; a finetuning that trains its head on them
     takes the steps (to float rounding) and selects the epoch of one that computes them itself on
-    all frames; without fixed templates they are refused before the run directory is touched."""
+    all frames, without building the text encoder (its record in the files stands in: the same
+    weights.json), and so does a prediction on cached test outputs; without fixed templates they
+    are refused before the run directory is touched."""
+    import textseld.models.factory
+    from textseld.data.hdf5 import PackedDataset
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.runs import RunConfigError
+    from textseld.train.predict import load_run, predict_split
+    from textseld.train.runs import RunConfigError, encoded_cache
 
     pre_dir, _ = pretrained
-    validation, _, train = _encode_sentences(data, pre_dir, tmp_path, "bert", train_out=tmp_path / "train.h5")
+    validation, test, train = _encode_sentences(data, pre_dir, tmp_path, "bert", train_out=tmp_path / "train.h5")
     cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True, "train_templates": "fixed", "lr_new": 3e-3}
     plain = _finetune(data, pre_dir, tmp_path / "plain", "bert", "grep", train_cfg=cfg)
-    cached = _finetune(
-        data, pre_dir, tmp_path / "cached", "bert", "grep", train_cfg=cfg, encoded=validation, encoded_train=train
-    )
+    with monkeypatch.context() as m:  # every text-encoder output is read from files: none is built
+
+        def not_built(*args, **kwargs):
+            raise AssertionError("the text encoder was built")
+
+        m.setattr(textseld.models.factory, "build_text_encoder", not_built)
+        cached = _finetune(
+            data, pre_dir, tmp_path / "cached", "bert", "grep", train_cfg=cfg, encoded=validation, encoded_train=train
+        )
+        from_cache = predict_split(
+            tmp_path / "cached", data["train_h5"], data["stats"], tmp_path / "p1", encoded_h5=test
+        )
+        config = json.loads((tmp_path / "cached" / "config.json").read_text())
+        dataset = PackedDataset(data["train_h5"], data["stats"])
+        cache = encoded_cache(config, test, data["train_h5"], data["stats"], dataset.names)
+        _, recorded_task, _, _ = load_run(tmp_path / "cached", text_encoder=cache.text_encoder())
+    from_features = predict_split(tmp_path / "cached", data["train_h5"], data["stats"], tmp_path / "p2")
+    assert [p.name for p in from_cache] == [p.name for p in from_features]
+    _, built_task, _, _ = load_run(tmp_path / "cached")
+    loader = torch.utils.data.DataLoader
+    with torch.no_grad():  # the same network outputs from the cached path, to float rounding
+        out_cached = recorded_task.predict(next(iter(loader(cache.wrap(dataset), batch_size=4))))
+        out_built = built_task.predict(next(iter(loader(dataset, batch_size=4))))
+    torch.testing.assert_close(out_cached, out_built, rtol=1e-4, atol=1e-5)
+    weights = [json.loads((tmp_path / r / "weights.json").read_text()) for r in ("plain", "cached")]
+    assert weights[1] == weights[0] and weights[0]["text_encoder"]
     for key in ("epoch", "F", "DOAE", "RDE"):
         assert cached[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-4, nan_ok=True), key
     a, b = (read_checkpoint(tmp_path / r / "best.pt")["model"] for r in ("plain", "cached"))

@@ -195,6 +195,36 @@ class TextEncoder(nn.Module):
         return super().train(False if self._locked else mode)
 
 
+class RecordedTextEncoder(nn.Module):
+    """A text encoder known by its record only: its width, the size of its A and which weights it
+    started from, as the file of its cached outputs records them (`textseld.train.tokens`).
+
+    It stands in for the built encoder in a model that reads every output of its text encoder
+    from such files (a finetuning on cached training and validation outputs, a prediction on
+    cached test outputs), so that the run neither imports open_clip / transformers nor loads the
+    weights (about 4 s of every such job). Anything that would run the encoder raises.
+    """
+
+    def __init__(self, kind: str, width: int, embed_dim: int, weights_info: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.kind, self.width, self.embed_dim = kind, int(width), int(embed_dim)
+        self.weights_info: dict[str, Any] = dict(weights_info or {})
+
+    def lock(self) -> RecordedTextEncoder:  # nothing to freeze: it has no parameters
+        return super().train(False)
+
+    def train(self, mode: bool = True) -> RecordedTextEncoder:
+        return super().train(False)
+
+    def _absent(self, *args, **kwargs):
+        raise RuntimeError(
+            f"the {self.kind} text encoder was not built: this model reads every output of it from "
+            f"cached files, and something asked it to compute"
+        )
+
+    encode_with_tokens = embed_sentences = forward = _absent
+
+
 class GroundTruthCache:
     """Embeddings of ground-truth sentences: computed under no_grad, each
     distinct sentence once per batch, kept across steps (LRU, max_items).

@@ -31,20 +31,27 @@ class AudioInputError(ValueError):
     """An input WAV cannot be used; the message names the file."""
 
 
-def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None):
-    """(config dict, predict-only Task on `device`, TrainConfig) of a finished or running run."""
+def run_config(run_dir: str | os.PathLike) -> dict:
+    """The config.json of a run directory (FileNotFoundError naming it when there is none)."""
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: run configuration not found (is {run_dir} a run directory?)")
+    return json.loads(cfg_path.read_text(encoding="utf-8"))
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None, text_encoder=None):
+    """(config dict, predict-only Task on `device`, TrainConfig) of a finished or running run.
+    text_encoder: as in `build_run_model`, for a prediction that reads every text-encoder output
+    from cached files."""
     from textseld.train.runs import build_run_model, make_task
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: run configuration not found (is {run_dir} a run directory?)")
-    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    config = run_config(run_dir)
     train_cfg = TrainConfig.from_dict(config["train"])
     ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
     state = read_checkpoint(ckpt)
     dev = resolve_device(device or train_cfg.device)
-    model, _ = build_run_model(config, device="cpu")
+    model, _ = build_run_model(config, device="cpu", text_encoder=text_encoder)
     load_trainable_state(model, state["model"], ckpt)
     model.to(dev).eval()
     return config, make_task(config, model, train_cfg), train_cfg, dev
@@ -79,13 +86,19 @@ def predict_split(
 
     if threads:
         torch.set_num_threads(threads)
-    config, task, train_cfg, dev = load_run(run_dir, checkpoint, device)
+    config = run_config(run_dir)
     stats = run_stats(run_dir, config, stats_h5)
     dataset: Any = PackedDataset(features_h5, stats)
+    cache = None
     if encoded_h5 is not None:
         from textseld.train.runs import encoded_cache
 
-        dataset = encoded_cache(config, encoded_h5, features_h5, stats, dataset.names).wrap(dataset)
+        cache = encoded_cache(config, encoded_h5, features_h5, stats, dataset.names)
+        dataset = cache.wrap(dataset)
+    # with every text-encoder output cached, the encoder is not built (its record stands in)
+    config, task, train_cfg, dev = load_run(
+        run_dir, checkpoint, device, text_encoder=cache.text_encoder() if cache is not None else None
+    )
     loader = make_loader(
         dataset,
         batch_size or train_cfg.val_batch_size or train_cfg.batch_size,
@@ -203,7 +216,7 @@ def encode_sentences(
     from textseld.text.sentences import fixed_template
     from textseld.train.runs import TEXT_ENCODER_SEED, build_run_model, text_encoder_record
     from textseld.train.tasks import fixed_template_ids
-    from textseld.train.tokens import write_clip_arrays
+    from textseld.train.tokens import ENCODER_SHAPE_ATTR, write_clip_arrays
 
     if threads:
         torch.set_num_threads(threads)
@@ -224,7 +237,14 @@ def encode_sentences(
     dev = resolve_device(device)
     model, encoder = build_run_model(config, device=dev)
     model.eval()
-    record = {**record, "text": text, "text_encoder": encoder_record, "text_encoder_seed": TEXT_ENCODER_SEED}
+    record = {
+        **record,
+        "text": text,
+        "text_encoder": encoder_record,
+        "text_encoder_seed": TEXT_ENCODER_SEED,
+        # what a run reading these outputs needs of the encoder instead of building it
+        ENCODER_SHAPE_ATTR: {"width": encoder.width, "embed_dim": encoder.embed_dim, "weights": encoder.weights_info},
+    }
     full = PackedDataset(train_h5, stats_h5)
     train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
     lengths = encoder.template_lengths()

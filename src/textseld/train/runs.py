@@ -93,14 +93,16 @@ def _weights_entry(info: dict | None) -> dict | str:
 
 # --------------------------------------------------------------- model build
 def build_run_model(
-    config: dict, device: torch.device | str = "cpu", load_pretrained: bool = True
+    config: dict, device: torch.device | str = "cpu", load_pretrained: bool = True, text_encoder=None
 ) -> tuple[nn.Module, Any]:
     """Rebuild the model of a run from its config.json content (under the run's seed).
 
     Returns (model, text_encoder or None). Frozen pretrained parts are loaded
     from their files here, and a finetuning model's tokenizer from its
     pretrain run (unless load_pretrained=False); trainable weights come from
-    a checkpoint later.
+    a checkpoint later. text_encoder: a finetuning's encoder as the record of its cached
+    outputs (`ClipArrays.text_encoder()`), used instead of building it, for a model that
+    reads every output of its text encoder from such files.
     """
     from textseld.models.factory import build_baseline, build_model
 
@@ -116,7 +118,9 @@ def build_run_model(
     else:
         from textseld.models.factory import build_text_encoder
 
-        if "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
+        if text_encoder is not None:  # its outputs are all read from files: not built
+            encoder = text_encoder
+        elif "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(config["text_encoder_seed"]))
                 encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
@@ -438,20 +442,28 @@ def _train(
     seed_everything(seed, train_cfg.deterministic, device)
     if train_cfg.torch_threads:
         torch.set_num_threads(train_cfg.torch_threads)
-    model, encoder = build_run_model(config, device="cpu")
+    from textseld.data.splits import SplitConfig
+
+    # (the split and the cached files draw nothing from the RNGs seeded above)
+    train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
+    val_cache = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)) if encoded else None
+    train_cache = (
+        encoded_cache(config, encoded_train, train_h5, stats_h5, train_set.item_names()) if encoded_train else None
+    )
+    # When training and validation read every text-encoder output from files, the encoder is
+    # not built: its record in those files stands in for it (see RecordedTextEncoder).
+    recorded = train_cache.text_encoder() if train_cache is not None and val_cache is not None else None
+    model, encoder = build_run_model(config, device="cpu", text_encoder=recorded)
     task = make(model, encoder)
     write_text_atomic(run_dir / "weights.json", json.dumps(weights_record(config, model, encoder), indent=2) + "\n")
     model.to(device)
     optimizer = make_optimizer(model, train_cfg, config["kind"])
-    from textseld.data.splits import SplitConfig
-
-    train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
     if cache is not None:
         train_set, val_set = cache.wrap(train_set), cache.wrap(val_set)
-    if encoded:  # validation needs nothing before the head
-        val_set = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)).wrap(val_set)
-    if encoded_train:  # nor does training, with fixed templates
-        train_set = encoded_cache(config, encoded_train, train_h5, stats_h5, train_set.item_names()).wrap(train_set)
+    if val_cache is not None:  # validation needs nothing before the head
+        val_set = val_cache.wrap(val_set)
+    if train_cache is not None:  # nor does training, with fixed templates
+        train_set = train_cache.wrap(train_set)
         if train_cfg.shuffle_frames:  # batches of frames dealt across clips
             from textseld.train.frames import ShuffledFrames
 

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 FORMAT = "textseld-clip-arrays-1"
 KEYS = {"tokens": ("tokens",), "encoded": ("A", "hidden")}
 COMMANDS = {"tokens": "textseld encode-tokens", "encoded": "textseld encode-sentences"}  # the writers
+# An "encoded" file's record of the text encoder that computed it (JSON: width, embed_dim and its
+# weights record), from which a run that reads all its outputs cached rebuilds it as a record only.
+ENCODER_SHAPE_ATTR = "text_encoder_built"
 
 
 class TokenCacheError(ValueError):
@@ -102,7 +105,21 @@ class ClipArrays:
             if missing:
                 raise TokenCacheError(f"{self.path}: holds no {kind} for {len(missing)} clip(s), e.g. {missing[0]}")
             self.arrays = {key: torch.from_numpy(f[key][:]) for key in KEYS[kind]}
+            built = f.attrs.get(ENCODER_SHAPE_ATTR)
+            self.text = f.attrs.get("text")
         self.row = row
+        self._built = json.loads(built) if built is not None else None
+
+    def text_encoder(self):
+        """The text encoder that computed an "encoded" file, as a record only
+        (`RecordedTextEncoder`: width, size of A, weights record), for a model that reads all
+        its outputs from such files; None for files that do not record it (older ones)."""
+        if self.kind != "encoded" or self._built is None:
+            return None
+        from textseld.models.text_encoders import RecordedTextEncoder
+
+        b = self._built
+        return RecordedTextEncoder(str(self.text), b["width"], b["embed_dim"], b["weights"])
 
     def wrap(self, dataset):
         """`dataset` (items with a "name") with this file's arrays of the item's clip added."""
