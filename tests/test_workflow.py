@@ -133,9 +133,15 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
 
 def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf, tmp_path):
     """With templates drawn per step the text encoder runs in every finetuning: the fixed
-    tokenizer's tokens are computed once per source, the training clips' encodings are not."""
+    tokenizer's tokens are computed once per source, the training clips' encodings are not.
+    Frames are dealt across clips only from those encodings: the default's shuffle_frames must
+    go too, and a config that leaves it on is refused with the key's name."""
     cfg = tmp_path / "random.yaml"
     cfg.write_text(yaml.safe_dump({"train": {"finetune": {"train_templates": "random"}}}))
+    refused = snakemake(wf, "--dry-run", "--cores", "1", "--configfile", str(cfg), check=False)
+    assert refused.returncode != 0
+    assert "train.finetune.shuffle_frames" in refused.stdout + refused.stderr
+    cfg.write_text(yaml.safe_dump({"train": {"finetune": {"train_templates": "random", "shuffle_frames": False}}}))
     proc = snakemake(wf, "--dry-run", "--cores", "1", "--configfile", str(cfg))
     from workflow_helpers import parse_dry_run
 
