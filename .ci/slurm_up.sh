@@ -2,8 +2,10 @@
 # Bring up a real single-node Slurm cluster (with accounting) on this machine.
 #
 # Needs root and Debian's packages; no systemd: every daemon is started by
-# hand. Facts behind each step: /work/shared/design/SLURM.md (also summarised
-# in comments here). Idempotent: a daemon that is already running is left
+# hand. The fact behind each step is in the comment at that step; seen working
+# with Debian 12's slurm 22.05.8, munge 0.5.15 and mariadb 10.11, snakemake 9 and
+# snakemake-executor-plugin-slurm 2.8.0 (cgroups are not available in a container,
+# so CPU and memory requests only affect scheduling). Idempotent: a daemon that is already running is left
 # alone. What this script starts is recorded in $STATE/started so that
 # .ci/slurm_down.sh stops exactly that and nothing else.
 set -euo pipefail

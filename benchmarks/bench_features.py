@@ -4,7 +4,7 @@ Same clips, same run, same thread count; extractor and reference alternate over 
 rounds (the machine is shared and its speed drifts), and the median of the rounds' ratios is
 reported; both are warmed up first (the reference's first call alone is ~30 % slower). The
 reference is the plain per-clip computation
-of SPEC section 2 written in tests/test_features.py (float64, which our outputs match to
+of docs/METHOD.md section 2 written in tests/test_features.py (float64, which our outputs match to
 < 1e-3 dB); a float32 variant of the reference (librosa's default dtype for float32 audio,
 nara_wpe in complex64) is timed too, as the cheapest per-clip baseline. numpy's BLAS gets the
 same thread count as torch (threadpoolctl): unlimited OpenBLAS threads on a loaded 2-core

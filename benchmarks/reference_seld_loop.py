@@ -1,7 +1,7 @@
 """Reference SELD scorer: a plain per-clip, per-frame, per-class loop.
 
 Written for this project as the yardstick for `textseld.metrics.seld`: it
-follows the metric text of DCASE2025.md step by step (dict of track slots per
+follows the metric text of docs/METHOD.md section 8 step by step (dict of track slots per
 frame and class, one scipy linear_sum_assignment call per cell, counters per
 class) with no vectorisation, so that it is easy to check by reading.
 Same inputs and outputs as `textseld.metrics.seld.score`.

@@ -33,7 +33,7 @@ def synth_clip(rng: np.random.Generator, gain_l: float, gain_r: float, rt: float
 
 
 def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
-    """SPEC section 2 computed clip by clip with librosa and nara_wpe in float64."""
+    """docs/METHOD.md section 2 computed clip by clip with librosa and nara_wpe in float64."""
     x = x.astype(np.float64)
     peak = np.abs(x).max()
     x = x / peak if peak > 0 else x

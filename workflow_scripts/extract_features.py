@@ -11,6 +11,6 @@ extract_shard(
     splits=snakemake.params.splits,
     out=snakemake.output.shard,
     shard=(int(snakemake.wildcards.shard), snakemake.params.n_shards),
-    **snakemake.params.extract,  # device, batch_size, wpe: omitted ones keep the library's (SPEC's WPE)
+    **snakemake.params.extract,  # device, batch_size, wpe: omitted ones keep the library's (docs/METHOD.md section 2)
     threads=snakemake.threads,
 )

@@ -1,6 +1,6 @@
 """Fixed facts of the DCASE2025 Stereo SELD task and of the feature front end.
 
-Everything here is a property of the data format or of SPEC.md, not a tunable.
+Everything here is a property of the data format or of the method (docs/METHOD.md), not a tunable.
 """
 
 SAMPLE_RATE = 24_000  # Hz
@@ -18,7 +18,7 @@ N_CLASSES = 13  # C
 N_TRACKS = 3  # K: multi-ACCDOA output tracks
 N_ADPIT_SLOTS = 6  # A0 | B0 B1 | C0 C1 C2
 MAX_AZIMUTH = 90  # labels are folded to [-90, 90]
-# WPE dereverberation (SPEC): prediction filter taps and delay in frames, iterations of the
+# WPE dereverberation (docs/METHOD.md section 2): prediction filter taps and delay in frames, iterations of the
 # power estimate; the defaults of textseld.features.wpe.wpe, the feature extraction and its CLI.
 WPE_TAPS = 60
 WPE_DELAY = 5
@@ -41,7 +41,7 @@ CLASS_NAMES = (
     "knock",
 )
 
-# The words used for each class in ground-truth sentences (SPEC section 4).
+# The words used for each class in ground-truth sentences (docs/METHOD.md section 4).
 CLASS_WORDS = (
     "woman",
     "man",
@@ -68,7 +68,7 @@ SYNTH_TEST_SPLIT = "dev-test-synth"
 AUDIO_ROOT = "stereo_dev"
 META_ROOT = "metadata_dev"
 
-# Names of the models and of the scoring (SPEC sections 5-8): run and system names,
+# Names of the models and of the scoring (docs/METHOD.md sections 5-9): run and system names,
 # command-line choices and the checks of every entry point use these; the workflow's
 # grid (config `grid`, rules/common.smk) lists the same names.
 SOURCES = ("rcc", "beats")  # source (audio) encoders of the tokenizer
@@ -77,7 +77,7 @@ HEAD_NAMES = ("grep", "trep")  # output heads of the finetuned models
 PROTOCOLS = ("dcase2025", "strict")  # scoring protocols (textseld.metrics.seld); the first is the main one
 AVERAGES = ("macro", "micro")  # class averaging of the scores
 
-# The paper's pretrained text encoders (SPEC section 5): the open_clip architecture and
+# The paper's pretrained text encoders (docs/METHOD.md section 5): the open_clip architecture and
 # pretrained tag of the CLIP text tower and the Hugging Face repository of the BERT. The
 # defaults of `textseld download-pretrained` and the pretrained presets of
 # textseld.models.text_config; the workflow's config names them again (config/*.yaml).

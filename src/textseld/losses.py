@@ -1,4 +1,4 @@
-"""Losses: multi-ACCDOA ADPIT with distance (SPEC section 6) and the embedding MAE.
+"""Losses: multi-ACCDOA ADPIT with distance (docs/METHOD.md section 6) and the embedding MAE.
 
 ADPIT (Shimada et al. 2022): per (clip, frame, class) the targets live in
 6 slots [A0 | B0 B1 | C0 C1 C2] (1, 2 or 3 same-class events). The 3 output

@@ -52,7 +52,7 @@ _LABELS = {"beats": "BEATs", "rcc": "RCC", "clip": "CLIP", "bert": "BERT", "grep
 SOURCE_LABELS = {name: _LABELS[name] for name in SOURCES}
 TEXT_LABELS = {name: _LABELS[name] for name in TEXTS}
 HEAD_LABELS = {name: _LABELS[name] for name in HEAD_NAMES}
-# The paper's row order (SPEC section 8); systems not listed follow, sorted.
+# The paper's row order (docs/METHOD.md section 9); systems not listed follow, sorted.
 PAPER_ORDER = (
     "Baseline",
     "BEATs-CLIP-GREP",

@@ -30,9 +30,9 @@ def register(sub) -> None:
     p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
-    p.add_argument("--wpe-taps", type=int, default=WPE_TAPS, help="WPE filter taps (SPEC)")
-    p.add_argument("--wpe-delay", type=int, default=WPE_DELAY, help="WPE prediction delay in frames (SPEC)")
-    p.add_argument("--wpe-iterations", type=int, default=WPE_ITERATIONS, help="WPE iterations (SPEC)")
+    p.add_argument("--wpe-taps", type=int, default=WPE_TAPS, help="WPE filter taps")
+    p.add_argument("--wpe-delay", type=int, default=WPE_DELAY, help="WPE prediction delay in frames")
+    p.add_argument("--wpe-iterations", type=int, default=WPE_ITERATIONS, help="WPE iterations")
     add_threads(p)
     p.set_defaults(func=_features)
 

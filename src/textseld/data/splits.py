@@ -2,7 +2,7 @@
 
 Clips of one recording (same room and mix) were cut with replacement and can
 overlap in time, so a recording goes entirely to train or entirely to
-validation (SPEC section 1). `SplitConfig` is the one split shared by every
+validation (docs/METHOD.md section 1). `SplitConfig` is the one split shared by every
 run and by the normalisation statistics.
 """
 
@@ -60,7 +60,7 @@ def validation_split(names: Sequence[str], fraction: float, seed: int) -> tuple[
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """The one validation split of every run (SPEC section 1): both pretrainings,
+    """The one validation split of every run (docs/METHOD.md section 1): both pretrainings,
     every finetuning seed and the baseline validate on the same recordings, and
     the normalisation statistics are computed on the rest. It depends on the
     clips and on `seed` only, never on a run's seed (seeds vary initialisation
@@ -119,7 +119,7 @@ def compute_training_stats(
     packed: str | os.PathLike, out: str | os.PathLike, split: SplitConfig | Mapping | None, batch_size: int = 64
 ) -> dict:
     """Normalisation statistics of the training part of a packed training file: the clips
-    that `split` does not hold out for validation (SPEC section 2). The split record is
+    that `split` does not hold out for validation (docs/METHOD.md section 2). The split record is
     stored in `out` so that a run can check it trains on the same split."""
     from textseld.data.hdf5 import PackedDataset, compute_stats
 

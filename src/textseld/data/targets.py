@@ -1,4 +1,4 @@
-"""Multi-ACCDOA training targets with distance, in the ADPIT layout (SPEC section 3).
+"""Multi-ACCDOA training targets with distance, in the ADPIT layout (docs/METHOD.md section 3).
 
 Per clip a float32 array (L, 6, 4, C) = (50 frames, slots, values, 13 classes):
 - slots [A0 | B0 B1 | C0 C1 C2]: a (frame, class) with one event fills A0,

@@ -1,4 +1,4 @@
-"""Per-clip features of a batch of stereo clips (SPEC section 2), on a torch device.
+"""Per-clip features of a batch of stereo clips (docs/METHOD.md section 2), on a torch device.
 
 Shapes: B clips, N = 120 000 samples, T = 251 frames, F = 64 mel bands.
 Internally float64 (the STFTs are cheap next to WPE, and float64 keeps WPE and the dB
@@ -72,7 +72,7 @@ FEATURE_CONFIG: dict[str, Any] = {
 
 
 def wpe_settings(params: Mapping[str, int] | None = None) -> dict[str, int]:
-    """WPE settings (SPEC's: constants.WPE_TAPS, WPE_DELAY, WPE_ITERATIONS) with `params` applied;
+    """WPE settings (docs/METHOD.md section 2: constants.WPE_TAPS, WPE_DELAY, WPE_ITERATIONS) with `params` applied;
     an unknown key or a bad value is an error naming it."""
     settings = {"taps": WPE_TAPS, "delay": WPE_DELAY, "iterations": WPE_ITERATIONS}
     for key, value in dict(params or {}).items():
@@ -135,7 +135,7 @@ def compute_features(
     """All features of a batch of clips.
 
     audio: (B, 2, N) [L, R] samples (any float dtype); names label errors;
-    wpe_params: taps / delay / iterations (default SPEC's, `wpe_settings`).
+    wpe_params: taps / delay / iterations (default the method's, docs/METHOD.md section 2; `wpe_settings`).
     Returns float32 CPU tensors: logmel_lr (B, 2, T, F), ild (B, T, F), ivy (B, T, F),
     direct (B, T, F), reverb (B, T, F) and the tokenizer inputs src (B, 1, T, F),
     doa (B, 4, T, F) = [logmel L, logmel R, ivy, ild], dist (B, 2, T, F) = [direct, reverb].

@@ -48,7 +48,7 @@ def extract_shard(
 ) -> int:
     """Write features (src, doa, dist), ADPIT targets and label rows of shard I of N of the
     sorted clips of `splits` under `root` to the packed file `out`. Returns the clip count.
-    wpe: WPE settings (taps, delay, iterations; default SPEC's), recorded in the file.
+    wpe: WPE settings (taps, delay, iterations; default docs/METHOD.md section 2's), recorded in the file.
     threads: torch CPU threads (None: torch's default, all cores)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

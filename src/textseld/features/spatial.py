@@ -1,4 +1,4 @@
-"""Stereo spatial features: ILD and signed IVy (SPEC section 2).
+"""Stereo spatial features: ILD and signed IVy (docs/METHOD.md section 2).
 
 Both are signed and antisymmetric in L <-> R: positive when the left channel
 is louder (source on the left, positive azimuth), negative on the right.

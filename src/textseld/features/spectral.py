@@ -1,4 +1,4 @@
-"""STFT, mel filterbank and dB in torch (SPEC section 2).
+"""STFT, mel filterbank and dB in torch (docs/METHOD.md section 2).
 
 STFT: hop 480, periodic Hann window of 960 samples zero-padded (centred) to
 n_fft 1024, centred frames with ZERO padding at the clip edges
@@ -21,7 +21,7 @@ import torch
 
 from textseld.constants import HOP, N_FFT, N_MELS, SAMPLE_RATE, WIN
 
-DB_FLOOR = 1e-10  # power floor before log10 (SPEC: no top-dB clipping)
+DB_FLOOR = 1e-10  # power floor before log10 (docs/METHOD.md section 2: no top-dB clipping)
 
 
 MEL_LINEAR_HZ_PER_MEL = 200.0 / 3  # Slaney scale: linear below 1 kHz ...

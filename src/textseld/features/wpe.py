@@ -1,4 +1,4 @@
-"""Batched single-channel WPE dereverberation in torch (SPEC section 2).
+"""Batched single-channel WPE dereverberation in torch (docs/METHOD.md section 2).
 
 Computes, for every clip of a batch, exactly what `nara_wpe.wpe.wpe`
 (= wpe_v7, psd_context=0, statistics_mode="full") computes on that clip's STFT

@@ -60,7 +60,8 @@ CFLAGS_ENV = "TEXTSELD_WPE_CFLAGS"
 # registers, the 256-bit ones AVX2's 16; each was the fastest on some CPU of BENCHMARKS.md, and
 # (8, 2, 4) is the tiling of the first kernel, kept as a reference.
 TILINGS = ((8, 1, 4), (8, 1, 6), (8, 2, 4), (4, 1, 4), (4, 2, 3), (4, 2, 4), (2, 2, 2))
-# the block timed to choose: one block of wpe() rows at the SPEC's settings (T = 251 frames of a clip)
+# the block timed to choose: one block of wpe() rows at the settings of docs/METHOD.md section 2
+# (T = 251 frames of a clip)
 BENCH_ROWS, BENCH_T, BENCH_TAPS, BENCH_DELAY = 32, 251, 60, 5
 BENCH_ROUNDS, BENCH_CALLS = 5, 3
 

@@ -6,7 +6,7 @@ C = 13 classes, flattened as (L, K*3*C) with index k*3*C + j*C + c, j in
 and its distance max(d, 0) metres. Per frame and class, two active tracks
 less than 15 degrees apart are one event (mean of x, y, d); when two or more
 of the three track pairs are that close, all three tracks become one event
-(SPEC section 7; the same rule as the official baseline's decoder).
+(docs/METHOD.md section 7; the same rule as the official baseline's decoder).
 """
 
 from __future__ import annotations

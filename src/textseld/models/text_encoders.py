@@ -1,4 +1,4 @@
-"""The frozen text encoder base class, with placeholder-token injection (SPEC.md section 5).
+"""The frozen text encoder base class, with placeholder-token injection (docs/METHOD.md section 5).
 
 A `TextEncoder` wraps a pre-trained text transformer (CLIP text tower in
 `text_clip.py`, BERT in `text_bert.py`; built by

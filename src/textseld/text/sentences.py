@@ -1,4 +1,4 @@
-"""Render ground-truth sentences from a frame's events (SPEC.md section 4).
+"""Render ground-truth sentences from a frame's events (docs/METHOD.md section 4).
 
 An event is `(class_id, azimuth_deg, distance_m)`. Within a frame, events are
 ordered by class, then azimuth (then distance, to make the order total).

@@ -1,4 +1,4 @@
-"""Sentence templates for the ground-truth texts (SPEC.md section 4).
+"""Sentence templates for the ground-truth texts (docs/METHOD.md section 4).
 
 Every template holds the three slots `{src}`, `{doa}` and `{dist}` exactly
 once, in that order, and ends with a period. The wording is chosen so that

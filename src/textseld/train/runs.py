@@ -1,4 +1,4 @@
-"""Entry points that train one model into one run directory (SPEC section 6).
+"""Entry points that train one model into one run directory (docs/METHOD.md section 6).
 
 `pretrain` (tokenizer + linear head, ADPIT), `finetune` (pretrained tokenizer
 + frozen text encoder + GREP/TREP head, MAE + ADPIT, two Adam groups) and

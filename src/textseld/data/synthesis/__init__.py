@@ -1,5 +1,5 @@
 """Embedded default dataset: physically simulated stereo SELD clips in the
-DCASE2025 on-disk format (see docs and SYNTHETIC.md).
+DCASE2025 on-disk format (docs/METHOD.md section 1, "Synthetic data").
 
 Modules: `dsp` (signal helpers), `voice` (speech, laughter), `sounds` (the 13
 classes), `room` (shoebox FOA image-source renderer), `scene` (events and

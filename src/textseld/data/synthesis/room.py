@@ -4,7 +4,7 @@ A numpy image-source renderer: every image source of reflection order up to
 `max_order` (the Sabine estimate, capped at 40) contributes an impulse of
 amplitude beta**order / r at delay r / c, and its arrival direction u is
 encoded into SN3D first-order gains W = 1 and Y = u . left, where `left` is the
-microphone's +90 degree axis. Stereo is then L = W + Y, R = W - Y (DCASE2025.md),
+microphone's +90 degree axis. Stereo is then L = W + Y, R = W - Y (docs/METHOD.md section 1),
 so a source on the left (positive azimuth) is louder in L. The same
 construction with pyroomacoustics' CardioidFamily microphones (p=1 for W, p=0
 pointing left for Y) agrees with it (tested); this one is used because it is
