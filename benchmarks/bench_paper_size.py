@@ -172,7 +172,7 @@ def run_system(system: str, setup: dict, data: dict, runs: Path, seed: int = 0, 
 
 def parameter_counts(run_dir: Path) -> dict:
     """(trainable, all) parameters of a run's model, rebuilt from its config.json."""
-    from textseld.train.runs import build_run_model
+    from textseld.train.rebuild import build_run_model
 
     model, _ = build_run_model(json.loads((run_dir / "config.json").read_text()), load_pretrained=False)
     return {

@@ -97,7 +97,7 @@ def test_a_text_system_learns_the_tiny_dataset(easy):
     validation and scoring outputs and the decoding unchanged): a mismatch between the cached
     outputs, the templates and the targets fails it. 100 s of CPU, most of it the pretraining."""
     from textseld.text.store import build_text_store
-    from textseld.train.predict import encode_sentences
+    from textseld.train.encode import encode_sentences
     from textseld.train.runs import finetune, pretrain
 
     root, packed, stats, refs = easy

@@ -100,7 +100,7 @@ def _finetune(data, pretrained_dir, run_dir, text="bert", head="grep", **kw):
 
 # ------------------------------------------------------------------ groups
 def _finetune_model(text="clip", head="grep"):
-    from textseld.train.runs import build_run_model
+    from textseld.train.rebuild import build_run_model
 
     config = {
         "kind": "finetune",
@@ -150,7 +150,7 @@ def test_cached_and_uncached_ground_truth_give_the_same_loss(data):
     from textseld.models.text_encoders import GroundTruthCache
     from textseld.text.store import TextStore
     from textseld.train.config import TrainConfig
-    from textseld.train.runs import make_task
+    from textseld.train.rebuild import make_task
 
     model, encoder = _finetune_model("bert", "grep")
     model.eval()  # no dropout: both passes see the same network
@@ -216,7 +216,8 @@ def test_pretrain_finetune_predict_end_to_end(data, pretrained, tmp_path):
 # ------------------------------------------------------------------- errors
 def test_bad_configurations_give_clear_errors(data, pretrained, tmp_path):
     from textseld.train.checkpoint import CheckpointError
-    from textseld.train.runs import RunConfigError, finetune, pretrain
+    from textseld.train.rebuild import RunConfigError
+    from textseld.train.runs import finetune, pretrain
 
     pre_dir, _ = pretrained
     with pytest.raises(RunConfigError, match="unknown source encoder 'cnn'"):
@@ -421,7 +422,8 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
     from textseld.data.labels import read_labels
     from textseld.data.splits import validation_split
     from textseld.metrics.seld import score
-    from textseld.train.predict import load_run, predict_split
+    from textseld.train.predict import predict_split
+    from textseld.train.rebuild import load_run
     from textseld.train.runs import finetune, pretrain
 
     cfg = {**TRAIN_CFG, "epochs": 1}
@@ -458,7 +460,8 @@ def test_beats_finetune_keeps_the_frozen_transformer_of_its_pretraining(data, tm
 
 
 def test_resuming_with_another_configuration_is_refused(tmp_path):
-    from textseld.train.runs import RunConfigError, _prepare_run_dir
+    from textseld.train.rebuild import RunConfigError
+    from textseld.train.runs import _prepare_run_dir
 
     config = {
         "kind": "pretrain",
@@ -495,7 +498,8 @@ def test_no_run_validates_on_a_clip_its_pretraining_trained_on(data, pretrained,
     """Pretraining (seed 1), finetunings of other seeds and the baseline share one split."""
     from textseld.data.hdf5 import PackedDataset, compute_stats
     from textseld.data.splits import recording_key, validation_split
-    from textseld.train.runs import RunConfigError, finetune, train_baseline
+    from textseld.train.rebuild import RunConfigError
+    from textseld.train.runs import finetune, train_baseline
 
     pre_dir, _ = pretrained
     names = PackedDataset(data["train_h5"]).names
@@ -572,7 +576,7 @@ def test_changed_pretrained_tokenizer_restarts_or_refuses_the_finetuning(data, p
     import shutil
 
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.runs import RunConfigError
+    from textseld.train.rebuild import RunConfigError
 
     pre = tmp_path / "pre"
     shutil.copytree(pretrained[0], pre)
@@ -642,8 +646,7 @@ def test_frozen_tokenizer_trains_only_the_head_and_predicts_with_the_pretrained_
     """freeze_tokenizer: the tokenizer keeps its pretrained weights (eval mode, no gradient,
     not in the optimizer), the head trains, and prediction rebuilds the same model."""
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.predict import load_run
-    from textseld.train.runs import build_run_model
+    from textseld.train.rebuild import build_run_model, load_run
 
     pre_dir, _ = pretrained
     run = tmp_path / "ft_frozen"
@@ -689,7 +692,7 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     from textseld.data.hdf5 import PackedDataset
     from textseld.text.store import TextStore
     from textseld.train.config import TrainConfig
-    from textseld.train.runs import make_task
+    from textseld.train.rebuild import make_task
 
     model, _ = _finetune_model("bert", "trep")
     model.freeze_tokenizer()
@@ -735,7 +738,7 @@ def test_lr_new_by_head_is_checked():
 def _encode_sentences(data, pre_dir, tmp_path, text: str, **kw):
     """encode_sentences of the shared validation split (the defaults, as the pretraining's) and
     of a stand-in test split (any packed file: here the training file) into tmp_path."""
-    from textseld.train.predict import encode_sentences
+    from textseld.train.encode import encode_sentences
 
     return encode_sentences(
         pretrained_dir=pre_dir,
@@ -759,8 +762,8 @@ def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(dat
     outputs gives the model's own outputs."""
     from textseld.data.hdf5 import PackedDataset
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.predict import encode_tokens, load_run
-    from textseld.train.runs import encoded_cache
+    from textseld.train.encode import encode_tokens, encoded_cache
+    from textseld.train.rebuild import load_run
 
     pre_dir, _ = pretrained
     tokens = encode_tokens(
@@ -808,8 +811,9 @@ def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_tem
     import textseld.models.factory
     from textseld.data.hdf5 import PackedDataset
     from textseld.train.checkpoint import read_checkpoint
-    from textseld.train.predict import load_run, predict_split
-    from textseld.train.runs import RunConfigError, encoded_cache
+    from textseld.train.encode import encoded_cache
+    from textseld.train.predict import predict_split
+    from textseld.train.rebuild import RunConfigError, load_run
 
     pre_dir, _ = pretrained
     validation, test, train = _encode_sentences(data, pre_dir, tmp_path, "bert", train_out=tmp_path / "train.h5")
@@ -869,8 +873,8 @@ def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_tem
 
 
 def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pretrained, tmp_path):
-    from textseld.train.predict import encode_tokens
-    from textseld.train.runs import RunConfigError
+    from textseld.train.encode import encode_tokens
+    from textseld.train.rebuild import RunConfigError
 
     pre_dir, _ = pretrained
     tokens = encode_tokens(

@@ -6,7 +6,7 @@ from textseld.logsetup import log_to_file
 
 log_to_file(snakemake.log[0])  # records, prints, progress bars and errors go to the rule's log
 
-from textseld.train.predict import encode_sentences
+from textseld.train.encode import encode_sentences
 
 encode_sentences(
     pretrained_dir=snakemake.params.pretrained_dir,

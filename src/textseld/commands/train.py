@@ -171,7 +171,7 @@ def _finetune(args) -> int:
 
 
 def _encode_tokens(args) -> int:
-    from textseld.train.predict import encode_tokens
+    from textseld.train.encode import encode_tokens
 
     path = encode_tokens(
         pretrained_dir=args.pretrained,
@@ -187,7 +187,7 @@ def _encode_tokens(args) -> int:
 
 
 def _encode_sentences(args) -> int:
-    from textseld.train.predict import encode_sentences
+    from textseld.train.encode import encode_sentences
 
     sec = load_sections(args.config)
     split = dict(sec.get("train", {}).get("validation_split") or {})

@@ -1,8 +1,8 @@
 """Prediction with a trained run: DCASE CSVs for a packed split or for arbitrary WAV files.
 
-The model is rebuilt from the run's `config.json` (frozen pretrained parts
-from their files, under the run's seed), its trainable weights from
-`best.pt` (or `last.pt`, or a given file). Text models use each clip's fixed
+The model is rebuilt from the run's `config.json` (`textseld.train.rebuild`:
+frozen pretrained parts from their files, under the run's seed), its trainable
+weights from `best.pt` (or `last.pt`, or a given file). Text models use each clip's fixed
 template (derived from its name) and all frames: no randomness at test time.
 """
 
@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,41 +20,15 @@ from tqdm import tqdm
 
 from textseld.atomic import write_text_atomic
 from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
-from textseld.train.checkpoint import load_trainable_state, read_checkpoint
-from textseld.train.config import TrainConfig
-from textseld.train.loop import make_loader, resolve_device, to_device
+from textseld.train.encode import encoded_cache
+from textseld.train.loop import make_loader, to_device
+from textseld.train.rebuild import load_run, run_config
 
 log = logging.getLogger(__name__)
 
 
 class AudioInputError(ValueError):
     """An input WAV cannot be used; the message names the file."""
-
-
-def run_config(run_dir: str | os.PathLike) -> dict:
-    """The config.json of a run directory (FileNotFoundError naming it when there is none)."""
-    cfg_path = Path(run_dir) / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: run configuration not found (is {run_dir} a run directory?)")
-    return json.loads(cfg_path.read_text(encoding="utf-8"))
-
-
-def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None, text_encoder=None):
-    """(config dict, predict-only Task on `device`, TrainConfig) of a finished or running run.
-    text_encoder: as in `build_run_model`, for a prediction that reads every text-encoder output
-    from cached files."""
-    from textseld.train.runs import build_run_model, make_task
-
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    train_cfg = TrainConfig.from_dict(config["train"])
-    ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
-    state = read_checkpoint(ckpt)
-    dev = resolve_device(device or train_cfg.device)
-    model, _ = build_run_model(config, device="cpu", text_encoder=text_encoder)
-    load_trainable_state(model, state["model"], ckpt)
-    model.to(dev).eval()
-    return config, make_task(config, model, train_cfg), train_cfg, dev
 
 
 @torch.no_grad()
@@ -91,8 +65,6 @@ def predict_split(
     dataset: Any = PackedDataset(features_h5, stats)
     cache = None
     if encoded_h5 is not None:
-        from textseld.train.runs import encoded_cache
-
         cache = encoded_cache(config, encoded_h5, features_h5, stats, dataset.names)
         dataset = cache.wrap(dataset)
     # with every text-encoder output cached, the encoder is not built (its record stands in)
@@ -123,160 +95,6 @@ def predict_split(
         )
     log.info("wrote %d prediction files to %s", len(paths), final)
     return paths
-
-
-def _pretrain_run(pretrained_dir: str | os.PathLike) -> tuple[dict, dict]:
-    """(config.json of a finished pretrain run, the record of what its outputs are computed from)."""
-    from textseld.models.pretrained import sha256_file
-    from textseld.train.runs import pretrain_run_config
-    from textseld.train.tokens import TokenCacheError
-
-    pdir = Path(pretrained_dir)
-    cfg_path = pdir / "config.json"
-    if not cfg_path.is_file():
-        raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
-    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
-    pcfg = pretrain_run_config(pdir, source)
-    return pcfg, {"source": source, "pretrained_best_sha256": sha256_file(pdir / "best.pt")}
-
-
-def _inputs_record(features_h5, stats_h5) -> dict:
-    from textseld.models.pretrained import sha256_file
-
-    return {"features_sha256": sha256_file(features_h5), "stats_sha256": sha256_file(stats_h5)}
-
-
-@torch.no_grad()
-def encode_tokens(
-    *,
-    pretrained_dir: str | os.PathLike,
-    features_h5: str | os.PathLike,
-    stats_h5: str | os.PathLike,
-    out: str | os.PathLike,
-    batch_size: int = 16,
-    threads: int | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-) -> Path:
-    """Write the tokens of every clip of `features_h5` (standardised with `stats_h5`) by the
-    pretrained tokenizer of `pretrained_dir` (its best.pt) to `out` (see textseld.train.tokens)."""
-    from textseld.data.hdf5 import PackedDataset
-    from textseld.train.runs import build_run_model
-    from textseld.train.tokens import write_clip_arrays
-
-    if threads:
-        torch.set_num_threads(threads)
-    pcfg, record = _pretrain_run(pretrained_dir)
-    best = Path(pretrained_dir) / "best.pt"
-    model, _ = build_run_model(pcfg)
-    load_trainable_state(model, read_checkpoint(best)["model"], best)
-    dev = resolve_device(device)
-    tokenizer = cast(torch.nn.Module, model.tokenizer).to(dev).eval()
-    dataset = PackedDataset(features_h5, stats_h5)
-    loader = make_loader(dataset, batch_size, None, 0, 0)
-
-    def batches():
-        for batch in tqdm(loader, desc=f"tokens of {Path(features_h5).name}", disable=not progress):
-            streams = tokenizer(*(batch[k].to(dev) for k in ("src", "doa", "dist")))
-            yield {"tokens": torch.stack(streams, dim=2).float().cpu().numpy()}  # (B, L, 3, D)
-
-    attrs = {**record, **_inputs_record(features_h5, stats_h5)}
-    path = write_clip_arrays(out, "tokens", dataset.names, batches(), attrs)
-    log.info("wrote the %s tokens of %d clips of %s to %s", record["source"], len(dataset), features_h5, path)
-    return path
-
-
-@torch.no_grad()
-def encode_sentences(
-    *,
-    pretrained_dir: str | os.PathLike,
-    text: str,
-    text_cfg: dict | None,
-    stats_h5: str | os.PathLike,
-    train_h5: str | os.PathLike,
-    split,
-    validation_out: str | os.PathLike,
-    test_h5: str | os.PathLike,
-    test_out: str | os.PathLike,
-    train_out: str | os.PathLike | None = None,
-    batch_size: int = 8,
-    threads: int | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-) -> tuple[Path, ...]:
-    """Write what a finetuning with the fixed tokenizer of `pretrained_dir` and the frozen text
-    encoder `text` (`text_cfg`) computes before its head for the validation clips of `train_h5`
-    (`split`: the shared validation split) and every clip of `test_h5`: each frame's A and
-    placeholder states under the clip's fixed template (see textseld.train.tokens).
-    train_out: also those of the training clips (the others of `train_h5`), for finetunings
-    that keep each training clip's template fixed (train_templates "fixed").
-    Returns the written paths: validation, test[, train]."""
-    from textseld.data.hdf5 import PackedDataset
-    from textseld.data.splits import SplitConfig
-    from textseld.text.sentences import fixed_template
-    from textseld.train.runs import TEXT_ENCODER_SEED, build_run_model, text_encoder_record
-    from textseld.train.tasks import fixed_template_ids
-    from textseld.train.tokens import ENCODER_SHAPE_ATTR, write_clip_arrays
-
-    if threads:
-        torch.set_num_threads(threads)
-    pcfg, record = _pretrain_run(pretrained_dir)
-    encoder_record = text_encoder_record(text_cfg or {})
-    config = {
-        "kind": "finetune",
-        "seed": 0,
-        "text_encoder_seed": TEXT_ENCODER_SEED,
-        "source": pcfg["source"],
-        "text": text,
-        "head": "trep",
-        "model": pcfg["model"],
-        "text_encoder": encoder_record,
-        "inputs": {"pretrained_dir": os.path.abspath(pretrained_dir)},
-        "train": {"freeze_tokenizer": True},
-    }
-    dev = resolve_device(device)
-    model, encoder = build_run_model(config, device=dev)
-    model.eval()
-    record = {
-        **record,
-        "text": text,
-        "text_encoder": encoder_record,
-        "text_encoder_seed": TEXT_ENCODER_SEED,
-        # what a run reading these outputs needs of the encoder instead of building it
-        ENCODER_SHAPE_ATTR: {"width": encoder.width, "embed_dim": encoder.embed_dim, "weights": encoder.weights_info},
-    }
-    full = PackedDataset(train_h5, stats_h5)
-    train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
-    lengths = encoder.template_lengths()
-
-    def by_template_length(features_h5, names, indices):
-        """The clips `indices` of `features_h5` (clip names `names`), ordered by their fixed
-        template's length, so that a batch is padded little (the files are read by clip name:
-        their row order is free)."""
-        order = sorted(indices, key=lambda i: lengths[fixed_template(names[i])])
-        return PackedDataset(features_h5, stats_h5, indices=order)
-
-    test_names = PackedDataset(test_h5).names
-    parts = [
-        (by_template_length(train_h5, full.names, val_idx.tolist()), train_h5, validation_out),
-        (by_template_length(test_h5, test_names, range(len(test_names))), test_h5, test_out),
-    ]
-    if train_out is not None:
-        parts.append((by_template_length(train_h5, full.names, train_idx.tolist()), train_h5, train_out))
-    written = []
-    for dataset, features_h5, out in parts:
-        loader = make_loader(dataset, batch_size, None, 0, 0)
-        names = dataset.item_names()
-
-        def batches(loader=loader, features_h5=features_h5):
-            for batch in tqdm(loader, desc=f"{text} outputs of {Path(features_h5).name}", disable=not progress):
-                a, hidden = model.encode(to_device(batch, dev), fixed_template_ids(batch["name"], dev))
-                yield {"A": a.float().cpu().numpy(), "hidden": hidden.float().cpu().numpy()}
-
-        attrs = {**record, **_inputs_record(features_h5, stats_h5)}
-        written.append(write_clip_arrays(out, "encoded", names, batches(), attrs))
-        log.info("wrote the %s outputs of %d clips of %s to %s", text, len(names), features_h5, written[-1])
-    return tuple(written)
 
 
 def _fresh_folder(final: Path) -> Path:

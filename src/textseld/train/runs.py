@@ -7,13 +7,11 @@
 set by a SplitConfig and never by the run's seed, and the one the normalisation
 statistics were computed without (checked). Each writes `config.json`,
 `weights.json` and `split.json`, and runs the generic loop, which resumes from
-`last.pt`.
-`build_run_model` rebuilds a run's model from its `config.json` (prediction).
+`last.pt`. A run's model is rebuilt from its `config.json` by `textseld.train.rebuild`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -29,10 +27,20 @@ from textseld import __version__
 from textseld.atomic import write_text_atomic
 from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 from textseld.models.pretrained import sha256_file
-from textseld.train.checkpoint import load_full_state, load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
+from textseld.train.encode import _cache_record, encoded_cache, token_cache
 from textseld.train.loop import fit, resolve_device, seed_everything
-from textseld.train.tasks import AudioTask, TextTask
+from textseld.train.rebuild import (
+    TEXT_ENCODER_SEED,
+    RunConfigError,
+    _model_cfg,
+    _plain,
+    _text_cfg,
+    build_run_model,
+    make_task,
+    pretrain_run_config,
+    text_encoder_record,
+)
 
 if TYPE_CHECKING:
     from textseld.models.systems import SeldTextModel
@@ -40,15 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("pretrain", "finetune", "baseline")
-# A frozen text encoder without weights (a random-init stand-in) is built under this seed, not
-# the run's: like pretrained weights, the frozen encoder is the same in every seed's run.
-TEXT_ENCODER_SEED = 0
 # Training keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = ("device", "num_workers", "progress", "checkpoint_every_steps", "val_batch_size", "torch_threads")
-
-
-class RunConfigError(ValueError):
-    """A run's inputs or its directory do not fit together; the message names them."""
 
 
 # ------------------------------------------------------------------ helpers
@@ -58,109 +59,11 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-def _model_cfg(value):
-    from textseld.models.config import ModelConfig
-
-    return value if isinstance(value, ModelConfig) else ModelConfig.from_dict(value or {})
-
-
-def _text_cfg(value):
-    from textseld.models.text_config import TextEncoderConfig
-
-    return value if isinstance(value, TextEncoderConfig) else TextEncoderConfig.from_dict(value or {})
-
-
-def text_encoder_record(text_cfg) -> dict:
-    """A run's `text_encoder` entry: the encoder config as plain values, local weight files absolute."""
-    record = _plain(_text_cfg(text_cfg))
-    for key in ("clip_weights", "bert_path"):  # local weight files: absolute, like the inputs
-        if record.get(key):
-            record[key] = os.path.abspath(record[key])
-    return record
-
-
-def _plain(cfg) -> dict:
-    if hasattr(cfg, "to_dict"):
-        cfg = cfg.to_dict()
-    elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = dataclasses.asdict(cfg)
-    return json.loads(json.dumps(cfg, default=str))
-
-
 def _weights_entry(info: dict | None) -> dict | str:
     return dict(info) if info else "random init"
 
 
-# --------------------------------------------------------------- model build
-def build_run_model(
-    config: dict, device: torch.device | str = "cpu", load_pretrained: bool = True, text_encoder=None
-) -> tuple[nn.Module, Any]:
-    """Rebuild the model of a run from its config.json content (under the run's seed).
-
-    Returns (model, text_encoder or None). Frozen pretrained parts are loaded
-    from their files here, and a finetuning model's tokenizer from its
-    pretrain run (unless load_pretrained=False); trainable weights come from
-    a checkpoint later. text_encoder: a finetuning's encoder as the record of its cached
-    outputs (`ClipArrays.text_encoder()`), used instead of building it, for a model that
-    reads every output of its text encoder from such files.
-    """
-    from textseld.models.factory import build_baseline, build_model
-
-    torch.manual_seed(int(config["seed"]))  # random-init frozen parts are rebuilt identically
-    cfg = _model_cfg(config["model"])
-    kind = config["kind"]
-    encoder = None
-    model: nn.Module
-    if kind == "baseline":
-        model = build_baseline(cfg)
-    elif kind == "pretrain":
-        model = build_model(source=config["source"], text=None, head="pretrain", cfg=cfg)
-    else:
-        from textseld.models.factory import build_text_encoder
-
-        if text_encoder is not None:  # its outputs are all read from files: not built
-            encoder = text_encoder
-        elif "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(config["text_encoder_seed"]))
-                encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
-        else:  # runs written before text_encoder_seed: built under the run's seed
-            encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
-        encoder.lock()
-        if encoder.width != cfg.token_width:
-            raise RunConfigError(
-                f"text encoder {config['text']!r} has width {encoder.width} but the model "
-                f"config's token_width is {cfg.token_width}; they must be equal"
-            )
-        model = build_model(
-            source=config["source"], text=config["text"], head=config["head"], cfg=cfg, text_encoder=encoder
-        )
-        if load_pretrained:
-            load_pretrained_tokenizer(model, config["inputs"]["pretrained_dir"], config["source"])
-        if config.get("train", {}).get("freeze_tokenizer"):
-            cast("SeldTextModel", model).freeze_tokenizer()
-    return model.to(device), encoder
-
-
-def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=None, gt_embed=None):
-    """The loop's Task for a run's kind (predict-only when sentence/gt_embed are None)."""
-    if config["kind"] != "finetune":
-        return AudioTask(model, train_cfg.distance_scale, train_cfg.adpit_weight)
-    from textseld.text.templates import TEMPLATES
-
-    return TextTask(
-        model,
-        sentence,
-        gt_embed,
-        len(TEMPLATES),
-        train_cfg.mae_weight,
-        train_cfg.adpit_weight,
-        train_cfg.distance_scale,
-        train_cfg.text_frames_per_clip,
-        train_cfg.train_templates,
-    )
-
-
+# --------------------------------------------------------------- weights record
 def weights_record(config: dict, model: nn.Module, encoder) -> dict:
     """Which weights the run's pretrained components started from (file + sha256, or random init)."""
     record: dict[str, Any] = {}
@@ -324,86 +227,6 @@ def _param_groups(model: nn.Module, train_cfg: TrainConfig, kind: str) -> list[d
 def make_optimizer(model: nn.Module, train_cfg: TrainConfig, kind: str) -> torch.optim.Adam:
     groups = [g for g in _param_groups(model, train_cfg, kind) if g["params"]]
     return torch.optim.Adam(groups, weight_decay=train_cfg.weight_decay)
-
-
-def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
-    """config.json of a finished pretrain run of `source`; clear errors otherwise."""
-    pdir = Path(pretrained_dir)
-    best, cfg_path = pdir / "best.pt", pdir / "config.json"
-    if not best.is_file() or not cfg_path.is_file():
-        missing = best if not best.is_file() else cfg_path
-        raise RunConfigError(
-            f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain-tokenizer "
-            f"--source {source} --out {pdir}` first)"
-        )
-    pcfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if pcfg.get("kind") != "pretrain" or pcfg.get("source") != source:
-        raise RunConfigError(
-            f"{pdir}: is a {pcfg.get('kind')} run with source {pcfg.get('source')!r}; "
-            f"finetuning needs a pretrain run with source {source!r}"
-        )
-    return pcfg
-
-
-def load_pretrained_tokenizer(model: nn.Module, pretrained_dir: str | os.PathLike, source: str) -> None:
-    """Put the tokenizer of a pretrain run (its best.pt) into `model.tokenizer`, frozen parts included.
-
-    The pretrain model is rebuilt from its own config.json (so frozen parts
-    that were randomly initialised, e.g. a BEATs transformer without a
-    checkpoint file, are exactly the ones it was trained with), its best.pt
-    loaded, and its whole tokenizer state copied.
-    """
-    pcfg = pretrain_run_config(pretrained_dir, source)
-    best = Path(pretrained_dir) / "best.pt"
-    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-        pre_model, _ = build_run_model(pcfg)
-    load_trainable_state(pre_model, read_checkpoint(best)["model"], best)
-    load_full_state(cast(nn.Module, model.tokenizer), cast(nn.Module, pre_model.tokenizer).state_dict(), best)
-
-
-def _cache_record(config: dict, features_h5, stats_h5) -> dict:
-    """What a cached file for this finetuning run must have been computed from."""
-    if config.get("kind") != "finetune" or not config.get("train", {}).get("freeze_tokenizer"):
-        raise RunConfigError(
-            f"cached tokenizer outputs stand in for a fixed tokenizer; this run ({config.get('kind')}, "
-            f"freeze_tokenizer {config.get('train', {}).get('freeze_tokenizer')}) computes its own"
-        )
-    return {
-        "pretrained_best_sha256": sha256_file(Path(config["inputs"]["pretrained_dir"]) / "best.pt"),
-        "features_sha256": sha256_file(features_h5),
-        "stats_sha256": sha256_file(stats_h5),
-    }
-
-
-def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
-    """The fixed tokenizer's tokens of every clip of `features_h5` for a finetuning run (`config`),
-    checked: the run keeps its tokenizer fixed, and the file holds the tokens of these clips by
-    the run's pretrained tokenizer on these statistics (else RunConfigError)."""
-    from textseld.data.hdf5 import read_names
-    from textseld.train.tokens import ClipArrays, TokenCacheError
-
-    expect = _cache_record(config, features_h5, stats_h5)
-    try:
-        return ClipArrays(tokens_h5, "tokens", names=read_names(features_h5), expect=expect)
-    except TokenCacheError as exc:
-        raise RunConfigError(str(exc)) from None
-
-
-def encoded_cache(config: dict, encoded_h5, features_h5, stats_h5, names: list[str]):
-    """The fixed-template text-encoder outputs of the clips `names` of `features_h5` for a
-    finetuning run, checked like `token_cache` and against the run's text encoder."""
-    from textseld.train.tokens import ClipArrays, TokenCacheError
-
-    expect = {
-        **_cache_record(config, features_h5, stats_h5),
-        "text": config["text"],
-        "text_encoder": config["text_encoder"],
-        "text_encoder_seed": config.get("text_encoder_seed", -1),
-    }
-    try:
-        return ClipArrays(encoded_h5, "encoded", names=names, expect=expect)
-    except TokenCacheError as exc:
-        raise RunConfigError(str(exc)) from None
 
 
 def _check_store_names(store, train_h5) -> None:
@@ -578,10 +401,10 @@ def finetune(
     texts: the TextStore file of the training split. cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
     on_config_change and split as in `pretrain`; the pretraining must have used the same split.
-    tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.predict.encode_tokens`),
+    tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.encode.encode_tokens`),
     read instead of running the tokenizer; only with train_cfg's freeze_tokenizer.
     encoded: the fixed-template text-encoder outputs of the validation clips
-    (`textseld.train.predict.encode_sentences`), which validation then reads; likewise.
+    (`textseld.train.encode.encode_sentences`), which validation then reads; likewise.
     encoded_train: those of the training clips (`encode_sentences` with `train_out`), which the
     training steps then read: only with freeze_tokenizer and train_templates "fixed"; all
     frames of every clip then train the head (text_frames_per_clip does not apply), in batches of

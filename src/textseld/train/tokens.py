@@ -16,7 +16,7 @@ whatever its head or seed:
 Both are written once by a workflow rule and read by the finetunings and
 predictions instead of recomputing them; the results are those of the
 model's own forward pass, up to float rounding (tested). The two writers
-live in `textseld.train.predict`.
+live in `textseld.train.encode`.
 
 File layout (HDF5): one float32 dataset per key, rows in `names` order, and
 attributes naming what they were computed from (sha256 of the pretrain

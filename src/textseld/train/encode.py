@@ -1,0 +1,226 @@
+"""The fixed tokenizer's cached outputs: computing them and handing them, checked, to a run.
+
+`encode_tokens` writes the tokens of every clip by a pretrain run's tokenizer;
+`encode_sentences` the text encoder's outputs of every frame under each clip's fixed
+template (METHOD.md section 6, "A fixed tokenizer"). `token_cache` and `encoded_cache`
+open such a file for a finetuning or prediction run, checked against what the run
+computes from. The file format is `textseld.train.tokens`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import cast
+
+import torch
+from tqdm import tqdm
+
+from textseld.models.pretrained import sha256_file
+from textseld.train.checkpoint import load_trainable_state, read_checkpoint
+from textseld.train.loop import make_loader, resolve_device, to_device
+from textseld.train.rebuild import (
+    TEXT_ENCODER_SEED,
+    RunConfigError,
+    build_run_model,
+    pretrain_run_config,
+    text_encoder_record,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _cache_record(config: dict, features_h5, stats_h5) -> dict:
+    """What a cached file for this finetuning run must have been computed from."""
+    if config.get("kind") != "finetune" or not config.get("train", {}).get("freeze_tokenizer"):
+        raise RunConfigError(
+            f"cached tokenizer outputs stand in for a fixed tokenizer; this run ({config.get('kind')}, "
+            f"freeze_tokenizer {config.get('train', {}).get('freeze_tokenizer')}) computes its own"
+        )
+    return {
+        "pretrained_best_sha256": sha256_file(Path(config["inputs"]["pretrained_dir"]) / "best.pt"),
+        "features_sha256": sha256_file(features_h5),
+        "stats_sha256": sha256_file(stats_h5),
+    }
+
+
+def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
+    """The fixed tokenizer's tokens of every clip of `features_h5` for a finetuning run (`config`),
+    checked: the run keeps its tokenizer fixed, and the file holds the tokens of these clips by
+    the run's pretrained tokenizer on these statistics (else RunConfigError)."""
+    from textseld.data.hdf5 import read_names
+    from textseld.train.tokens import ClipArrays, TokenCacheError
+
+    expect = _cache_record(config, features_h5, stats_h5)
+    try:
+        return ClipArrays(tokens_h5, "tokens", names=read_names(features_h5), expect=expect)
+    except TokenCacheError as exc:
+        raise RunConfigError(str(exc)) from None
+
+
+def encoded_cache(config: dict, encoded_h5, features_h5, stats_h5, names: list[str]):
+    """The fixed-template text-encoder outputs of the clips `names` of `features_h5` for a
+    finetuning run, checked like `token_cache` and against the run's text encoder."""
+    from textseld.train.tokens import ClipArrays, TokenCacheError
+
+    expect = {
+        **_cache_record(config, features_h5, stats_h5),
+        "text": config["text"],
+        "text_encoder": config["text_encoder"],
+        "text_encoder_seed": config.get("text_encoder_seed", -1),
+    }
+    try:
+        return ClipArrays(encoded_h5, "encoded", names=names, expect=expect)
+    except TokenCacheError as exc:
+        raise RunConfigError(str(exc)) from None
+
+
+def _pretrain_run(pretrained_dir: str | os.PathLike) -> tuple[dict, dict]:
+    """(config.json of a finished pretrain run, the record of what its outputs are computed from)."""
+    from textseld.train.tokens import TokenCacheError
+
+    pdir = Path(pretrained_dir)
+    cfg_path = pdir / "config.json"
+    if not cfg_path.is_file():
+        raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
+    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
+    pcfg = pretrain_run_config(pdir, source)
+    return pcfg, {"source": source, "pretrained_best_sha256": sha256_file(pdir / "best.pt")}
+
+
+def _inputs_record(features_h5, stats_h5) -> dict:
+
+    return {"features_sha256": sha256_file(features_h5), "stats_sha256": sha256_file(stats_h5)}
+
+
+@torch.no_grad()
+def encode_tokens(
+    *,
+    pretrained_dir: str | os.PathLike,
+    features_h5: str | os.PathLike,
+    stats_h5: str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int = 16,
+    threads: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Write the tokens of every clip of `features_h5` (standardised with `stats_h5`) by the
+    pretrained tokenizer of `pretrained_dir` (its best.pt) to `out` (see textseld.train.tokens)."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.train.tokens import write_clip_arrays
+
+    if threads:
+        torch.set_num_threads(threads)
+    pcfg, record = _pretrain_run(pretrained_dir)
+    best = Path(pretrained_dir) / "best.pt"
+    model, _ = build_run_model(pcfg)
+    load_trainable_state(model, read_checkpoint(best)["model"], best)
+    dev = resolve_device(device)
+    tokenizer = cast(torch.nn.Module, model.tokenizer).to(dev).eval()
+    dataset = PackedDataset(features_h5, stats_h5)
+    loader = make_loader(dataset, batch_size, None, 0, 0)
+
+    def batches():
+        for batch in tqdm(loader, desc=f"tokens of {Path(features_h5).name}", disable=not progress):
+            streams = tokenizer(*(batch[k].to(dev) for k in ("src", "doa", "dist")))
+            yield {"tokens": torch.stack(streams, dim=2).float().cpu().numpy()}  # (B, L, 3, D)
+
+    attrs = {**record, **_inputs_record(features_h5, stats_h5)}
+    path = write_clip_arrays(out, "tokens", dataset.names, batches(), attrs)
+    log.info("wrote the %s tokens of %d clips of %s to %s", record["source"], len(dataset), features_h5, path)
+    return path
+
+
+@torch.no_grad()
+def encode_sentences(
+    *,
+    pretrained_dir: str | os.PathLike,
+    text: str,
+    text_cfg: dict | None,
+    stats_h5: str | os.PathLike,
+    train_h5: str | os.PathLike,
+    split,
+    validation_out: str | os.PathLike,
+    test_h5: str | os.PathLike,
+    test_out: str | os.PathLike,
+    train_out: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    threads: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[Path, ...]:
+    """Write what a finetuning with the fixed tokenizer of `pretrained_dir` and the frozen text
+    encoder `text` (`text_cfg`) computes before its head for the validation clips of `train_h5`
+    (`split`: the shared validation split) and every clip of `test_h5`: each frame's A and
+    placeholder states under the clip's fixed template (see textseld.train.tokens).
+    train_out: also those of the training clips (the others of `train_h5`), for finetunings
+    that keep each training clip's template fixed (train_templates "fixed").
+    Returns the written paths: validation, test[, train]."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.data.splits import SplitConfig
+    from textseld.text.sentences import fixed_template
+    from textseld.train.tasks import fixed_template_ids
+    from textseld.train.tokens import ENCODER_SHAPE_ATTR, write_clip_arrays
+
+    if threads:
+        torch.set_num_threads(threads)
+    pcfg, record = _pretrain_run(pretrained_dir)
+    encoder_record = text_encoder_record(text_cfg or {})
+    config = {
+        "kind": "finetune",
+        "seed": 0,
+        "text_encoder_seed": TEXT_ENCODER_SEED,
+        "source": pcfg["source"],
+        "text": text,
+        "head": "trep",
+        "model": pcfg["model"],
+        "text_encoder": encoder_record,
+        "inputs": {"pretrained_dir": os.path.abspath(pretrained_dir)},
+        "train": {"freeze_tokenizer": True},
+    }
+    dev = resolve_device(device)
+    model, encoder = build_run_model(config, device=dev)
+    model.eval()
+    record = {
+        **record,
+        "text": text,
+        "text_encoder": encoder_record,
+        "text_encoder_seed": TEXT_ENCODER_SEED,
+        # what a run reading these outputs needs of the encoder instead of building it
+        ENCODER_SHAPE_ATTR: {"width": encoder.width, "embed_dim": encoder.embed_dim, "weights": encoder.weights_info},
+    }
+    full = PackedDataset(train_h5, stats_h5)
+    train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
+    lengths = encoder.template_lengths()
+
+    def by_template_length(features_h5, names, indices):
+        """The clips `indices` of `features_h5` (clip names `names`), ordered by their fixed
+        template's length, so that a batch is padded little (the files are read by clip name:
+        their row order is free)."""
+        order = sorted(indices, key=lambda i: lengths[fixed_template(names[i])])
+        return PackedDataset(features_h5, stats_h5, indices=order)
+
+    test_names = PackedDataset(test_h5).names
+    parts = [
+        (by_template_length(train_h5, full.names, val_idx.tolist()), train_h5, validation_out),
+        (by_template_length(test_h5, test_names, range(len(test_names))), test_h5, test_out),
+    ]
+    if train_out is not None:
+        parts.append((by_template_length(train_h5, full.names, train_idx.tolist()), train_h5, train_out))
+    written = []
+    for dataset, features_h5, out in parts:
+        loader = make_loader(dataset, batch_size, None, 0, 0)
+        names = dataset.item_names()
+
+        def batches(loader=loader, features_h5=features_h5):
+            for batch in tqdm(loader, desc=f"{text} outputs of {Path(features_h5).name}", disable=not progress):
+                a, hidden = model.encode(to_device(batch, dev), fixed_template_ids(batch["name"], dev))
+                yield {"A": a.float().cpu().numpy(), "hidden": hidden.float().cpu().numpy()}
+
+        attrs = {**record, **_inputs_record(features_h5, stats_h5)}
+        written.append(write_clip_arrays(out, "encoded", names, batches(), attrs))
+        log.info("wrote the %s outputs of %d clips of %s to %s", text, len(names), features_h5, written[-1])
+    return tuple(written)
