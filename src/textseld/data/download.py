@@ -225,6 +225,28 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _manifest(record: str, api_url: str, entries: dict[str, dict]) -> dict:
+    """The manifest document of a record's downloaded files (entries by file name)."""
+    return {"record": str(record), "api_url": api_url, "files": [entries[k] for k in sorted(entries)]}
+
+
+def _extracted(out: Path, entry: dict | None) -> bool:
+    """A manifest entry whose zip is extracted into `out`, every top-level name still there."""
+    return bool(entry and entry.get("extracted") and all((out / c).exists() for c in entry.get("contents", [])))
+
+
+def _verified_copy(dest: Path, remote: RemoteFile, recorded: bool) -> bool:
+    """Whether `dest` already holds the record's file `remote`: at full size and either recorded
+    as verified (`recorded`) or of its MD5. A file that does not verify is removed."""
+    if dest.exists() and dest.stat().st_size == remote.size and (recorded or md5_of(dest) == remote.md5):
+        log.info("%s: already downloaded and verified", dest.name)
+        return True
+    if dest.exists():
+        log.warning("%s: existing file does not verify; downloading again", dest)
+        dest.unlink()
+    return False
+
+
 def download_record(
     out: str | os.PathLike,
     record: str = DEFAULT_RECORD,
@@ -254,17 +276,16 @@ def download_record(
         available = fetch_file_list(record, api_url, retries, timeout, backoff)
     except DownloadError as exc:
         # Offline re-run: everything already verified and extracted is fine.
-        done = [entries.get(f) for f in wanted]
-        if all(e and e.get("extracted") and all((out / c).exists() for c in e.get("contents", [])) for e in done):
+        if all(_extracted(out, entries.get(f)) for f in wanted):
             log.warning("%s; all requested files are already verified and extracted in %s", exc, out)
-            return {"record": str(record), "api_url": api_url, "files": [entries[k] for k in sorted(entries)]}
+            return _manifest(record, api_url, entries)
         raise
     missing = [f for f in wanted if f not in available]
     if missing:
         raise DownloadError(f"record {record} has no file(s) {missing}; it has {sorted(available)}")
 
     def document() -> dict:
-        return {"record": str(record), "api_url": api_url, "files": [entries[k] for k in sorted(entries)]}
+        return _manifest(record, api_url, entries)
 
     for name in wanted:
         remote = available[name]
@@ -272,16 +293,10 @@ def download_record(
         entry = entries.get(name)
         if not (entry and entry.get("md5") == remote.md5 and entry.get("size") == remote.size):
             entry = None  # unknown, or the record's file changed
-        if entry and entry.get("extracted") and all((out / c).exists() for c in entry.get("contents", [])):
+        if _extracted(out, entry):
             log.info("%s: already downloaded, verified and extracted; skipping", name)
             continue
-        # A zip present at full size was verified when recorded; otherwise hash it.
-        if dest.exists() and dest.stat().st_size == remote.size and (entry or md5_of(dest) == remote.md5):
-            log.info("%s: already downloaded and verified", name)
-        else:
-            if dest.exists():
-                log.warning("%s: existing file does not verify; downloading again", dest)
-                dest.unlink()
+        if not _verified_copy(dest, remote, entry is not None):
             download_file(remote, dest, retries, timeout, backoff, progress)
             entry = None
         if entry is None:

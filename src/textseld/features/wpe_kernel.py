@@ -250,6 +250,18 @@ def _built(folder: Path) -> Iterator[tuple[str, Path]]:
             yield tiling_name(tiling), path
 
 
+def _us_per_row(calls: dict) -> dict[str, float]:
+    """Microseconds per row of the bench block of each of `calls` (`measure`d single-threaded,
+    as wpe()'s workers run), rounded to 0.01."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seconds = measure(calls)
+    finally:
+        torch.set_num_threads(threads)
+    return {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
+
+
 def choose(
     reference: Reference | None = None, folder: Path | None = None, solve_reference: SolveReference | None = None
 ) -> dict:
@@ -287,13 +299,7 @@ def choose(
         candidates = {name: _kernel_call(lib, y_re, y_im, w, BENCH_CALLS) for name, lib in libs.items()}
         if reference is not None:
             candidates["torch"] = reference(y_re, y_im, w, BENCH_TAPS, BENCH_DELAY, BENCH_CALLS)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            seconds = measure(candidates)
-        finally:
-            torch.set_num_threads(threads)
-        us = {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
+        us = _us_per_row(candidates)
         kernels = [name for name in us if name != "torch"]
         fastest = min(kernels, key=us.__getitem__) if kernels else None
         solve_us = {}
@@ -304,12 +310,7 @@ def choose(
             solvers = {"kernel": _solve_call(libs[fastest], r, p, BENCH_CALLS)}
             if solve_reference is not None:
                 solvers["torch"] = solve_reference(r, p, BENCH_CALLS)
-            torch.set_num_threads(1)
-            try:
-                seconds = measure(solvers)
-            finally:
-                torch.set_num_threads(threads)
-            solve_us = {name: round(s / (BENCH_CALLS * BENCH_ROWS) * 1e6, 2) for name, s in seconds.items()}
+            solve_us = _us_per_row(solvers)
         found = {
             "cpu": cpu_model(),
             "compiler": compiler,

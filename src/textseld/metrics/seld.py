@@ -112,6 +112,61 @@ def _cell_table(rows: list[np.ndarray], limit: list[int], official_slots: bool, 
     return key, az, dist
 
 
+def _scored_clips(
+    refs: Mapping[str, np.ndarray], preds: Mapping[str, np.ndarray | None], protocol: str
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[int]]:
+    """The clips a protocol scores, sorted by name: (names, reference rows, predicted rows, the
+    number of frames scored in each). `dcase2025` skips a clip without a prediction and scores
+    the frames before its last annotated one; `strict` scores every clip, all frames."""
+    names, ref_rows, pred_rows, limit = [], [], [], []
+    empty = np.zeros((0, 6))
+    for name in sorted(refs):
+        r = np.asarray(refs[name], dtype=np.float64).reshape(-1, 6)
+        p = preds.get(name)
+        if protocol == "dcase2025":
+            if p is None:
+                continue  # official: a reference without a prediction file is skipped
+            t = int(r[:, 0].max()) if len(r) else 0  # official: last annotated frame is not scored
+        else:
+            t = N_LABEL_FRAMES
+        names.append(name)
+        ref_rows.append(r)
+        pred_rows.append(empty if p is None else np.asarray(p, dtype=np.float64).reshape(-1, 6))
+        limit.append(t)
+    return names, ref_rows, pred_rows, limit
+
+
+def _matched_cell_errors(
+    ref: tuple[np.ndarray, ...], pred: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell with references and predictions: (spatially wrong pairs, azimuth error sum,
+    relative distance error sum) of its minimum-cost assignment. ref, pred: (first row of each
+    cell, rows per cell, azimuths, distances); cells solved in groups of equal (R, Q)."""
+    rs, rn, raz, rd = ref
+    ps, pn, paz, pd = pred
+    wrong = np.zeros(rs.size)
+    doa_sum = np.zeros(rs.size)
+    rde_sum = np.zeros(rs.size)
+    shape_code = rn * (int(pn.max(initial=0)) + 1) + pn
+    by_shape = np.argsort(shape_code, kind="stable")
+    _, g_start, g_len = _runs(shape_code[by_shape])
+    for s0, n in zip(g_start.tolist(), g_len.tolist()):
+        g = by_shape[s0 : s0 + n]
+        n_ref, n_pred = int(rn[g[0]]), int(pn[g[0]])
+        ri = rs[g, None] + np.arange(n_ref)[None, :]  # (n, R)
+        pi = ps[g, None] + np.arange(n_pred)[None, :]  # (n, Q)
+        cost = np.abs(fold_azimuth(raz[ri])[:, :, None] - fold_azimuth(paz[pi])[:, None, :])
+        rows, cols = batched_assignment(cost)  # (n, K)
+        e_doa = np.take_along_axis(cost.reshape(n, -1), rows * n_pred + cols, axis=1)
+        d_ref = np.take_along_axis(rd[ri], rows, axis=1)
+        d_pred = np.take_along_axis(pd[pi], cols, axis=1)
+        e_rel = np.abs(d_ref - d_pred) / (d_ref + EPS)
+        wrong[g] = ((e_doa > DOA_THRESHOLD) | (e_rel > REL_DIST_THRESHOLD)).sum(axis=1)
+        doa_sum[g] = e_doa.sum(axis=1)
+        rde_sum[g] = e_rel.sum(axis=1)
+    return wrong, doa_sum, rde_sum
+
+
 def clip_statistics(
     refs: Mapping[str, np.ndarray],
     preds: Mapping[str, np.ndarray | None],
@@ -130,21 +185,7 @@ def clip_statistics(
     unknown = sorted(set(preds) - set(refs))
     if unknown:
         raise KeyError(f"prediction for clip {unknown[0]!r} has no reference ({len(unknown)} such clips)")
-    names, ref_rows, pred_rows, limit = [], [], [], []
-    empty = np.zeros((0, 6))
-    for name in sorted(refs):
-        r = np.asarray(refs[name], dtype=np.float64).reshape(-1, 6)
-        p = preds.get(name)
-        if protocol == "dcase2025":
-            if p is None:
-                continue  # official: a reference without a prediction file is skipped
-            t = int(r[:, 0].max()) if len(r) else 0  # official: last annotated frame is not scored
-        else:
-            t = N_LABEL_FRAMES
-        names.append(name)
-        ref_rows.append(r)
-        pred_rows.append(empty if p is None else np.asarray(p, dtype=np.float64).reshape(-1, 6))
-        limit.append(t)
+    names, ref_rows, pred_rows, limit = _scored_clips(refs, preds, protocol)
     official = protocol == "dcase2025"
     rk, raz, rd = _cell_table(ref_rows, limit, official, names, "reference")
     pk, paz, pd = _cell_table(pred_rows, limit, official, names, "prediction")
@@ -157,27 +198,7 @@ def clip_statistics(
     rs, rn = rstart[both_r], rcount[both_r]
     ps, pn = pstart[both_p], pcount[both_p]  # same cell order (both sorted)
 
-    # per matched cell: spatially wrong pairs, error sums; solved in groups of equal (R, Q)
-    wrong = np.zeros(cells.size)
-    doa_sum = np.zeros(cells.size)
-    rde_sum = np.zeros(cells.size)
-    shape_code = rn * (int(pn.max(initial=0)) + 1) + pn
-    by_shape = np.argsort(shape_code, kind="stable")
-    _, g_start, g_len = _runs(shape_code[by_shape])
-    for s0, n in zip(g_start.tolist(), g_len.tolist()):
-        g = by_shape[s0 : s0 + n]
-        n_ref, n_pred = int(rn[g[0]]), int(pn[g[0]])
-        ri = rs[g, None] + np.arange(n_ref)[None, :]  # (n, R)
-        pi = ps[g, None] + np.arange(n_pred)[None, :]  # (n, Q)
-        cost = np.abs(fold_azimuth(raz[ri])[:, :, None] - fold_azimuth(paz[pi])[:, None, :])
-        rows, cols = batched_assignment(cost)  # (n, K)
-        e_doa = np.take_along_axis(cost.reshape(n, -1), rows * n_pred + cols, axis=1)
-        d_ref = np.take_along_axis(rd[ri], rows, axis=1)
-        d_pred = np.take_along_axis(pd[pi], cols, axis=1)
-        e_rel = np.abs(d_ref - d_pred) / (d_ref + EPS)
-        wrong[g] = ((e_doa > DOA_THRESHOLD) | (e_rel > REL_DIST_THRESHOLD)).sum(axis=1)
-        doa_sum[g] = e_doa.sum(axis=1)
-        rde_sum[g] = e_rel.sum(axis=1)
+    wrong, doa_sum, rde_sum = _matched_cell_errors((rs, rn, raz, rd), (ps, pn, paz, pd))
 
     # the statistics row of a cell is (clip, class) = (key // (L*C), key % C)
     def row_of(key):

@@ -18,7 +18,10 @@ from typing import cast
 import torch
 from tqdm import tqdm
 
+from textseld.data.hdf5 import PackedDataset, read_names
+from textseld.data.splits import SplitConfig
 from textseld.models.pretrained import sha256_file
+from textseld.text.sentences import fixed_template
 from textseld.train.checkpoint import load_trainable_state, read_checkpoint
 from textseld.train.loop import make_loader, resolve_device, to_device
 from textseld.train.rebuild import (
@@ -28,6 +31,8 @@ from textseld.train.rebuild import (
     pretrain_run_config,
     text_encoder_record,
 )
+from textseld.train.tasks import fixed_template_ids
+from textseld.train.tokens import ENCODER_SHAPE_ATTR, ClipArrays, TokenCacheError, write_clip_arrays
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +55,6 @@ def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
     """The fixed tokenizer's tokens of every clip of `features_h5` for a finetuning run (`config`),
     checked: the run keeps its tokenizer fixed, and the file holds the tokens of these clips by
     the run's pretrained tokenizer on these statistics (else RunConfigError)."""
-    from textseld.data.hdf5 import read_names
-    from textseld.train.tokens import ClipArrays, TokenCacheError
 
     expect = _cache_record(config, features_h5, stats_h5)
     try:
@@ -63,7 +66,6 @@ def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
 def encoded_cache(config: dict, encoded_h5, features_h5, stats_h5, names: list[str]):
     """The fixed-template text-encoder outputs of the clips `names` of `features_h5` for a
     finetuning run, checked like `token_cache` and against the run's text encoder."""
-    from textseld.train.tokens import ClipArrays, TokenCacheError
 
     expect = {
         **_cache_record(config, features_h5, stats_h5),
@@ -79,7 +81,6 @@ def encoded_cache(config: dict, encoded_h5, features_h5, stats_h5, names: list[s
 
 def _pretrain_run(pretrained_dir: str | os.PathLike) -> tuple[dict, dict]:
     """(config.json of a finished pretrain run, the record of what its outputs are computed from)."""
-    from textseld.train.tokens import TokenCacheError
 
     pdir = Path(pretrained_dir)
     cfg_path = pdir / "config.json"
@@ -109,8 +110,6 @@ def encode_tokens(
 ) -> Path:
     """Write the tokens of every clip of `features_h5` (standardised with `stats_h5`) by the
     pretrained tokenizer of `pretrained_dir` (its best.pt) to `out` (see textseld.train.tokens)."""
-    from textseld.data.hdf5 import PackedDataset
-    from textseld.train.tokens import write_clip_arrays
 
     if threads:
         torch.set_num_threads(threads)
@@ -159,31 +158,12 @@ def encode_sentences(
     train_out: also those of the training clips (the others of `train_h5`), for finetunings
     that keep each training clip's template fixed (train_templates "fixed").
     Returns the written paths: validation, test[, train]."""
-    from textseld.data.hdf5 import PackedDataset
-    from textseld.data.splits import SplitConfig
-    from textseld.text.sentences import fixed_template
-    from textseld.train.tasks import fixed_template_ids
-    from textseld.train.tokens import ENCODER_SHAPE_ATTR, write_clip_arrays
-
     if threads:
         torch.set_num_threads(threads)
     pcfg, record = _pretrain_run(pretrained_dir)
     encoder_record = text_encoder_record(text_cfg or {})
-    config = {
-        "kind": "finetune",
-        "seed": 0,
-        "text_encoder_seed": TEXT_ENCODER_SEED,
-        "source": pcfg["source"],
-        "text": text,
-        "head": "trep",
-        "model": pcfg["model"],
-        "text_encoder": encoder_record,
-        "inputs": {"pretrained_dir": os.path.abspath(pretrained_dir)},
-        "train": {"freeze_tokenizer": True},
-    }
     dev = resolve_device(device)
-    model, encoder = build_run_model(config, device=dev)
-    model.eval()
+    model, encoder = _fixed_tokenizer_model(pretrained_dir, pcfg, text, encoder_record, dev)
     record = {
         **record,
         "text": text,
@@ -212,15 +192,43 @@ def encode_sentences(
         parts.append((by_template_length(train_h5, full.names, train_idx.tolist()), train_h5, train_out))
     written = []
     for dataset, features_h5, out in parts:
-        loader = make_loader(dataset, batch_size, None, 0, 0)
-        names = dataset.item_names()
-
-        def batches(loader=loader, features_h5=features_h5):
-            for batch in tqdm(loader, desc=f"{text} outputs of {Path(features_h5).name}", disable=not progress):
-                a, hidden = model.encode(to_device(batch, dev), fixed_template_ids(batch["name"], dev))
-                yield {"A": a.float().cpu().numpy(), "hidden": hidden.float().cpu().numpy()}
-
         attrs = {**record, **_inputs_record(features_h5, stats_h5)}
-        written.append(write_clip_arrays(out, "encoded", names, batches(), attrs))
-        log.info("wrote the %s outputs of %d clips of %s to %s", text, len(names), features_h5, written[-1])
+        written.append(_write_encoded(model, dataset, features_h5, out, attrs, text, batch_size, dev, progress))
     return tuple(written)
+
+
+def _fixed_tokenizer_model(pretrained_dir, pcfg: dict, text: str, encoder_record: dict, dev: torch.device):
+    """(model in eval mode, text encoder) of a finetuning with the fixed tokenizer of the pretrain
+    run `pretrained_dir` (config `pcfg`) and the frozen text encoder `text`: what comes before
+    the head is the same for every head and seed, so one model computes it for all of them."""
+    config = {
+        "kind": "finetune",
+        "seed": 0,
+        "text_encoder_seed": TEXT_ENCODER_SEED,
+        "source": pcfg["source"],
+        "text": text,
+        "head": "trep",
+        "model": pcfg["model"],
+        "text_encoder": encoder_record,
+        "inputs": {"pretrained_dir": os.path.abspath(pretrained_dir)},
+        "train": {"freeze_tokenizer": True},
+    }
+    model, encoder = build_run_model(config, device=dev)
+    model.eval()
+    return model, encoder
+
+
+def _write_encoded(model, dataset, features_h5, out, attrs: dict, text: str, batch_size: int, dev, progress: bool):
+    """Write A and the placeholder states of every frame of the clips of `dataset` (under each
+    clip's fixed template) to `out`, an "encoded" file with `attrs`; returns its path."""
+    loader = make_loader(dataset, batch_size, None, 0, 0)
+    names = dataset.item_names()
+
+    def batches():
+        for batch in tqdm(loader, desc=f"{text} outputs of {Path(features_h5).name}", disable=not progress):
+            a, hidden = model.encode(to_device(batch, dev), fixed_template_ids(batch["name"], dev))
+            yield {"A": a.float().cpu().numpy(), "hidden": hidden.float().cpu().numpy()}
+
+    path = write_clip_arrays(out, "encoded", names, batches(), attrs)
+    log.info("wrote the %s outputs of %d clips of %s to %s", text, len(names), features_h5, path)
+    return path

@@ -37,6 +37,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sized
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -280,6 +281,141 @@ def validate(
 
 
 # ------------------------------------------------------------------------- fit
+@dataclass
+class _Progress:
+    """Where a run stands, as its checkpoints record it besides weights and RNG states."""
+
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    best_metrics: dict[str, Any] | None = None
+    partial: dict[str, Any] = field(default_factory=dict)  # sums of an epoch cut off mid-way
+
+
+@dataclass
+class _Checkpointer:
+    """Writes the checkpoints of one `fit`: what it trains and where it stands."""
+
+    task: Task
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    task_gen: torch.Generator
+    progress: _Progress
+
+    def save(self, path: Path, at_epoch: int, at_batch: int, extra: dict, full: bool = True) -> None:
+        if full:  # last.pt: also what best.pt / val_metrics.json are rebuilt from
+            extra = {**extra, "best_metrics": self.progress.best_metrics}
+        save_checkpoint(
+            path,
+            model=self.task.model,
+            optimizers=[self.optimizer] if full else [],
+            schedulers=[self.scheduler] if full else [],
+            epoch=at_epoch,
+            step=self.progress.step,
+            batch_in_epoch=at_batch,
+            best_metric=self.progress.best_metric,
+            best_epoch=self.progress.best_epoch,
+            extra_rng={"task": self.task_gen.get_state()},
+            extra=extra,
+        )
+
+
+def _resume(run_dir: Path, ckpt: _Checkpointer) -> None:
+    """Restore the run in `run_dir` from its last.pt into `ckpt` (model, optimizer, scheduler,
+    task RNG and progress); a fresh run, or one whose best checkpoint is lost, starts anew."""
+    last_path = run_dir / "last.pt"
+    state = read_checkpoint(last_path) if last_path.is_file() else None
+    lost = _recover_best(run_dir, state) if state is not None else None
+    if lost:
+        log.warning("%s: cannot resume from %s: %s; training afresh", run_dir, last_path, lost)
+        _discard_run_state(run_dir)
+        state = None
+    elif state is None:  # a fresh run: nothing of an earlier one may be taken for its result
+        _discard_run_state(run_dir)
+    if state is None:
+        return
+    restore_checkpoint(
+        state, last_path, model=ckpt.task.model, optimizers=[ckpt.optimizer], schedulers=[ckpt.scheduler]
+    )
+    ckpt.task_gen.set_state(state["extra_rng"]["task"])
+    progress = ckpt.progress
+    progress.epoch, progress.step, progress.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+    progress.best_metric, progress.best_epoch = state["best_metric"], state["best_epoch"]
+    progress.best_metrics = (
+        json.loads((run_dir / "val_metrics.json").read_text(encoding="utf-8"))
+        if progress.best_epoch is not None
+        else None
+    )
+    progress.partial = state["extra"].get("partial", {}) if progress.batch_in_epoch else {}
+    log.info(
+        "resuming %s at epoch %d, batch %d (step %d)", run_dir, progress.epoch, progress.batch_in_epoch, progress.step
+    )
+
+
+def _train_epoch(
+    ckpt: _Checkpointer,
+    train_set: Dataset,
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    last_path: Path,
+    on_step: Callable[[int, int], None] | None,
+) -> tuple[dict[str, float], int, float]:
+    """The training steps of the epoch `ckpt.progress.epoch`, from the batch it stands at (a
+    resumed epoch continues its sums). Returns (loss sums, batches summed, start time)."""
+    task, optimizer, progress = ckpt.task, ckpt.optimizer, ckpt.progress
+    partial = progress.partial
+    t0 = time.monotonic() - float(partial.get("seconds", 0.0))
+    sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
+    done = int(partial.get("batches", 0))
+    n_train = len(cast(Sized, train_set))  # map-style datasets (PackedDataset) have a length
+    n_batches = batches_per_epoch(n_train, cfg)
+    sampler = EpochSampler(
+        n_train, cfg.batch_size, seed, progress.epoch, progress.batch_in_epoch, cfg.max_steps_per_epoch
+    )
+    set_epoch = getattr(train_set, "set_epoch", None)
+    if set_epoch is not None:  # a dataset whose items depend on the epoch (textseld.train.frames)
+        set_epoch(progress.epoch)
+    loader = make_loader(train_set, cfg.batch_size, sampler, cfg.num_workers, seed)
+    task.model.train()
+    bar = tqdm(
+        loader,
+        desc=f"epoch {progress.epoch + 1}/{cfg.epochs}",
+        total=len(loader),
+        leave=False,
+        disable=not cfg.progress,
+    )
+    for batch in bar:
+        losses = task.losses(to_device(batch, device), ckpt.task_gen)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        progress.step += 1
+        progress.batch_in_epoch += 1
+        done += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
+        if (
+            cfg.checkpoint_every_steps
+            and progress.step % cfg.checkpoint_every_steps == 0
+            and progress.batch_in_epoch < n_batches
+        ):
+            ckpt.save(
+                last_path,
+                progress.epoch,
+                progress.batch_in_epoch,
+                {"partial": {"sums": sums, "batches": done, "seconds": time.monotonic() - t0}},
+            )
+        if on_step is not None:
+            on_step(progress.epoch, progress.step)
+    return sums, done, t0
+
+
 def fit(
     run_dir: str | os.PathLike,
     task: Task,
@@ -304,118 +440,45 @@ def fit(
     log_path, metrics_path = run_dir / "log.csv", run_dir / "val_metrics.json"
     scheduler = make_scheduler(optimizer, cfg)
     task_gen = torch.Generator().manual_seed(int(seed) + 7919)
-    epoch, step, batch_in_epoch = 0, 0, 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    best_metrics: dict[str, Any] | None = None
-    partial: dict[str, Any] = {}
-    state = read_checkpoint(last_path) if last_path.is_file() else None
-    lost = _recover_best(run_dir, state) if state is not None else None
-    if lost:
-        log.warning("%s: cannot resume from %s: %s; training afresh", run_dir, last_path, lost)
-        _discard_run_state(run_dir)
-        state = None
-    elif state is None:  # a fresh run: nothing of an earlier one may be taken for its result
-        _discard_run_state(run_dir)
-    if state is not None:
-        restore_checkpoint(state, last_path, model=task.model, optimizers=[optimizer], schedulers=[scheduler])
-        task_gen.set_state(state["extra_rng"]["task"])
-        epoch, step, batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
-        best_metric, best_epoch = state["best_metric"], state["best_epoch"]
-        best_metrics = (
-            json.loads((run_dir / "val_metrics.json").read_text(encoding="utf-8")) if best_epoch is not None else None
-        )
-        partial = state["extra"].get("partial", {}) if batch_in_epoch else {}
-        log.info("resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch, batch_in_epoch, step)
-    rows = [r for r in _read_log(log_path) if int(r["epoch"]) < epoch]
-
-    def checkpoint(path: Path, at_epoch: int, at_batch: int, extra: dict, full: bool = True) -> None:
-        if full:  # last.pt: also what best.pt / val_metrics.json are rebuilt from
-            extra = {**extra, "best_metrics": best_metrics}
-        save_checkpoint(
-            path,
-            model=task.model,
-            optimizers=[optimizer] if full else [],
-            schedulers=[scheduler] if full else [],
-            epoch=at_epoch,
-            step=step,
-            batch_in_epoch=at_batch,
-            best_metric=best_metric,
-            best_epoch=best_epoch,
-            extra_rng={"task": task_gen.get_state()},
-            extra=extra,
-        )
-
-    n_train = len(cast(Sized, train_set))  # map-style datasets (PackedDataset) have a length
-    n_batches = batches_per_epoch(n_train, cfg)
-    while epoch < cfg.epochs:
-        t0 = time.monotonic() - float(partial.get("seconds", 0.0))
-        sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
-        done = int(partial.get("batches", 0))
-        sampler = EpochSampler(n_train, cfg.batch_size, seed, epoch, batch_in_epoch, cfg.max_steps_per_epoch)
-        set_epoch = getattr(train_set, "set_epoch", None)
-        if set_epoch is not None:  # a dataset whose items depend on the epoch (textseld.train.frames)
-            set_epoch(epoch)
-        loader = make_loader(train_set, cfg.batch_size, sampler, cfg.num_workers, seed)
-        task.model.train()
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), leave=False, disable=not cfg.progress
-        )
-        for batch in bar:
-            losses = task.losses(to_device(batch, device), task_gen)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            batch_in_epoch += 1
-            done += 1
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
-            if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and batch_in_epoch < n_batches:
-                checkpoint(
-                    last_path,
-                    epoch,
-                    batch_in_epoch,
-                    {"partial": {"sums": sums, "batches": done, "seconds": time.monotonic() - t0}},
-                )
-            if on_step is not None:
-                on_step(epoch, step)
+    ckpt = _Checkpointer(task, optimizer, scheduler, task_gen, _Progress())
+    _resume(run_dir, ckpt)
+    progress = ckpt.progress
+    rows = [r for r in _read_log(log_path) if int(r["epoch"]) < progress.epoch]
+    while progress.epoch < cfg.epochs:
+        sums, done, t0 = _train_epoch(ckpt, train_set, cfg, seed, device, last_path, on_step)
         lrs = {f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}
         scheduler.step()
         metrics = validate(task, val_set, val_refs, cfg, device, seed)
-        row: dict[str, Any] = {"epoch": epoch, "step": step}
+        row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step}
         row.update({k: sums.get(k, math.nan) / max(done, 1) for k in LOSS_KEYS})
         row.update({"val_F": metrics["F"], "val_DOAE": metrics["DOAE"], "val_RDE": metrics["RDE"]})
         row.update(lrs)
         row["seconds"] = round(time.monotonic() - t0, 3)
         rows.append(row)
-        improved = best_metric is None or _metric_key(metrics["F"]) > _metric_key(best_metric)
+        improved = progress.best_metric is None or _metric_key(metrics["F"]) > _metric_key(progress.best_metric)
         if improved:
-            best_metric, best_epoch = metrics["F"], epoch
-            best_metrics = {"epoch": epoch, "step": step, **metrics}
+            progress.best_metric, progress.best_epoch = metrics["F"], progress.epoch
+            progress.best_metrics = {"epoch": progress.epoch, "step": progress.step, **metrics}
             # the kept copy first: a last.pt naming epoch N as the best always finds it
-            checkpoint(kept_best_path(run_dir, epoch), epoch + 1, 0, {}, full=False)
+            ckpt.save(kept_best_path(run_dir, progress.epoch), progress.epoch + 1, 0, {}, full=False)
         _write_log(log_path, rows)
-        epoch, batch_in_epoch, partial = epoch + 1, 0, {}
-        checkpoint(last_path, epoch, 0, {})
-        if improved and best_epoch is not None and best_metrics is not None:  # both set when improved
-            _publish_best(run_dir, best_epoch, best_metrics)
+        progress.epoch, progress.batch_in_epoch, progress.partial = progress.epoch + 1, 0, {}
+        ckpt.save(last_path, progress.epoch, 0, {})
+        if improved and progress.best_epoch is not None and progress.best_metrics is not None:
+            _publish_best(run_dir, progress.best_epoch, progress.best_metrics)
         log.info(
             "epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f",
-            epoch,
+            progress.epoch,
             cfg.epochs,
             row["loss"],
             metrics["F"],
             metrics["DOAE"],
             metrics["RDE"],
         )
-    if best_epoch is None or best_metrics is None or not best_path.is_file():
+    if progress.best_epoch is None or progress.best_metrics is None or not best_path.is_file():
         raise RuntimeError(f"{run_dir}: training finished without a validation result")
     # Fresh modification times: a workflow compares them with its inputs', and best.pt may be
     # a link to a file written before the inputs of a resumed job were last touched.
     os.utime(best_path)
-    write_text_atomic(metrics_path, json.dumps(best_metrics, indent=2, default=float) + "\n")
+    write_text_atomic(metrics_path, json.dumps(progress.best_metrics, indent=2, default=float) + "\n")
     return json.loads(metrics_path.read_text(encoding="utf-8"))

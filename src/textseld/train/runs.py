@@ -12,6 +12,7 @@ statistics were computed without (checked). Each writes `config.json`,
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -417,21 +418,7 @@ def finetune(
     mcfg, xcfg = _model_cfg(model_cfg), _text_cfg(text_cfg)
     tcfg = TrainConfig.coerce(train_cfg, "finetune").for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
-    if (tokens or encoded or encoded_train) and not tcfg.freeze_tokenizer:
-        raise RunConfigError(
-            f"{tokens or encoded or encoded_train}: cached tokenizer outputs stand in for a fixed tokenizer; "
-            f"set freeze_tokenizer to use them"
-        )
-    if encoded_train and tcfg.train_templates != "fixed":
-        raise RunConfigError(
-            f"{encoded_train}: the training clips' encodings are under their fixed templates; "
-            f"set train_templates to 'fixed' to train on them (it is {tcfg.train_templates!r})"
-        )
-    if tcfg.shuffle_frames and not encoded_train:
-        raise RunConfigError(
-            "shuffle_frames deals the training clips' cached encodings (encoded_train) into batches "
-            "of frames across clips; this finetuning computes its own: set shuffle_frames to false"
-        )
+    _check_cached_outputs(tcfg, tokens, encoded, encoded_train)
     config = _base_config(
         "finetune",
         seed,
@@ -459,21 +446,43 @@ def finetune(
         )
     config["text_encoder"] = text_encoder_record(xcfg)
     config["text_encoder_seed"] = TEXT_ENCODER_SEED
-
-    def make(model, encoder):
-        from textseld.models.text_encoders import GroundTruthCache
-        from textseld.text.store import TextStore
-
-        store = TextStore(texts)
-        _check_store_names(store, train_h5)
-        if cache_gt:
-            gt_embed = GroundTruthCache(encoder).embed
-        else:
-
-            def gt_embed(sentences):
-                with torch.no_grad():
-                    return encoder.embed_sentences(sentences)
-
-        return make_task(config, model, tcfg, store.sentence, gt_embed)
-
+    make = functools.partial(_make_text_task, config, tcfg, texts, train_h5, cache_gt)
     return _train(run_dir, config, tcfg, make, on_step, on_config_change)
+
+
+def _check_cached_outputs(tcfg: TrainConfig, tokens, encoded, encoded_train) -> None:
+    """A finetuning's cached tokenizer / text-encoder outputs fit its training settings."""
+    if (tokens or encoded or encoded_train) and not tcfg.freeze_tokenizer:
+        raise RunConfigError(
+            f"{tokens or encoded or encoded_train}: cached tokenizer outputs stand in for a fixed tokenizer; "
+            f"set freeze_tokenizer to use them"
+        )
+    if encoded_train and tcfg.train_templates != "fixed":
+        raise RunConfigError(
+            f"{encoded_train}: the training clips' encodings are under their fixed templates; "
+            f"set train_templates to 'fixed' to train on them (it is {tcfg.train_templates!r})"
+        )
+    if tcfg.shuffle_frames and not encoded_train:
+        raise RunConfigError(
+            "shuffle_frames deals the training clips' cached encodings (encoded_train) into batches "
+            "of frames across clips; this finetuning computes its own: set shuffle_frames to false"
+        )
+
+
+def _make_text_task(config: dict, tcfg: TrainConfig, texts, train_h5, cache_gt: bool, model: nn.Module, encoder):
+    """A finetuning's Task: the sentences of the text store `texts` (whose clips must be those
+    of `train_h5`), embedded by the frozen `encoder` (cached across steps unless not cache_gt)."""
+    from textseld.models.text_encoders import GroundTruthCache
+    from textseld.text.store import TextStore
+
+    store = TextStore(texts)
+    _check_store_names(store, train_h5)
+    if cache_gt:
+        gt_embed = GroundTruthCache(encoder).embed
+    else:
+
+        def gt_embed(sentences):
+            with torch.no_grad():
+                return encoder.embed_sentences(sentences)
+
+    return make_task(config, model, tcfg, store.sentence, gt_embed)
