@@ -333,6 +333,13 @@ def test_predict_audio_windows_resampling_and_bad_files(data, pretrained, tmp_pa
     np.testing.assert_allclose(rab, np.concatenate([ra, shifted]), atol=0.02)
     short = read_labels(out / "short48k.csv", kind="prediction", max_frame=None)
     assert short.size == 0 or short[:, 0].max() < N_LABEL_FRAMES
+    # Shorter than a window, one sample, a window and a bit: no event after the end of the audio
+    # (the head fires in every frame, so the frames that hold audio all have events).
+    for n, frames in ((24_000, 10), (1, 1), (175_200, 73)):
+        sf.write(tmp_path / f"len{n}.wav", rng.normal(scale=0.1, size=(n, 2)).astype(np.float32), 24_000)
+        (path,) = predict_audio(pre_dir, [tmp_path / f"len{n}.wav"], out)
+        rows = read_labels(path, kind="prediction", max_frame=None)
+        assert sorted(set(rows[:, 0].astype(int))) == list(range(frames)), n
     sf.write(tmp_path / "mono.wav", a[:, 0], 24_000)
     with pytest.raises(AudioInputError, match=r"mono\.wav.*stereo"):
         predict_audio(pre_dir, [tmp_path / "a.wav", tmp_path / "mono.wav"], out)

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from textseld.atomic import write_text_atomic
-from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
+from textseld.constants import CLIP_SAMPLES, N_CHANNELS, N_LABEL_FRAMES, SAMPLE_RATE
 from textseld.train.checkpoint import load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
 from textseld.train.loop import make_loader, resolve_device, to_device
@@ -412,9 +412,9 @@ def predict_audio(
 
     Long files are processed in 5 s windows, frame indices continuing across
     windows (window w's frame f is written as w * 50 + f); the last window is
-    zero-padded. stats_h5 defaults to the run's training statistics.
+    zero-padded, and the events of frames that start after the end of the audio
+    (in that padding) are dropped. stats_h5 defaults to the run's training statistics.
     """
-    from textseld.constants import N_LABEL_FRAMES
     from textseld.features.extract import compute_features
     from textseld.metrics.decode import decode_output
     from textseld.metrics.predictions import write_prediction
@@ -444,5 +444,13 @@ def predict_audio(
             r = decode_output(task.predict(batch)[0].float().cpu())
             r[:, 0] += w * N_LABEL_FRAMES
             rows.append(r)
-        paths.append(write_prediction(out_dir, path.stem, np.concatenate(rows, axis=0)))
+        events = np.concatenate(rows, axis=0)
+        events = events[events[:, 0] < audio_frames(signal.shape[1])]  # not the last window's padding
+        paths.append(write_prediction(out_dir, path.stem, events))
     return paths
+
+
+def audio_frames(n_samples: int) -> int:
+    """Label frames (100 ms) that hold audio of an n-sample signal: those starting before its end."""
+    per_frame = CLIP_SAMPLES // N_LABEL_FRAMES
+    return -(-n_samples // per_frame)
