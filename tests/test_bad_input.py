@@ -243,3 +243,28 @@ def test_unreadable_text_store_is_named(tmp_path):
         TextStore(bad)
     with pytest.raises(TextStoreError, match=str(bad)):
         read_packed_labels(bad)
+
+
+VERIFY_CASES = {
+    "missing-folder": (lambda d: None, "{d}: weights folder does not exist"),
+    "no-manifest": (lambda d: d.mkdir(), "{d}/manifest.json: not found"),
+    "empty-manifest": (
+        lambda d: (d.mkdir(), (d / "manifest.json").write_text('{"entries": {}}')),
+        "{d}/manifest.json: lists no weights",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", VERIFY_CASES)
+def test_verify_weights_fails_on_a_folder_without_weights(tmp_path, case, capsys):
+    make, expected = VERIFY_CASES[case]
+    folder = tmp_path / "weights"
+    make(folder)
+    assert main(["verify-weights", "--dir", str(folder)]) == 1
+    assert expected.format(d=folder) in capsys.readouterr().out
+
+
+def test_damaged_weights_manifest_is_named(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text('{"entries": {"clip": ')
+    assert main(["verify-weights", "--dir", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'manifest.json'}: not a valid weights manifest" in capsys.readouterr().err
