@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -75,15 +76,64 @@ def test_byte_order_mark_is_accepted(tmp_path):
     np.testing.assert_array_equal(read_labels(bom), plain)
 
 
-def test_features_on_a_split_without_clips_is_an_error(tmp_path):
+def _empty_split(root):
+    (root / "stereo_dev" / "dev-test-x").mkdir(parents=True)
+    (root / "metadata_dev" / "dev-test-x").mkdir(parents=True)
+    return ["dev-test-x"]
+
+
+def _one_folder_too_deep(root):
+    _wav(root / "stereo_dev" / "dev-test-x" / "dev-test-x" / f"{NAME}.wav")
+    _csv(root / "metadata_dev" / "dev-test-x" / "dev-test-x" / f"{NAME}.csv", HEADER + ROWS)
+    return ["dev-test-x"]
+
+
+def _clip_in_two_splits(root):
+    _dataset(root, "dev-train-x", HEADER + ROWS)
+    _dataset(root, "dev-train-y", HEADER + ROWS)
+    return ["dev-train-x", "dev-train-y"]
+
+
+REFUSED_DATASETS = {
+    "split-without-clips": (
+        _empty_split,
+        r"stereo_dev/dev-test-x: split 'dev-test-x' holds no clips \(expected .*stereo_dev/dev-test-x/\*\.wav",
+    ),
+    "clips-one-folder-too-deep": (
+        _one_folder_too_deep,
+        r"holds no clips .*; there are \.wav files one folder deeper, in .*stereo_dev/dev-test-x/dev-test-x: move them",
+    ),
+    "clip-in-two-splits": (
+        _clip_in_two_splits,
+        rf"stereo_dev/dev-train-y/{NAME}\.wav: clip {NAME} is also in split 'dev-train-x'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_DATASETS)
+def test_check_data_and_features_refuse_the_same_datasets(tmp_path, case, capsys):
     from textseld.data.layout import DatasetError
     from textseld.features.pipeline import extract_shard
 
-    (tmp_path / "stereo_dev" / "dev-test-x").mkdir(parents=True)
-    (tmp_path / "metadata_dev" / "dev-test-x").mkdir(parents=True)
-    with pytest.raises(DatasetError, match=r"dev-test-x hold no clips \(expected .*stereo_dev/dev-test-x/\*\.wav"):
-        extract_shard(tmp_path, ["dev-test-x"], tmp_path / "test.h5")
-    assert not (tmp_path / "test.h5").exists()
+    make, expected = REFUSED_DATASETS[case]
+    splits = make(tmp_path)
+    assert main(["check-data", str(tmp_path), "--no-progress", "--splits", *splits]) == 1
+    assert re.search(expected, capsys.readouterr().out)
+    with pytest.raises(DatasetError, match=expected):
+        extract_shard(tmp_path, splits, tmp_path / "out.h5")
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_check_data_and_features_accept_24_bit_and_float_wavs(tmp_path, subtype, capsys):
+    from textseld.features.pipeline import extract_shard
+
+    _csv(tmp_path / "metadata_dev" / "dev-test-x" / f"{NAME}.csv", HEADER + ROWS)
+    wav = tmp_path / "stereo_dev" / "dev-test-x" / f"{NAME}.wav"
+    wav.parent.mkdir(parents=True)
+    sf.write(str(wav), np.random.default_rng(0).uniform(-0.3, 0.3, (CLIP_SAMPLES, 2)), SAMPLE_RATE, subtype=subtype)
+    assert main(["check-data", str(tmp_path), "--no-progress"]) == 0, capsys.readouterr().out
+    assert extract_shard(tmp_path, ["dev-test-x"], tmp_path / "out.h5") == 1
 
 
 # ---------------------------------------------------------------- evaluate
