@@ -318,3 +318,102 @@ def test_damaged_weights_manifest_is_named(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text('{"entries": {"clip": ')
     assert main(["verify-weights", "--dir", str(tmp_path)]) == 1
     assert f"{tmp_path / 'manifest.json'}: not a valid weights manifest" in capsys.readouterr().err
+
+
+# ------------------------------------------ messages that say what and where (CLI)
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A tiny packed training file, its statistics and an empty shard (no training)."""
+    from test_train_runs import write_packed
+    from textseld.data.hdf5 import PackedWriter
+    from textseld.features.extract import feature_config_json
+
+    root = tmp_path_factory.mktemp("packed")
+    train_h5, stats = write_packed(root / "train.h5")
+    with PackedWriter(root / "empty.h5", "dev-train-x", feature_config_json()):
+        pass
+    (root / "a-file").write_text("not a folder")
+    return {"train": train_h5, "stats": stats, "empty": root / "empty.h5", "file": root / "a-file"}
+
+
+def _train_args(d, out, stats=None):
+    return ["train-baseline", "--features", d["train"], "--stats", stats or d["stats"], "--out", out, "--size", "tiny"]
+
+
+def _damaged_run(tmp_path, last=False):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"kind": "baseline", ')
+    if last:
+        (run / "last.pt").write_bytes(b"")
+    return run
+
+
+# case -> (argv from (packed files, tmp_path), expected error text, paths that must not exist afterwards)
+MESSAGES = {
+    "out-is-a-file": (
+        lambda d, t: _train_args(d, d["file"]),
+        "{file}: is a file; expected a folder there",
+        [],
+    ),
+    "out-under-a-file": (
+        lambda d, t: ["feature-stats", "--features", d["train"], "--out", d["file"] / "stats.h5"],
+        "{file}: is a file; expected a folder there (or nothing, for the folder to be made)",
+        [],
+    ),
+    "stats-given-packed-features": (
+        lambda d, t: _train_args(d, t / "run", stats=d["train"]),
+        "{train}: a packed features file: expected the statistics of feature-stats",
+        ["run"],
+    ),
+    "evaluate-pred-is-a-file": (
+        lambda d, t: ["evaluate", "--ref", t, "--pred", d["file"]],
+        "{file}: a file; expected the prediction folder",
+        [],
+    ),
+    "shards-without-clips": (
+        lambda d, t: ["pack-features", "--shards", d["empty"], "--out", t / "packed.h5"],
+        "{empty}: the shards hold no clips (expected at least one",
+        ["packed.h5"],
+    ),
+    "packed-file-without-clips": (
+        lambda d, t: ["feature-stats", "--features", d["empty"], "--out", t / "stats.h5"],
+        "{empty}: holds no clips",
+        ["stats.h5"],
+    ),
+    "pack-features-bad-option": (
+        lambda d, t: (
+            ["pack-features", "--shards", d["train"], "--out", t / "p.h5", "--stats-out", t / "s.h5"]
+            + ["--val-fraction", "2"]
+        ),
+        "'fraction': expected a number in (0, 1), got 2.0",
+        ["p.h5", "s.h5"],
+    ),
+    "pack-features-zero-batch": (
+        lambda d, t: ["pack-features", "--shards", d["train"], "--out", t / "p.h5", "--batch-size", "0"],
+        "batch_size must be >= 1, got 0",
+        ["p.h5"],
+    ),
+    "damaged-run-config-predict": (
+        lambda d, t: ["predict", "--run-dir", _damaged_run(t), "--out", t / "pred", "--features", d["train"]],
+        "{tmp}/run/config.json: damaged run configuration (Expecting",
+        ["pred"],
+    ),
+    "damaged-run-config-resume": (
+        lambda d, t: _train_args(d, _damaged_run(t, last=True)),
+        "{tmp}/run/config.json: damaged run configuration (Expecting",
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MESSAGES)
+def test_errors_name_the_file_and_what_was_expected_and_leave_nothing(packed, tmp_path, case, capsys):
+    make, expected, absent = MESSAGES[case]
+    argv = [str(a) for a in make(packed, tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert expected.format(tmp=tmp_path, **packed) in err, err
+    for name in absent:
+        assert not (tmp_path / name).exists(), name
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))

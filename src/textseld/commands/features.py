@@ -96,8 +96,9 @@ def _split(args) -> dict:
 
 def _pack(args) -> int:
     from textseld.data.hdf5 import merge_shards
-    from textseld.data.splits import compute_training_stats
+    from textseld.data.splits import SplitConfig, compute_training_stats
 
+    SplitConfig.from_dict(_split(args))  # a bad option fails before anything is written
     merge_shards(shards=args.shards, out=args.out, batch_size=args.batch_size)
     if args.stats_out:
         compute_training_stats(packed=args.out, out=args.stats_out, split=_split(args), batch_size=args.batch_size)

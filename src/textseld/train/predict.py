@@ -36,7 +36,9 @@ def run_config(run_dir: str | os.PathLike) -> dict:
     cfg_path = Path(run_dir) / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: run configuration not found (is {run_dir} a run directory?)")
-    return json.loads(cfg_path.read_text(encoding="utf-8"))
+    from textseld.train.runs import read_run_config
+
+    return read_run_config(cfg_path)
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None, text_encoder=None):
@@ -107,15 +109,22 @@ def predict_split(
         int(config["seed"]),
     )
     final = Path(out_dir)
-    target = _fresh_folder(final) if manifest is not None else final
-    target.mkdir(parents=True, exist_ok=True)
+    made = [p for p in final.parents if not p.exists()]  # deepest first
+    target = _fresh_folder(final)  # a failed call leaves nothing behind
     paths: list[Path] = []
-    for batch in tqdm(loader, desc=f"predict {Path(features_h5).name}", disable=not train_cfg.progress):
-        out = task.predict(to_device(batch, dev)).float().cpu()
-        paths += write_outputs(target, list(batch["name"]), out)
+    try:
+        for batch in tqdm(loader, desc=f"predict {Path(features_h5).name}", disable=not train_cfg.progress):
+            out = task.predict(to_device(batch, dev)).float().cpu()
+            paths += write_outputs(target, list(batch["name"]), out)
+    except BaseException:
+        _drop_folder(target, made)
+        raise
     if manifest is not None:
         _swap_folder(target, final)
-        paths = [final / p.name for p in paths]
+    else:
+        _move_files(target, final)
+    paths = [final / p.name for p in paths]
+    if manifest is not None:
         write_text_atomic(
             manifest,
             json.dumps({"folder": str(final), "n_files": len(paths), "files": sorted(p.name for p in paths)}, indent=2)
@@ -135,7 +144,7 @@ def _pretrain_run(pretrained_dir: str | os.PathLike) -> tuple[dict, dict]:
     cfg_path = pdir / "config.json"
     if not cfg_path.is_file():
         raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
-    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
+    source = str(run_config(pdir).get("source"))
     pcfg = pretrain_run_config(pdir, source)
     return pcfg, {"source": source, "pretrained_best_sha256": sha256_file(pdir / "best.pt")}
 
@@ -288,6 +297,24 @@ def _fresh_folder(final: Path) -> Path:
     for stale in final.parent.glob(f".{final.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+
+
+def _drop_folder(folder: Path, made: list[Path]) -> None:
+    """Remove `folder` and the (empty) folders in `made` that a failed call created."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in made:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def _move_files(new: Path, final: Path) -> None:
+    """Move the files of folder `new` into `final` (made if need be; other files there stay)."""
+    final.mkdir(parents=True, exist_ok=True)
+    for path in sorted(new.iterdir()):
+        os.replace(path, final / path.name)
+    new.rmdir()
 
 
 def _swap_folder(new: Path, final: Path) -> None:

@@ -225,6 +225,19 @@ def _changed_keys(old: dict, new: dict) -> list[str]:
     return changed
 
 
+def read_run_config(path: Path) -> dict:
+    """A run's config.json; a damaged one is a RunConfigError naming it."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunConfigError(
+            f"{path}: damaged run configuration ({exc}); expected the JSON object a run writes"
+        ) from None
+    if not isinstance(config, dict):
+        raise RunConfigError(f"{path}: damaged run configuration: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
 def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error") -> None:
     """Write config.json. A run directory holding a run started with another
     configuration is refused (on_config_change="error", the CLI default) or
@@ -236,8 +249,12 @@ def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error
     if path.is_file() and (run_dir / "last.pt").is_file():
         from textseld.train.loop import KEPT_BEST_GLOB
 
-        old = json.loads(path.read_text(encoding="utf-8"))
-        changed = _changed_keys(old, config)
+        try:
+            changed = _changed_keys(read_run_config(path), config)
+        except RunConfigError as exc:  # what the run started with is not known: never resumed
+            if on_config_change == "error":
+                raise RunConfigError(f"{exc}; use a fresh run directory") from None
+            changed = [str(exc)]
         if changed and on_config_change == "restart":
             log.warning(
                 "%s: configuration or inputs changed (%s); discarding the old run and starting afresh",
@@ -336,7 +353,7 @@ def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
             f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain-tokenizer "
             f"--source {source} --out {pdir}` first)"
         )
-    pcfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    pcfg = read_run_config(cfg_path)
     if pcfg.get("kind") != "pretrain" or pcfg.get("source") != source:
         raise RunConfigError(
             f"{pdir}: is a {pcfg.get('kind')} run with source {pcfg.get('source')!r}; "
@@ -436,6 +453,32 @@ def _train(
     cache = token_cache(config, tokens, train_h5, stats_h5) if tokens else None
     if encoded or encoded_train:
         _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
+    created, resumable = not run_dir.exists(), (run_dir / "last.pt").is_file()
+    try:
+        return _train_in(run_dir, config, train_cfg, make, on_step, on_config_change, cache)
+    except BaseException:
+        if run_dir.is_dir() and not resumable and not (run_dir / "last.pt").is_file():  # nothing to resume
+            _clear_run_dir(run_dir, remove=created)
+        raise
+
+
+def _clear_run_dir(run_dir: Path, remove: bool) -> None:
+    """Remove what a run that failed before its first checkpoint wrote (and the folder, when
+    `remove` and it is empty)."""
+    from textseld.train.loop import KEPT_BEST_GLOB
+
+    for name in ("config.json", *RUN_STATE_FILES):
+        (run_dir / name).unlink(missing_ok=True)
+    for kept in run_dir.glob(KEPT_BEST_GLOB):
+        kept.unlink()
+    if remove and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def _train_in(run_dir: Path, config: dict, train_cfg: TrainConfig, make, on_step, on_config_change: str, cache) -> dict:
+    """_train once its inputs are checked: from the run directory on."""
+    train_h5, stats_h5 = config["inputs"]["train_h5"], config["inputs"]["stats_h5"]
+    encoded, encoded_train = config["inputs"].get("encoded_validation"), config["inputs"].get("encoded_train")
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
     device = resolve_device(train_cfg.device)
