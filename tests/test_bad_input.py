@@ -381,14 +381,6 @@ MESSAGES = {
         "{empty}: holds no clips",
         ["stats.h5"],
     ),
-    "pack-features-bad-option": (
-        lambda d, t: (
-            ["pack-features", "--shards", d["train"], "--out", t / "p.h5", "--stats-out", t / "s.h5"]
-            + ["--val-fraction", "2"]
-        ),
-        "'fraction': expected a number in (0, 1), got 2.0",
-        ["p.h5", "s.h5"],
-    ),
     "pack-features-zero-batch": (
         lambda d, t: ["pack-features", "--shards", d["train"], "--out", t / "p.h5", "--batch-size", "0"],
         "batch_size must be >= 1, got 0",

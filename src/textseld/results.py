@@ -1,7 +1,7 @@
 """The results table: join every run's metrics and weights files; recompute nothing.
 
 Input: one `RunRecord` per trained model (system name, seed, one metrics JSON
-per protocol written by `textseld evaluate --json`, its run directory's
+per protocol written by `textseld evaluate --out`, its run directory's
 `weights.json`).
 Output:
 - `runs.csv`: one row per (system, seed), the run's own numbers and 95 %
@@ -20,7 +20,7 @@ Output:
   std over seeds (or the interval with one seed).
 
 Metrics JSON layout (one file per protocol, as written by `textseld evaluate
---json`, i.e. `textseld.metrics.evaluate.evaluate_dirs`): `protocol`, `F`, `DOAE`,
+--out`, i.e. `textseld.metrics.evaluate.evaluate_dirs`): `protocol`, `F`, `DOAE`,
 `RDE` (F and RDE fractions, DOAE degrees, null = undefined) and optionally
 `ci` = `{"F": [low, high], "DOAE": [...], "RDE": [...]}` in the same units.
 A missing interval is reported as empty, never invented.

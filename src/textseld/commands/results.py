@@ -29,11 +29,9 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--out",
-        "--out-dir",
-        dest="out",
         required=True,
         metavar="DIR",
-        help="folder for comparison.csv/.md/.png and runs.csv (--out-dir: old spelling)",
+        help="folder for comparison.csv/.md/.png and runs.csv",
     )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the paired differences")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired differences")
