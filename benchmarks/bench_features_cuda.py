@@ -3,7 +3,7 @@
 Steps, in order (each later step is skipped once the elapsed time passes --budget-s):
 1. environment: torch, CUDA device, driver, compute capability, CPU cores;
 2. clips: N distinct stereo clips rendered in memory by the real synthetic-data generator
-   (`textseld synth`'s scenes, rooms and 16-bit quantisation, formant speech; clip i is
+   (`textseld synthesize-dataset`'s scenes, rooms and 16-bit quantisation, formant speech; clip i is
    fold3 clip i of dev-train-synth for --seed), in a pool of spawned processes;
 3. agreement: `compute_features` on the device for a batch of 4 clips vs the CPU path one
    clip at a time (max |difference| per feature key; dB keys limit 1e-3 dB, ivy 1e-5), and
@@ -16,8 +16,8 @@ Steps, in order (each later step is skipped once the elapsed time passes --budge
    warm-up batch of that size, timed from host arrays to CPU float32 outputs (the function
    returns CPU tensors; `torch.cuda.synchronize()` before each clock read); peak GPU memory;
    a variant stops early (flagged partial) after --variant-cap-s; the device/CPU ratio;
-6. extras: host->device copy+cast orders, WPE alone per clips_per_chunk, and `textseld synth`
-   + `textseld features --device cuda` end to end on --e2e-clips clips.
+6. extras: host->device copy+cast orders, WPE alone per clips_per_chunk, and `textseld synthesize-dataset`
+   + `textseld extract-features --device cuda` end to end on --e2e-clips clips.
 
 Writes OUT/bench_features_cuda.json (all numbers) and OUT/bench_features_cuda.log; the
 summary table is printed last. Exit status: 1 when an agreement check is out of tolerance
@@ -95,7 +95,7 @@ class Report:
 
 
 def synth_pcm(index: int, seed: int) -> np.ndarray:
-    """Audio of clip `index` of dev-train-synth for `seed`, exactly as `textseld synth
+    """Audio of clip `index` of dev-train-synth for `seed`, exactly as `textseld synthesize-dataset
     --speech formant` writes it (labels are not needed and draw no random numbers). (N, 2) int16."""
     from textseld.data.synthesis.generator import SPLITS, clip_rng, render_scene, to_stereo_pcm
     from textseld.data.synthesis.scene import dry_signals, sample_scene
@@ -412,7 +412,7 @@ def wpe_chunks(clips: np.ndarray, device: str, chunk_sizes: list[int], rep: Repo
 
 
 def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> dict:
-    """`textseld synth` (a subprocess: this process has CUDA running) then `textseld features`
+    """`textseld synthesize-dataset` (a subprocess: this process has CUDA running) then `textseld extract-features`
     in this process, timed, and the packed file checked."""
     import h5py
 
@@ -425,7 +425,7 @@ def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> di
             sys.executable,
             "-m",
             "textseld",
-            "synth",
+            "synthesize-dataset",
             "--out",
             str(root),
             "--train-clips",
@@ -434,7 +434,7 @@ def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> di
             "0",
             "--seed",
             "7",
-            "--workers",
+            "--threads",
             str(workers),
             "--speech",
             "formant",
@@ -445,13 +445,13 @@ def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> di
     )
     synth_s = time.perf_counter() - t
     if proc.returncode != 0:
-        raise RuntimeError(f"textseld synth failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    rep.say(f"  textseld synth {n} clips ({workers} workers): {synth_s:.1f} s")
+        raise RuntimeError(f"textseld synthesize-dataset failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    rep.say(f"  textseld synthesize-dataset {n} clips ({workers} workers): {synth_s:.1f} s")
     out = work / "feat.h5"
     t = time.perf_counter()
     rc = cli(
         [
-            "features",
+            "extract-features",
             "--data",
             str(root),
             "--split",
@@ -466,12 +466,12 @@ def end_to_end(n: int, device: str, workers: int, work: Path, rep: Report) -> di
     )
     feat_s = time.perf_counter() - t
     if rc != 0:
-        raise RuntimeError(f"textseld features exited with {rc}")
+        raise RuntimeError(f"textseld extract-features exited with {rc}")
     with h5py.File(out, "r") as f:
         packed = len(f["names"])
         finite = all(bool(np.isfinite(f[k][...]).all()) for k in ("src", "doa", "dist"))
     rep.say(
-        f"  textseld features --device {device}: {feat_s:.1f} s for {packed} clips "
+        f"  textseld extract-features --device {device}: {feat_s:.1f} s for {packed} clips "
         f"({packed / feat_s:.1f} clips/s incl. WAV reading, targets, HDF5 writing and start-up)"
     )
     return {
@@ -707,7 +707,8 @@ def run(args: argparse.Namespace, rep: Report) -> int:
     rep.write_json()
 
     if args.e2e_clips > 0 and not over("CLI end to end", 2 * args.e2e_clips):
-        rep.say(f"== CLI: textseld synth + textseld features --device {device}, {args.e2e_clips} clips")
+        cli_steps = f"textseld synthesize-dataset + textseld extract-features --device {device}"
+        rep.say(f"== CLI: {cli_steps}, {args.e2e_clips} clips")
         with tempfile.TemporaryDirectory(prefix="textseld_e2e_") as work:
             res = attempt(
                 "CLI end to end",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -75,15 +76,64 @@ def test_byte_order_mark_is_accepted(tmp_path):
     np.testing.assert_array_equal(read_labels(bom), plain)
 
 
-def test_features_on_a_split_without_clips_is_an_error(tmp_path):
+def _empty_split(root):
+    (root / "stereo_dev" / "dev-test-x").mkdir(parents=True)
+    (root / "metadata_dev" / "dev-test-x").mkdir(parents=True)
+    return ["dev-test-x"]
+
+
+def _one_folder_too_deep(root):
+    _wav(root / "stereo_dev" / "dev-test-x" / "dev-test-x" / f"{NAME}.wav")
+    _csv(root / "metadata_dev" / "dev-test-x" / "dev-test-x" / f"{NAME}.csv", HEADER + ROWS)
+    return ["dev-test-x"]
+
+
+def _clip_in_two_splits(root):
+    _dataset(root, "dev-train-x", HEADER + ROWS)
+    _dataset(root, "dev-train-y", HEADER + ROWS)
+    return ["dev-train-x", "dev-train-y"]
+
+
+REFUSED_DATASETS = {
+    "split-without-clips": (
+        _empty_split,
+        r"stereo_dev/dev-test-x: split 'dev-test-x' holds no clips \(expected .*stereo_dev/dev-test-x/\*\.wav",
+    ),
+    "clips-one-folder-too-deep": (
+        _one_folder_too_deep,
+        r"holds no clips .*; there are \.wav files one folder deeper, in .*stereo_dev/dev-test-x/dev-test-x: move them",
+    ),
+    "clip-in-two-splits": (
+        _clip_in_two_splits,
+        rf"stereo_dev/dev-train-y/{NAME}\.wav: clip {NAME} is also in split 'dev-train-x'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_DATASETS)
+def test_check_data_and_features_refuse_the_same_datasets(tmp_path, case, capsys):
     from textseld.data.layout import DatasetError
     from textseld.features.pipeline import extract_shard
 
-    (tmp_path / "stereo_dev" / "dev-test-x").mkdir(parents=True)
-    (tmp_path / "metadata_dev" / "dev-test-x").mkdir(parents=True)
-    with pytest.raises(DatasetError, match=r"dev-test-x hold no clips \(expected .*stereo_dev/dev-test-x/\*\.wav"):
-        extract_shard(tmp_path, ["dev-test-x"], tmp_path / "test.h5")
-    assert not (tmp_path / "test.h5").exists()
+    make, expected = REFUSED_DATASETS[case]
+    splits = make(tmp_path)
+    assert main(["check-data", str(tmp_path), "--no-progress", "--splits", *splits]) == 1
+    assert re.search(expected, capsys.readouterr().out)
+    with pytest.raises(DatasetError, match=expected):
+        extract_shard(tmp_path, splits, tmp_path / "out.h5")
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_check_data_and_features_accept_24_bit_and_float_wavs(tmp_path, subtype, capsys):
+    from textseld.features.pipeline import extract_shard
+
+    _csv(tmp_path / "metadata_dev" / "dev-test-x" / f"{NAME}.csv", HEADER + ROWS)
+    wav = tmp_path / "stereo_dev" / "dev-test-x" / f"{NAME}.wav"
+    wav.parent.mkdir(parents=True)
+    sf.write(str(wav), np.random.default_rng(0).uniform(-0.3, 0.3, (CLIP_SAMPLES, 2)), SAMPLE_RATE, subtype=subtype)
+    assert main(["check-data", str(tmp_path), "--no-progress"]) == 0, capsys.readouterr().out
+    assert extract_shard(tmp_path, ["dev-test-x"], tmp_path / "out.h5") == 1
 
 
 # ---------------------------------------------------------------- evaluate
@@ -243,3 +293,119 @@ def test_unreadable_text_store_is_named(tmp_path):
         TextStore(bad)
     with pytest.raises(TextStoreError, match=str(bad)):
         read_packed_labels(bad)
+
+
+VERIFY_CASES = {
+    "missing-folder": (lambda d: None, "{d}: weights folder does not exist"),
+    "no-manifest": (lambda d: d.mkdir(), "{d}/manifest.json: not found"),
+    "empty-manifest": (
+        lambda d: (d.mkdir(), (d / "manifest.json").write_text('{"entries": {}}')),
+        "{d}/manifest.json: lists no weights",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", VERIFY_CASES)
+def test_verify_weights_fails_on_a_folder_without_weights(tmp_path, case, capsys):
+    make, expected = VERIFY_CASES[case]
+    folder = tmp_path / "weights"
+    make(folder)
+    assert main(["verify-weights", "--dir", str(folder)]) == 1
+    assert expected.format(d=folder) in capsys.readouterr().out
+
+
+def test_damaged_weights_manifest_is_named(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text('{"entries": {"clip": ')
+    assert main(["verify-weights", "--dir", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'manifest.json'}: not a valid weights manifest" in capsys.readouterr().err
+
+
+# ------------------------------------------ messages that say what and where (CLI)
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A tiny packed training file, its statistics and an empty shard (no training)."""
+    from test_train_runs import write_packed
+    from textseld.data.hdf5 import PackedWriter
+    from textseld.features.extract import feature_config_json
+
+    root = tmp_path_factory.mktemp("packed")
+    train_h5, stats = write_packed(root / "train.h5")
+    with PackedWriter(root / "empty.h5", "dev-train-x", feature_config_json()):
+        pass
+    (root / "a-file").write_text("not a folder")
+    return {"train": train_h5, "stats": stats, "empty": root / "empty.h5", "file": root / "a-file"}
+
+
+def _train_args(d, out, stats=None):
+    return ["train-baseline", "--features", d["train"], "--stats", stats or d["stats"], "--out", out, "--size", "tiny"]
+
+
+def _damaged_run(tmp_path, last=False):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"kind": "baseline", ')
+    if last:
+        (run / "last.pt").write_bytes(b"")
+    return run
+
+
+# case -> (argv from (packed files, tmp_path), expected error text, paths that must not exist afterwards)
+MESSAGES = {
+    "out-is-a-file": (
+        lambda d, t: _train_args(d, d["file"]),
+        "{file}: is a file; expected a folder there",
+        [],
+    ),
+    "out-under-a-file": (
+        lambda d, t: ["feature-stats", "--features", d["train"], "--out", d["file"] / "stats.h5"],
+        "{file}: is a file; expected a folder there (or nothing, for the folder to be made)",
+        [],
+    ),
+    "stats-given-packed-features": (
+        lambda d, t: _train_args(d, t / "run", stats=d["train"]),
+        "{train}: a packed features file: expected the statistics of feature-stats",
+        ["run"],
+    ),
+    "evaluate-pred-is-a-file": (
+        lambda d, t: ["evaluate", "--ref", t, "--pred", d["file"]],
+        "{file}: a file; expected the prediction folder",
+        [],
+    ),
+    "shards-without-clips": (
+        lambda d, t: ["pack-features", "--shards", d["empty"], "--out", t / "packed.h5"],
+        "{empty}: the shards hold no clips (expected at least one",
+        ["packed.h5"],
+    ),
+    "packed-file-without-clips": (
+        lambda d, t: ["feature-stats", "--features", d["empty"], "--out", t / "stats.h5"],
+        "{empty}: holds no clips",
+        ["stats.h5"],
+    ),
+    "pack-features-zero-batch": (
+        lambda d, t: ["pack-features", "--shards", d["train"], "--out", t / "p.h5", "--batch-size", "0"],
+        "batch_size must be >= 1, got 0",
+        ["p.h5"],
+    ),
+    "damaged-run-config-predict": (
+        lambda d, t: ["predict", "--run-dir", _damaged_run(t), "--out", t / "pred", "--features", d["train"]],
+        "{tmp}/run/config.json: damaged run configuration (Expecting",
+        ["pred"],
+    ),
+    "damaged-run-config-resume": (
+        lambda d, t: _train_args(d, _damaged_run(t, last=True)),
+        "{tmp}/run/config.json: damaged run configuration (Expecting",
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MESSAGES)
+def test_errors_name_the_file_and_what_was_expected_and_leave_nothing(packed, tmp_path, case, capsys):
+    make, expected, absent = MESSAGES[case]
+    argv = [str(a) for a in make(packed, tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert expected.format(tmp=tmp_path, **packed) in err, err
+    for name in absent:
+        assert not (tmp_path / name).exists(), name
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))

@@ -65,12 +65,18 @@ PROJECT_FILES = ("README.md", "BENCHMARKS.md", "Snakefile", "Makefile", "pyproje
 _SKIP_PARTS = {"__pycache__", ".mypy_cache", ".ruff_cache"}
 
 
+def _ignored(path: Path) -> bool:
+    """Generated files git ignores (e.g. src/textseld.egg-info, written by the install from an
+    older README) are not the project's."""
+    return any(part.endswith(".egg-info") for part in path.parts)
+
+
 def project_files() -> list[Path]:
     """The text files of the project (binary files such as figures left out)."""
     files = [ROOT / name for name in PROJECT_FILES]
     for folder in PROJECT_DIRS:
         for path in sorted((ROOT / folder).rglob("*")):
-            if path.is_file() and not _SKIP_PARTS.intersection(path.parts):
+            if path.is_file() and not _SKIP_PARTS.intersection(path.parts) and not _ignored(path):
                 files.append(path)
     out = []
     for path in files:

@@ -9,7 +9,8 @@ import torch
 from nara_wpe.wpe import wpe as nara_wpe
 
 from textseld.constants import CLIP_SAMPLES, N_FEAT_FRAMES, N_MELS, SAMPLE_RATE
-from textseld.features.extract import AudioError, compute_features, load_audio
+from textseld.data.audio import AudioError, load_audio
+from textseld.features.extract import compute_features
 
 T, F = N_FEAT_FRAMES, N_MELS
 

@@ -72,7 +72,7 @@ def test_missing_split_folder(tmp_path):
 def test_duplicate_name_across_splits(tmp_path):
     _touch(tmp_path, "a", [A])
     _touch(tmp_path, "b", [A])
-    with pytest.raises(DatasetError, match="twice"):
+    with pytest.raises(DatasetError, match=f"{A} is also in split 'a'"):
         list_clips(tmp_path, ["a", "b"])
 
 

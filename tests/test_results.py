@@ -6,6 +6,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 
 from textseld.cli import main
@@ -240,3 +241,27 @@ def test_paired_difference_to_the_baseline(tmp_path):
     bad = _with_clip_stats(make_run(tmp_path / "x", "beats-bert-trep", 0, 0.2, 30.0, 0.5), base, names[::-1])
     with pytest.raises(ResultsError, match="same clips"):
         build_tables(runs + [bad], n_boot=10)
+
+
+def test_aggregate_says_why_the_differences_to_the_baseline_are_empty(tmp_path, capsys, caplog):
+    """Metrics without per-clip statistics, or no Baseline run: the Δ columns stay empty, and
+    the table (and a warning) says why, naming a file."""
+    base = make_run(tmp_path, "baseline", 0, 0.25, 30.0, 0.5)
+    other = make_run(tmp_path, "rcc-clip-grep", 0, 0.3, 20.0, 0.4)
+
+    def argv(runs, out):
+        args = ["aggregate", "--out", str(out)]
+        for r, model in runs:
+            args += ["--run", model, str(r.seed), str(r.metrics["dcase2025"]), str(r.metrics["strict"]), str(r.weights)]
+        return args
+
+    assert main(argv([(base, "baseline"), (other, "rcc-clip-grep")], tmp_path / "a")) == 0
+    why = f"no per-clip statistics ({base.metrics['dcase2025']} and 3 more)"
+    assert why in capsys.readouterr().out
+    assert why in (tmp_path / "a" / "comparison.md").read_text() and why in caplog.text
+    assert main(argv([(other, "rcc-clip-grep")], tmp_path / "b")) == 0
+    assert "no Baseline run was given" in (tmp_path / "b" / "comparison.md").read_text()
+    names, stats = ["c1", "c2"], np.ones((2, 13, 7))
+    both = [_with_clip_stats(r, stats, names) for r in (base, other)]
+    assert main(argv([(both[0], "baseline"), (both[1], "rcc-clip-grep")], tmp_path / "c")) == 0
+    assert "Note:" not in (tmp_path / "c" / "comparison.md").read_text()

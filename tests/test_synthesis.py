@@ -328,7 +328,9 @@ def test_cli_synth(tmp_path, capsys):
     assert (tmp_path / "stereo_dev" / "dev-test-synth" / f"{clip_name(4, 0)}.wav").is_file()
     assert "dev-train-synth: 1 clips" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli_main(["synth", "--out", str(tmp_path), "--train-clips", "x", "--test-clips", "1", "--seed", "2"])
+        cli_main(
+            ["synthesize-dataset", "--out", str(tmp_path), "--train-clips", "x", "--test-clips", "1", "--seed", "2"]
+        )
     with pytest.raises(ValueError, match="train_clips"):
         synthesize_dataset(tmp_path, -1, 0, seed=0, progress=False)
 

@@ -1,4 +1,4 @@
-"""TextStore and `textseld texts` on a tiny packed features file."""
+"""TextStore and `textseld make-texts` on a tiny packed features file."""
 
 import pickle
 

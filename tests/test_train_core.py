@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import random
 
@@ -328,6 +329,31 @@ def test_run_whose_best_weights_are_lost_trains_afresh(tmp_path):
     assert result == ref_result
     rows = list(csv.DictReader(open(cut / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+
+
+def test_unreadable_last_checkpoint_is_set_aside_and_the_run_restarts(tmp_path, caplog):
+    """A truncated last.pt (a copy cut short): renamed, not deleted, and the run trained afresh
+    to the uninterrupted result, with a warning naming both files."""
+    ref_task, ref_result = _run(tmp_path / "ref")
+    cut = tmp_path / "cut"
+
+    def die(epoch, step):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(cut, on_step=die)
+    whole = (cut / "last.pt").read_bytes()
+    (cut / "last.pt").write_bytes(whole[: len(whole) // 2])
+    (cut / "last.pt.unreadable").write_bytes(b"set aside by an earlier rerun")
+    with caplog.at_level(logging.WARNING):
+        task, result = _run(cut)
+    _same_weights(ref_task, task)
+    assert result == ref_result
+    assert (cut / "last.pt.unreadable-1").read_bytes() == whole[: len(whole) // 2]
+    assert (cut / "last.pt.unreadable").read_bytes() == b"set aside by an earlier rerun"
+    assert f"{cut / 'last.pt'}: not a readable textseld checkpoint" in caplog.text
+    assert f"set it aside as last.pt.unreadable-1 and training {cut} afresh" in caplog.text
 
 
 def test_resumed_run_that_never_beats_the_pre_kill_best_keeps_it(tmp_path, monkeypatch):

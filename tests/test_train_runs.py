@@ -334,6 +334,13 @@ def test_predict_audio_windows_resampling_and_bad_files(data, pretrained, tmp_pa
     np.testing.assert_allclose(rab, np.concatenate([ra, shifted]), atol=0.02)
     short = read_labels(out / "short48k.csv", kind="prediction", max_frame=None)
     assert short.size == 0 or short[:, 0].max() < N_LABEL_FRAMES
+    # Shorter than a window, one sample, a window and a bit: no event after the end of the audio
+    # (the head fires in every frame, so the frames that hold audio all have events).
+    for n, frames in ((24_000, 10), (1, 1), (175_200, 73)):
+        sf.write(tmp_path / f"len{n}.wav", rng.normal(scale=0.1, size=(n, 2)).astype(np.float32), 24_000)
+        (path,) = predict_audio(pre_dir, [tmp_path / f"len{n}.wav"], out)
+        rows = read_labels(path, kind="prediction", max_frame=None)
+        assert sorted(set(rows[:, 0].astype(int))) == list(range(frames)), n
     sf.write(tmp_path / "mono.wav", a[:, 0], 24_000)
     with pytest.raises(AudioInputError, match=r"mono\.wav.*stereo"):
         predict_audio(pre_dir, [tmp_path / "a.wav", tmp_path / "mono.wav"], out)
@@ -640,6 +647,37 @@ def test_predict_without_stats_uses_the_run_statistics(data, pretrained, tmp_pat
     assert [p.name for p in default] == [p.name for p in explicit]
     for a, b in zip(default, explicit):
         assert a.read_text() == b.read_text(), a.name
+
+
+def test_a_failed_predict_leaves_nothing_behind(data, pretrained, tmp_path, monkeypatch):
+    """The disk fills after the first batch's CSVs: no output folder (nor the folders made for
+    it) is left, and an existing output folder keeps what it held, without partial CSVs."""
+    import textseld.metrics.predictions as predictions
+    from textseld.train.predict import predict_split
+
+    pre_dir, _ = pretrained
+    write_outputs, calls = predictions.write_outputs, []
+
+    def fill_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return write_outputs(*args, **kwargs)
+
+    monkeypatch.setattr(predictions, "write_outputs", fill_disk)
+    with pytest.raises(OSError, match="No space left"):
+        predict_split(pre_dir, data["train_h5"], None, tmp_path / "new" / "pred", batch_size=2)
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("kept")
+    calls.clear()
+    with pytest.raises(OSError, match="No space left"):
+        predict_split(pre_dir, data["train_h5"], None, tmp_path / "old", batch_size=2)
+    assert [p.name for p in tmp_path.rglob("*")] == ["old", "notes.txt"]
+    monkeypatch.setattr(predictions, "write_outputs", write_outputs)
+    paths = predict_split(pre_dir, data["train_h5"], None, tmp_path / "old", batch_size=2)
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == sorted([p.name for p in paths] + ["notes.txt"])
+    assert all(p.parent == tmp_path / "old" and p.is_file() for p in paths)
 
 
 def test_frozen_tokenizer_trains_only_the_head_and_predicts_with_the_pretrained_tokenizer(data, pretrained, tmp_path):

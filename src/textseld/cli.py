@@ -14,6 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from textseld import __version__
 from textseld.logsetup import FORMAT as LOG_FORMAT
@@ -38,6 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for the user. The operating system's errors of making an output path (a folder
+    where a file is, or a file inside one) say which path and what was expected."""
+    if isinstance(exc, FileExistsError | NotADirectoryError) and exc.filename:
+        path = Path(exc.filename)
+        file = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if file == path:
+            return f"{path}: is a file; expected a folder there (or nothing, for the folder to be made)"
+        if file is not None:
+            return f"{path}: {file} is a file; expected a folder there"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # user-facing: one clear line, traceback only with -v
         if args.verbose:
             raise
-        print(f"textseld {args.command}: error: {exc}", file=sys.stderr)
+        print(f"textseld {args.command}: error: {describe_error(exc)}", file=sys.stderr)
         return 1
     return int(result or 0)
 

@@ -76,6 +76,9 @@ TEXTS = ("clip", "bert")  # frozen text encoders
 HEAD_NAMES = ("grep", "trep")  # output heads of the finetuned models
 PROTOCOLS = ("dcase2025", "strict")  # scoring protocols (textseld.metrics.seld); the first is the main one
 AVERAGES = ("macro", "micro")  # class averaging of the scores
+# Speech voices of the synthetic dataset: espeak-ng if on PATH (auto), the built-in formant
+# synthesiser, or espeak-ng required (textseld.data.synthesis.voice, the CLI's choices).
+SPEECH_BACKENDS = ("auto", "formant", "espeak")
 
 # The paper's pretrained text encoders (docs/METHOD.md section 5): the open_clip architecture and
 # pretrained tag of the CLIP text tower and the Hugging Face repository of the BERT. The

@@ -1,7 +1,7 @@
 """The results table: join every run's metrics and weights files; recompute nothing.
 
 Input: one `RunRecord` per trained model (system name, seed, one metrics JSON
-per protocol written by `textseld evaluate --json`, its run directory's
+per protocol written by `textseld evaluate --out`, its run directory's
 `weights.json`).
 Output:
 - `runs.csv`: one row per (system, seed), the run's own numbers and 95 %
@@ -14,13 +14,13 @@ Output:
   to the Baseline (seed means) with a paired bootstrap interval over the test
   clips (one resample of clips applied to every run of both systems; needs the
   per-clip statistics that `textseld evaluate --clip-stats` writes, else left
-  empty); number of seeds; in words, the weights each encoder started from;
+  empty, and `comparison.md` says why); number of seeds; in words, the weights each encoder started from;
 - `comparison.md`: the same as a Markdown table (mean ± std [interval]);
 - a figure: one panel per metric, bars per system and protocol, error bars =
   std over seeds (or the interval with one seed).
 
 Metrics JSON layout (one file per protocol, as written by `textseld evaluate
---json`, i.e. `textseld.metrics.evaluate.evaluate_dirs`): `protocol`, `F`, `DOAE`,
+--out`, i.e. `textseld.metrics.evaluate.evaluate_dirs`): `protocol`, `F`, `DOAE`,
 `RDE` (F and RDE fractions, DOAE degrees, null = undefined) and optionally
 `ci` = `{"F": [low, high], "DOAE": [...], "RDE": [...]}` in the same units.
 A missing interval is reported as empty, never invented.
@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ import numpy as np
 
 from textseld.atomic import atomic_path, write_text_atomic
 from textseld.constants import HEAD_NAMES, PROTOCOLS, SOURCES, TEXTS
+
+log = logging.getLogger(__name__)
 
 # (key in the metrics JSON, column stem, scale to the reported unit, label)
 METRICS = (
@@ -293,6 +296,25 @@ def paired_differences(
     return out
 
 
+def why_no_differences(runs: list[RunRecord], baseline: str = "Baseline") -> str | None:
+    """Why some system's Δ-vs-Baseline columns are empty (None when every system has them):
+    no Baseline run, or metrics files without per-clip statistics (named)."""
+    if all(r.system == baseline for r in runs):
+        return None
+    if not any(r.system == baseline for r in runs):
+        return f"no {baseline} run was given: the Δ columns compare each system with it"
+    lacking = [
+        r.metrics[p] for r in runs for p in PROTOCOLS if p in r.metrics and read_clip_stats(r.metrics[p]) is None
+    ]
+    if not lacking:
+        return None
+    more = f" and {len(lacking) - 1} more" if len(lacking) > 1 else ""
+    return (
+        f"the Δ columns are empty where a metrics file holds no per-clip statistics ({lacking[0]}{more}): "
+        "the paired interval needs them; score the predictions again with `textseld evaluate --clip-stats`"
+    )
+
+
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
@@ -490,7 +512,10 @@ def aggregate(
     run_rows, sys_rows = build_tables(runs, n_boot=n_boot, seed=seed)
     run_cols, sys_cols = _columns()
     write_text_atomic(comparison_csv, _csv_text(sys_rows, sys_cols))
-    write_text_atomic(comparison_md, markdown_table(sys_rows))
+    why = why_no_differences(runs)
+    if why is not None:
+        log.warning("%s: %s", comparison_md, why)
+    write_text_atomic(comparison_md, markdown_table(sys_rows) + (f"\nNote: {why}.\n" if why else ""))
     if runs_csv is not None:
         write_text_atomic(runs_csv, _csv_text(run_rows, run_cols))
     plot_comparison(sys_rows, figure)

@@ -1,16 +1,15 @@
 """Subcommand registration for `textseld` (see cli.COMMAND_MODULES).
 
 A subcommand that runs a workflow rule has the rule's name with hyphens
-(`extract_features` -> `textseld extract-features`); earlier names stay as
-aliases. The same things have the same flags on every command: `--out` for
-what the command writes, `-j/--threads` for CPU threads, `--features` for a
-packed features file. `--help` shows each option's default.
+(`extract_features` -> `textseld extract-features`). The same things have the
+same flags on every command: `--out` for what the command writes, `-j/--threads`
+for CPU threads, `--features` for a packed features file. Choices come from the
+library (one owner each), and `--help` shows each option's default.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -29,32 +28,23 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_command(
-    sub,
-    name: str,
-    *,
-    help: str,
-    description: str | None = None,
-    aliases: Sequence[str] = (),
-) -> argparse.ArgumentParser:
-    """Add subcommand `name` (old names in `aliases` still work) with defaults shown in --help."""
-    note = f" (old name{'s' if len(aliases) > 1 else ''}, still accepted: {', '.join(aliases)})" if aliases else ""
+def add_command(sub, name: str, *, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    """Add subcommand `name` with defaults shown in --help."""
     return sub.add_parser(
         name,
-        aliases=list(aliases),
-        help=help + note,
-        description=(description or help[:1].upper() + help[1:] + ".") + note,
+        help=help,
+        description=description or help[:1].upper() + help[1:] + ".",
         formatter_class=HelpFormatter,
     )
 
 
 def add_threads(
     p: argparse.ArgumentParser,
-    *extra: str,
+    *,
     dest: str = "threads",
     type=int,
     default: int | None = None,
     help: str = "torch CPU threads (default: torch's, all cores)",
 ) -> None:
-    """-j/--threads N (plus a command's older spellings in `extra`)."""
-    p.add_argument("-j", "--threads", *extra, dest=dest, type=type, default=default, metavar="N", help=help)
+    """-j/--threads N."""
+    p.add_argument("-j", "--threads", dest=dest, type=type, default=default, metavar="N", help=help)

@@ -1,4 +1,4 @@
-"""Subcommands `textseld download-dataset` (alias `download`) and `textseld check-data`."""
+"""Subcommands `textseld download-dataset` and `textseld check-data`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "download-dataset",
-        aliases=["download"],
         help="download, verify (size, MD5) and extract Zenodo record files",
         description="Download the DCASE2025 Stereo SELD data from Zenodo: resumable, verified "
         "against the records API's size and MD5, extracted safely; OUT/manifest.json records it.",

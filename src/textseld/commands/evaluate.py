@@ -48,10 +48,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument(
         "--out",
-        "--json",
-        dest="out",
         metavar="FILE.json",
-        help="write the scores as JSON (NaN as null; --json: old spelling)",
+        help="write the scores as JSON (NaN as null)",
     )
     p.add_argument(
         "--clip-stats",

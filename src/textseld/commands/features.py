@@ -1,8 +1,4 @@
-"""`textseld extract-features` (one shard), `pack-features` (merge shards) and `feature-stats`.
-
-Old names, still accepted: `features` (extract-features) and `pack` (pack-features,
-which with --stats-out also does what feature-stats does).
-"""
+"""`textseld extract-features` (one shard), `pack-features` (merge shards) and `feature-stats`."""
 
 from __future__ import annotations
 
@@ -15,7 +11,6 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "extract-features",
-        aliases=["features"],
         help="extract features, targets and labels of one shard into HDF5",
     )
     p.add_argument("--data", required=True, help="dataset root (holds stereo_dev/ and metadata_dev/)")
@@ -41,21 +36,13 @@ def register(sub) -> None:
     q = add_command(
         sub,
         "pack-features",
-        aliases=["pack"],
         help="merge feature shards into one packed file per split, sorted by clip name",
         description="Merge the shards written by extract-features into one packed HDF5 file, "
-        "sorted by clip name. --stats-out also computes the normalisation statistics "
-        "(as feature-stats does; kept for the old `pack` command).",
+        "sorted by clip name (its statistics: feature-stats).",
     )
     q.add_argument("--shards", nargs="+", required=True, metavar="FILE", help="shard files from extract-features")
     q.add_argument("--out", required=True, help="packed HDF5 file")
-    q.add_argument(
-        "--stats-out",
-        metavar="STATS.h5",
-        help="also write the statistics of the packed file, as feature-stats --out does",
-    )
     q.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch")
-    add_split_arguments(q)
     q.set_defaults(func=_pack)
 
     s = add_command(
@@ -96,11 +83,8 @@ def _split(args) -> dict:
 
 def _pack(args) -> int:
     from textseld.data.hdf5 import merge_shards
-    from textseld.data.splits import compute_training_stats
 
     merge_shards(shards=args.shards, out=args.out, batch_size=args.batch_size)
-    if args.stats_out:
-        compute_training_stats(packed=args.out, out=args.stats_out, split=_split(args), batch_size=args.batch_size)
     return 0
 
 

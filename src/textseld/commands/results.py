@@ -29,11 +29,9 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--out",
-        "--out-dir",
-        dest="out",
         required=True,
         metavar="DIR",
-        help="folder for comparison.csv/.md/.png and runs.csv (--out-dir: old spelling)",
+        help="folder for comparison.csv/.md/.png and runs.csv",
     )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the paired differences")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired differences")
@@ -61,7 +59,7 @@ def register(sub) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from textseld.results import RunRecord, aggregate, markdown_table, system_name
+    from textseld.results import RunRecord, aggregate, system_name
 
     runs = []
     for model, seed, dcase, strict, weights in args.run:
@@ -73,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
             RunRecord(system_name(model), seed_value, {"dcase2025": Path(dcase), "strict": Path(strict)}, Path(weights))
         )
     out = Path(args.out)
-    rows = aggregate(
+    aggregate(
         runs=runs,
         comparison_csv=out / "comparison.csv",
         comparison_md=out / "comparison.md",
@@ -82,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         seed=args.seed,
     )
-    print(markdown_table(rows))
+    print((out / "comparison.md").read_text(encoding="utf-8"), end="")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`textseld synthesize-dataset` (alias `synth`): write the embedded synthetic dataset (DCASE2025 layout)."""
+"""`textseld synthesize-dataset`: write the embedded synthetic dataset (DCASE2025 layout)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 
 from textseld.commands import add_command, add_threads
+from textseld.constants import SPEECH_BACKENDS
 
 
 def _non_negative(text: str) -> int:
@@ -23,7 +24,6 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "synthesize-dataset",
-        aliases=["synth"],
         help="synthesise a small stereo SELD dataset in the DCASE2025 format",
         description=(
             "Simulate stereo SELD clips (13 procedural sound classes, shoebox rooms rendered "
@@ -62,15 +62,14 @@ def register(sub) -> None:
     )
     add_threads(
         p,
-        "--workers",
         dest="workers",
         type=_non_negative,
         default=1,
-        help="worker processes (0 = all CPU cores; --workers is the old spelling); does not change the output",
+        help="worker processes (0 = all CPU cores); does not change the output",
     )
     p.add_argument(
         "--speech",
-        choices=("auto", "formant", "espeak"),
+        choices=SPEECH_BACKENDS,
         default="auto",
         help="speech voices: espeak-ng if on PATH (auto), the built-in "
         "formant synthesiser (formant), or require espeak-ng (espeak)",

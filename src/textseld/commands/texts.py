@@ -1,4 +1,4 @@
-"""`textseld make-texts` (alias `texts`): build the ground-truth text store of one packed split."""
+"""`textseld make-texts`: build the ground-truth text store of one packed split."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "make-texts",
-        aliases=["texts"],
         help="build the ground-truth sentence store of a packed features file",
         description="Render the per-frame ground-truth sentences (fixed template per clip) "
         "and store the events needed to render any template during training.",

@@ -1,9 +1,5 @@
 """`textseld pretrain-tokenizer | finetune | train-baseline | predict`: training and prediction steps.
 
-`pretrain` is the old name of pretrain-tokenizer, still accepted, as are the old
-spellings --train-h5 (now --features) and --run-dir (now --out) of the training
-commands and --out-dir (now --out) of predict.
-
 Each handler calls the same `textseld.train` function as the workflow rule.
 `--config FILE` is a YAML or JSON mapping with any of the sections
 `models`, `text_encoders`, `train` (the workflow config's sections); the train
@@ -21,6 +17,8 @@ from pathlib import Path
 
 from textseld.commands import add_command, add_threads
 from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
+from textseld.models.config import SIZES
+from textseld.train.config import DEVICES
 
 SECTIONS = ("models", "text_encoders", "train")
 
@@ -78,24 +76,22 @@ def _sections(args) -> tuple[dict, dict, dict, dict]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--features",
-        "--train-h5",
         dest="train_h5",
         required=True,
         metavar="FILE.h5",
-        help="packed features of the training split (HDF5; --train-h5: old spelling)",
+        help="packed features of the training split (HDF5)",
     )
     p.add_argument("--stats", required=True, help="normalisation statistics (stats.h5 of the training split)")
     p.add_argument(
         "--out",
-        "--run-dir",
         dest="run_dir",
         required=True,
         metavar="RUN_DIR",
-        help="run directory to write (resumed if it holds last.pt; --run-dir: old spelling)",
+        help="run directory to write (resumed if it holds last.pt)",
     )
     p.add_argument(
         "--size",
-        choices=("tiny", "small", "paper"),
+        choices=SIZES,
         default=None,
         help="model size preset (default: the config's, else small)",
     )
@@ -103,7 +99,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="the run's seed (initialisation, batch order)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override train.batch_size")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override train.device")
+    p.add_argument("--device", choices=DEVICES, default=None, help="override train.device")
     add_threads(p, help="torch CPU threads; overrides train.torch_threads (default: torch's, all cores)")
     add_split_arguments(p)
 
@@ -267,7 +263,6 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "pretrain-tokenizer",
-        aliases=["pretrain"],
         help="pretrain a tokenizer (source encoder + DOA/distance encoders), ADPIT",
     )
     p.add_argument("--source", required=True, choices=SOURCES, help="source encoder")
@@ -307,7 +302,7 @@ def register(sub) -> None:
     p.add_argument("--stats", required=True, help="stats.h5 of the training split")
     p.add_argument("--out", required=True, help="token file to write (HDF5)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device")
     add_threads(p)
     p.set_defaults(func=_encode_tokens)
 
@@ -333,7 +328,7 @@ def register(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=None, help="validation fraction (default: the split's)")
     p.add_argument("--split-seed", type=int, default=None, help="validation split seed (default: the split's)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device")
     add_threads(p)
     p.set_defaults(func=_encode_sentences)
 
@@ -343,18 +338,11 @@ def register(sub) -> None:
 
     p = add_command(sub, "predict", help="write DCASE CSVs with a trained run")
     p.add_argument("--run-dir", required=True, help="run directory to predict with (config.json + best.pt)")
-    p.add_argument(
-        "--out",
-        "--out-dir",
-        dest="out",
-        required=True,
-        metavar="DIR",
-        help="folder for the CSV files (--out-dir: old spelling)",
-    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV files")
     p.add_argument("--features", default=None, help="packed features of a split (HDF5)")
     p.add_argument("--audio", nargs="*", default=[], help="stereo WAV files (any length / sample rate)")
     p.add_argument("--stats", default=None, help="stats.h5 (default: the statistics the run trained with)")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="torch device (default: the run's)")
+    p.add_argument("--device", choices=DEVICES, default=None, help="torch device (default: the run's)")
     add_threads(p)
     p.set_defaults(func=_predict)

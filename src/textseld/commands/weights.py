@@ -1,4 +1,4 @@
-"""`textseld download-pretrained` (alias `fetch-weights`; network, run once) and `textseld verify-weights`."""
+"""`textseld download-pretrained` (network, run once) and `textseld verify-weights`."""
 
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "download-pretrained",
-        aliases=["fetch-weights"],
         help="download pre-trained weights into a local folder (needs network)",
         description="Download the CLIP text tower, BERT and BEATs weights once; "
         "record SHA-256 checksums in OUT/manifest.json. Pass 'none' to skip an item.",

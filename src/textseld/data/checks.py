@@ -1,10 +1,11 @@
 """Validate a dataset folder (DCASE2025 layout) and report EVERY problem.
 
-Checks per split: audio and label files pair up by stem, clip names parse,
-every WAV is readable with 2 channels, 24 kHz and exactly 120 000 samples
-(finite values), and every CSV passes the reference-label rules of
-`textseld.data.labels` (each bad line reported). Nothing stops at the first
-problem, so one run lists everything to fix.
+The rules are those feature extraction applies, from their one owner each: the
+layout of `textseld.data.layout.dataset_problems` (files pair up by stem, clip names
+parse, no split without clips, no clip in two splits), the audio of `textseld.data.audio` (2 channels,
+24 kHz, exactly 120 000 finite samples), the reference-label rules of
+`textseld.data.labels` (each bad line reported). Nothing stops at the first problem, so
+one run lists everything to fix.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
+from textseld.data.audio import clip_audio_problems
 from textseld.data.labels import label_file_errors
 from textseld.data.layout import (
-    DatasetError,
     available_splits,
+    dataset_problems,
     files_by_stem,
-    pair_split,
-    parse_clip_name,
     split_folders,
 )
 
@@ -70,33 +67,8 @@ class CheckReport:
 
 
 def check_audio(path: str | os.PathLike) -> list[Problem]:
-    """Problems of one WAV: unreadable, not 2 channels, not 24 kHz, not 16-bit
-    PCM, not 120 000 samples (header and actual data), or non-finite samples."""
-    path = Path(path)
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types for corrupt files
-        return [Problem(path, None, f"unreadable audio file ({exc})")]
-    problems = []
-    if info.channels != N_CHANNELS:
-        problems.append(Problem(path, None, f"expected {N_CHANNELS} channels, got {info.channels}"))
-    if info.samplerate != SAMPLE_RATE:
-        problems.append(Problem(path, None, f"expected {SAMPLE_RATE} Hz, got {info.samplerate} Hz"))
-    if info.frames != CLIP_SAMPLES:
-        problems.append(Problem(path, None, f"expected {CLIP_SAMPLES} samples, got {info.frames}"))
-    if info.subtype != "PCM_16":
-        problems.append(Problem(path, None, f"expected 16-bit PCM (PCM_16), got {info.subtype}"))
-    try:
-        # Reading the data catches truncation that the header does not show.
-        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        problems.append(Problem(path, None, f"audio data unreadable ({exc})"))
-        return problems
-    if len(data) != info.frames:
-        problems.append(Problem(path, None, f"truncated: header says {info.frames} samples, file holds {len(data)}"))
-    if not np.isfinite(data).all():
-        problems.append(Problem(path, None, "audio holds NaN or infinite samples"))
-    return problems
+    """Problems of one WAV, by the rules of `textseld.data.audio` (those of feature extraction)."""
+    return [Problem(Path(path), None, what) for what in clip_audio_problems(path)[1]]
 
 
 def check_labels(path: str | os.PathLike) -> list[Problem]:
@@ -126,21 +98,15 @@ def check_dataset(root: str | os.PathLike, splits: Iterable[str] | None = None, 
     if not splits:
         report.problems.append(Problem(root, None, "no split folders under stereo_dev/ or metadata_dev/"))
         return report
+    clips, layout_problems = dataset_problems(root, splits)
+    report.problems.extend(Problem(path, None, what) for path, what in layout_problems)
     for split in splits:
         wav_dir, csv_dir = split_folders(root, split)
-        clips, layout_problems = pair_split(root, split)
-        report.problems.extend(Problem(path, None, what) for path, what in layout_problems)
-        report.n_clips[split] = len(clips)
+        report.n_clips[split] = sum(c.split == split for c in clips)
         # Check every file present, paired or not.
         wavs = sorted(files_by_stem(wav_dir, ".wav").values()) if wav_dir.is_dir() else []
         csvs = sorted(files_by_stem(csv_dir, ".csv").values()) if csv_dir.is_dir() else []
         report.n_audio[split], report.n_labels[split] = len(wavs), len(csvs)
-        wav_stems = {p.stem for p in wavs}
-        for path in wavs + [c for c in csvs if c.stem not in wav_stems]:
-            try:
-                parse_clip_name(path.stem)
-            except DatasetError as exc:
-                report.problems.append(Problem(path, None, str(exc)))
         for path in tqdm(wavs, desc=f"{split} audio", unit="file", disable=not progress):
             report.problems.extend(check_audio(path))
         for path in tqdm(csvs, desc=f"{split} labels", unit="file", disable=not progress):

@@ -167,6 +167,8 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
     """
     if not shards:
         raise ValueError("merge_shards needs at least one shard")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(_open(p)) for p in shards]
         config = files[0].attrs["feature_config"]
@@ -178,6 +180,11 @@ def merge_shards(shards: Sequence[str | os.PathLike], out: str | os.PathLike, ba
         for s, f in enumerate(files):
             order.extend((name, s, i) for i, name in enumerate(f["names"].asstr()[:]))
         order.sort()
+        if not order:  # an empty packed file would fail later, far from its cause
+            raise PackedFileError(
+                f"{', '.join(map(str, shards))}: the shards hold no clips (expected at least one; "
+                "were the splits of extract-features empty, or given more shards than clips?)"
+            )
         for (a, sa, _), (b, sb, _) in zip(order, order[1:]):
             if a == b:
                 raise PackedFileError(f"clip {a} occurs in {shards[sa]} and in {shards[sb]}")
@@ -259,6 +266,12 @@ def read_stats(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarra
         with h5py.File(path, "r") as g:
             out = {}
             for key in FEATURE_KEYS:
+                if not isinstance(g.get(key), h5py.Group):
+                    what = "a packed features file" if "names" in g else "not a statistics file"
+                    raise PackedFileError(
+                        f"{path}: {what}: expected the statistics of feature-stats (groups src, doa, dist "
+                        "with mean and std), e.g. stats.h5 beside the packed training features"
+                    )
                 mean, std = g[key]["mean"][:], g[key]["std"][:]
                 if mean.shape != (CHANNELS[key], N_MELS) or std.shape != mean.shape:
                     raise PackedFileError(f"{path}: {key}/mean and {key}/std must be ({CHANNELS[key]}, {N_MELS})")

@@ -91,32 +91,62 @@ def pair_split(root: str | os.PathLike, split: str) -> tuple[list[Clip], list[tu
     return clips, problems
 
 
-def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
-    """All clips of `splits` under `root`, paired by stem and sorted by name.
+def _deeper_hint(folder: Path, suffix: str) -> str:
+    """ "; found ... one folder deeper" when subfolders of `folder` hold `suffix` files, else ""."""
+    deeper = sorted(d for d in folder.iterdir() if d.is_dir() and files_by_stem(d, suffix)) if folder.is_dir() else []
+    return f"; there are {suffix} files one folder deeper, in {deeper[0]}: move them up" if deeper else ""
 
-    Raises DatasetError listing every unpaired file (with the expected partner
-    path), every missing split folder and any name found in two splits.
+
+def dataset_problems(root: str | os.PathLike, splits: Iterable[str]) -> tuple[list[Clip], list[tuple[Path, str]]]:
+    """The layout rules of a dataset, in one place (`check-data` reports them, feature
+    extraction refuses on any): (clips of `splits` sorted by name, problems as (path, what)).
+
+    Problems: a missing split folder, an unpaired file (with the expected partner), a clip
+    name that does not parse, a split that holds no clips (naming files found one folder
+    too deep, if any) and a clip found in two splits.
     """
     splits = [splits] if isinstance(splits, str) else list(splits)
     clips: list[Clip] = []
-    problems: list[str] = []
+    problems: list[tuple[Path, str]] = []
     for split in splits:
         found, errs = pair_split(root, split)
         clips.extend(found)
-        problems.extend(f"{path}: {what}" for path, what in errs)
+        problems.extend(errs)
+        wav_dir, csv_dir = split_folders(root, split)
+        if not found and not errs:  # an empty split would silently make an empty feature file
+            hint = _deeper_hint(wav_dir, ".wav") or _deeper_hint(csv_dir, ".csv")
+            expected = f"expected {wav_dir}/*.wav with {csv_dir}/*.csv"
+            problems.append((wav_dir, f"split '{split}' holds no clips ({expected}){hint}"))
+        for clip in found:
+            try:
+                parse_clip_name(clip.name)
+            except DatasetError as exc:
+                problems.append((clip.wav, str(exc)))
     seen: dict[str, Clip] = {}
     for clip in clips:
         if clip.name in seen:
-            problems.append(f"clip name {clip.name} occurs twice: {seen[clip.name].wav} and {clip.wav}")
+            first = seen[clip.name]
+            problems.append(
+                (
+                    clip.wav,
+                    f"clip {clip.name} is also in split '{first.split}' ({first.wav}); a clip belongs to one split",
+                )
+            )
         seen.setdefault(clip.name, clip)
-    if problems:
-        shown = problems[:20]
-        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DatasetError("dataset layout problems:\n" + "\n".join(shown) + more)
-    if not clips:  # an empty split would silently make an empty feature file
-        folders = "; ".join(f"{w}/*.wav with {c}/*.csv" for w, c in (split_folders(root, s) for s in splits))
-        raise DatasetError(f"{root}: split(s) {', '.join(splits)} hold no clips (expected {folders})")
     clips.sort(key=lambda c: c.name)
+    return clips, problems
+
+
+def list_clips(root: str | os.PathLike, splits: Iterable[str]) -> list[Clip]:
+    """All clips of `splits` under `root`, paired by stem and sorted by name.
+
+    Raises DatasetError listing every problem of `dataset_problems`.
+    """
+    clips, problems = dataset_problems(root, splits)
+    if problems:
+        lines = [f"{path}: {what}" for path, what in problems]
+        more = f"\n... and {len(lines) - 20} more" if len(lines) > 20 else ""
+        raise DatasetError("dataset layout problems:\n" + "\n".join(lines[:20]) + more)
     return clips
 
 

@@ -43,7 +43,7 @@ def validation_split(names: Sequence[str], fraction: float, seed: int) -> tuple[
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
     names = list(names)
     if not names:
-        raise ValueError("cannot split an empty list of clips")
+        raise ValueError("holds no clips: a validation split needs clips from at least 2 recordings")
     keys = [recording_key(n) for n in names]
     groups = sorted(set(keys))
     n_groups = len(groups)
@@ -124,8 +124,13 @@ def compute_training_stats(
     from textseld.data.hdf5 import PackedDataset, compute_stats
 
     split = SplitConfig.from_dict(split)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     names = list(PackedDataset(packed).names)
-    train_idx, _ = split.indices(names)
+    try:
+        train_idx, _ = split.indices(names)
+    except ValueError as exc:
+        raise ValueError(f"{packed}: {exc}") from None
     record = split_record(split, names)
     return compute_stats(
         packed, out, indices=train_idx, batch_size=batch_size, attrs={STATS_ATTR: json.dumps(record, sort_keys=True)}

@@ -8,12 +8,10 @@ values within ~1e-6 dB of a float64 librosa + nara_wpe reference); outputs float
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from textseld.constants import (
@@ -28,6 +26,7 @@ from textseld.constants import (
     WPE_ITERATIONS,
     WPE_TAPS,
 )
+from textseld.data.audio import AudioError
 from textseld.features import spatial, spectral, wpe
 
 FEATURE_NAMES = ("logmel_lr", "ild", "ivy", "direct", "reverb", "src", "doa", "dist")
@@ -88,25 +87,6 @@ def feature_config_json(wpe_params: Mapping[str, int] | None = None) -> str:
     """The feature configuration (with these WPE settings) as canonical JSON (sorted keys)."""
     config = {**FEATURE_CONFIG, "wpe": {**FEATURE_CONFIG["wpe"], **wpe_settings(wpe_params)}}
     return json.dumps(config, sort_keys=True)
-
-
-class AudioError(ValueError):
-    """A clip's audio is unusable; the message names the clip or file."""
-
-
-def load_audio(path: str | os.PathLike) -> np.ndarray:
-    """Read one clip. Returns (2, N=120000) float32 [L, R]; raises AudioError naming the file."""
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for unreadable files
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    if rate != SAMPLE_RATE:
-        raise AudioError(f"{path}: sample rate must be {SAMPLE_RATE} Hz, got {rate}")
-    if data.shape[1] != N_CHANNELS:
-        raise AudioError(f"{path}: expected {N_CHANNELS} channels [L, R], got {data.shape[1]}")
-    if data.shape[0] != CLIP_SAMPLES:
-        raise AudioError(f"{path}: expected {CLIP_SAMPLES} samples (5 s), got {data.shape[0]}")
-    return np.ascontiguousarray(data.T)
 
 
 def check_finite(audio: torch.Tensor, names: Sequence[str] | None = None) -> None:

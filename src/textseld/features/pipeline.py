@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from textseld.data.audio import load_audio
 from textseld.data.hdf5 import PackedWriter
 from textseld.data.labels import read_labels
 from textseld.data.layout import Clip, list_clips
 from textseld.data.targets import build_targets
-from textseld.features.extract import compute_features, feature_config_json, load_audio
+from textseld.features.extract import compute_features, feature_config_json
 
 log = logging.getLogger(__name__)
 

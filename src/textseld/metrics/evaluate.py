@@ -105,6 +105,8 @@ def _read_dirs(ref_dir, pred_dir) -> tuple[dict, dict]:
 
     ref_dir, pred_dir = Path(ref_dir), Path(pred_dir)
     for what, folder in (("reference", ref_dir), ("prediction", pred_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder}: a file; expected the {what} folder (of CSV files)")
         if not folder.is_dir():
             raise FileNotFoundError(f"{what} folder {folder} does not exist")
     ref_files = _by_stem(_csv_files(ref_dir, recursive=True), "reference")

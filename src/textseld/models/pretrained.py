@@ -142,10 +142,16 @@ def fetch_beats(out_dir: str | os.PathLike, source: str) -> dict[str, Any]:
 
 
 def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """DIR/manifest.json ({"entries": {}} when there is none yet); a damaged one is an error naming it."""
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return {"entries": {}}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{path}: not a valid weights manifest ({exc}); expected the JSON written by download-pretrained"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
         raise ValueError(f"{path}: expected an object with an 'entries' object")
     return data
@@ -161,8 +167,15 @@ def write_manifest(out_dir: str | os.PathLike, entries: dict[str, Any]) -> Path:
 
 
 def verify_manifest(out_dir: str | os.PathLike) -> list[str]:
-    """Problems found re-hashing every file in the manifest (empty = all good)."""
+    """Problems found re-hashing every file in the manifest (empty = all good). A folder that
+    does not exist, or has no manifest or one that lists nothing, is a problem too."""
     root = Path(out_dir)
+    if not root.is_dir():
+        return [f"{root}: weights folder does not exist (expected a folder written by download-pretrained)"]
+    if not (root / MANIFEST).is_file():
+        return [f"{root / MANIFEST}: not found (expected the manifest written by download-pretrained)"]
+    if not read_manifest(root)["entries"]:
+        return [f"{root / MANIFEST}: lists no weights (expected entries written by download-pretrained)"]
     problems = []
     for name, entry in read_manifest(root)["entries"].items():
         for rel, rec in entry.get("files", {}).items():

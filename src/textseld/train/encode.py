@@ -9,7 +9,6 @@ computes from. The file format is `textseld.train.tokens`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from textseld.train.rebuild import (
     RunConfigError,
     build_run_model,
     pretrain_run_config,
+    run_config,
     text_encoder_record,
 )
 from textseld.train.tasks import fixed_template_ids
@@ -86,7 +86,7 @@ def _pretrain_run(pretrained_dir: str | os.PathLike) -> tuple[dict, dict]:
     cfg_path = pdir / "config.json"
     if not cfg_path.is_file():
         raise TokenCacheError(f"{cfg_path}: not found; {pdir} is not a finished pretrain run")
-    source = str(json.loads(cfg_path.read_text(encoding="utf-8")).get("source"))
+    source = str(run_config(pdir).get("source"))
     pcfg = pretrain_run_config(pdir, source)
     return pcfg, {"source": source, "pretrained_best_sha256": sha256_file(pdir / "best.pt")}
 

@@ -23,7 +23,9 @@ the `last.pt` that names epoch N as the best; `best.pt` is a hard link to it,
 or a copy where links are not supported) and the selected epoch's metrics in
 `last.pt` itself. Resuming rebuilds both from there; a run directory whose
 best checkpoint cannot be recovered (written by an older version) is
-discarded and trained afresh instead of finishing without a result.
+discarded and trained afresh instead of finishing without a result; a `last.pt`
+that cannot be read is set aside as `last.pt.unreadable` and the run trained
+afresh (a warning says so).
 """
 
 from __future__ import annotations
@@ -254,6 +256,31 @@ def _checkpoint_epoch(path: Path) -> int | None:
         return None
 
 
+def _read_last(run_dir: Path, last_path: Path) -> dict | None:
+    """The state in last.pt; None when there is none, or when it cannot be read (a truncated
+    copy, a kill during a write on a file system without atomic rename): then it is set aside
+    (renamed, never deleted, see set_aside) and the run starts afresh, saying so."""
+    if not last_path.is_file():
+        return None
+    try:
+        return read_checkpoint(last_path)
+    except CheckpointError as exc:
+        aside = set_aside(last_path)
+        log.warning("%s; set it aside as %s and training %s afresh", exc, aside.name, run_dir)
+        return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to `<name>.unreadable` (or `<name>.unreadable-N`, never over an earlier one)."""
+    n = 0
+    while True:
+        aside = path.with_name(f"{path.name}.unreadable" + (f"-{n}" if n else ""))
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+        n += 1
+
+
 def _discard_run_state(run_dir: Path) -> None:
     for name in FIT_FILES:
         (run_dir / name).unlink(missing_ok=True)
@@ -326,7 +353,7 @@ def _resume(run_dir: Path, ckpt: _Checkpointer) -> None:
     """Restore the run in `run_dir` from its last.pt into `ckpt` (model, optimizer, scheduler,
     task RNG and progress); a fresh run, or one whose best checkpoint is lost, starts anew."""
     last_path = run_dir / "last.pt"
-    state = read_checkpoint(last_path) if last_path.is_file() else None
+    state = _read_last(run_dir, last_path)
     lost = _recover_best(run_dir, state) if state is not None else None
     if lost:
         log.warning("%s: cannot resume from %s: %s; training afresh", run_dir, last_path, lost)

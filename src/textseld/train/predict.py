@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from textseld.atomic import write_text_atomic
-from textseld.constants import CLIP_SAMPLES, N_CHANNELS, SAMPLE_RATE
+from textseld.constants import CLIP_SAMPLES, N_CHANNELS, N_LABEL_FRAMES, SAMPLE_RATE
 from textseld.train.encode import encoded_cache
 from textseld.train.loop import make_loader, to_device
 from textseld.train.rebuild import load_run, run_config
@@ -79,15 +79,22 @@ def predict_split(
         int(config["seed"]),
     )
     final = Path(out_dir)
-    target = _fresh_folder(final) if manifest is not None else final
-    target.mkdir(parents=True, exist_ok=True)
+    made = [p for p in final.parents if not p.exists()]  # deepest first
+    target = _fresh_folder(final)  # a failed call leaves nothing behind
     paths: list[Path] = []
-    for batch in tqdm(loader, desc=f"predict {Path(features_h5).name}", disable=not train_cfg.progress):
-        out = task.predict(to_device(batch, dev)).float().cpu()
-        paths += write_outputs(target, list(batch["name"]), out)
+    try:
+        for batch in tqdm(loader, desc=f"predict {Path(features_h5).name}", disable=not train_cfg.progress):
+            out = task.predict(to_device(batch, dev)).float().cpu()
+            paths += write_outputs(target, list(batch["name"]), out)
+    except BaseException:
+        _drop_folder(target, made)
+        raise
     if manifest is not None:
         _swap_folder(target, final)
-        paths = [final / p.name for p in paths]
+    else:
+        _move_files(target, final)
+    paths = [final / p.name for p in paths]
+    if manifest is not None:
         write_text_atomic(
             manifest,
             json.dumps({"folder": str(final), "n_files": len(paths), "files": sorted(p.name for p in paths)}, indent=2)
@@ -106,6 +113,24 @@ def _fresh_folder(final: Path) -> Path:
     for stale in final.parent.glob(f".{final.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+
+
+def _drop_folder(folder: Path, made: list[Path]) -> None:
+    """Remove `folder` and the (empty) folders in `made` that a failed call created."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in made:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def _move_files(new: Path, final: Path) -> None:
+    """Move the files of folder `new` into `final` (made if need be; other files there stay)."""
+    final.mkdir(parents=True, exist_ok=True)
+    for path in sorted(new.iterdir()):
+        os.replace(path, final / path.name)
+    new.rmdir()
 
 
 def _swap_folder(new: Path, final: Path) -> None:
@@ -230,9 +255,9 @@ def predict_audio(
 
     Long files are processed in 5 s windows, frame indices continuing across
     windows (window w's frame f is written as w * 50 + f); the last window is
-    zero-padded. stats_h5 defaults to the run's training statistics.
+    zero-padded, and the events of frames that start after the end of the audio
+    (in that padding) are dropped. stats_h5 defaults to the run's training statistics.
     """
-    from textseld.constants import N_LABEL_FRAMES
     from textseld.features.extract import compute_features
     from textseld.metrics.decode import decode_output
     from textseld.metrics.predictions import write_prediction
@@ -262,5 +287,13 @@ def predict_audio(
             r = decode_output(task.predict(batch)[0].float().cpu())
             r[:, 0] += w * N_LABEL_FRAMES
             rows.append(r)
-        paths.append(write_prediction(out_dir, path.stem, np.concatenate(rows, axis=0)))
+        events = np.concatenate(rows, axis=0)
+        events = events[events[:, 0] < audio_frames(signal.shape[1])]  # not the last window's padding
+        paths.append(write_prediction(out_dir, path.stem, events))
     return paths
+
+
+def audio_frames(n_samples: int) -> int:
+    """Label frames (100 ms) that hold audio of an n-sample signal: those starting before its end."""
+    per_frame = CLIP_SAMPLES // N_LABEL_FRAMES
+    return -(-n_samples // per_frame)

@@ -135,6 +135,19 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
     )
 
 
+def read_run_config(path: Path) -> dict:
+    """A run's config.json; a damaged one is a RunConfigError naming it."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunConfigError(
+            f"{path}: damaged run configuration ({exc}); expected the JSON object a run writes"
+        ) from None
+    if not isinstance(config, dict):
+        raise RunConfigError(f"{path}: damaged run configuration: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
 def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
     """config.json of a finished pretrain run of `source`; clear errors otherwise."""
     pdir = Path(pretrained_dir)
@@ -145,7 +158,7 @@ def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
             f"pretrained tokenizer not found: expected {missing} (run `textseld pretrain-tokenizer "
             f"--source {source} --out {pdir}` first)"
         )
-    pcfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    pcfg = read_run_config(cfg_path)
     if pcfg.get("kind") != "pretrain" or pcfg.get("source") != source:
         raise RunConfigError(
             f"{pdir}: is a {pcfg.get('kind')} run with source {pcfg.get('source')!r}; "
@@ -175,7 +188,7 @@ def run_config(run_dir: str | os.PathLike) -> dict:
     cfg_path = Path(run_dir) / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: run configuration not found (is {run_dir} a run directory?)")
-    return json.loads(cfg_path.read_text(encoding="utf-8"))
+    return read_run_config(cfg_path)
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | None = None, text_encoder=None):

@@ -40,6 +40,7 @@ from textseld.train.rebuild import (
     build_run_model,
     make_task,
     pretrain_run_config,
+    read_run_config,
     text_encoder_record,
 )
 
@@ -140,8 +141,12 @@ def _prepare_run_dir(run_dir: Path, config: dict, on_config_change: str = "error
     if path.is_file() and (run_dir / "last.pt").is_file():
         from textseld.train.loop import KEPT_BEST_GLOB
 
-        old = json.loads(path.read_text(encoding="utf-8"))
-        changed = _changed_keys(old, config)
+        try:
+            changed = _changed_keys(read_run_config(path), config)
+        except RunConfigError as exc:  # what the run started with is not known: never resumed
+            if on_config_change == "error":
+                raise RunConfigError(f"{exc}; use a fresh run directory") from None
+            changed = [str(exc)]
         if changed and on_config_change == "restart":
             log.warning(
                 "%s: configuration or inputs changed (%s); discarding the old run and starting afresh",
@@ -260,6 +265,32 @@ def _train(
     cache = token_cache(config, tokens, train_h5, stats_h5) if tokens else None
     if encoded or encoded_train:
         _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
+    created, resumable = not run_dir.exists(), (run_dir / "last.pt").is_file()
+    try:
+        return _train_in(run_dir, config, train_cfg, make, on_step, on_config_change, cache)
+    except BaseException:
+        if run_dir.is_dir() and not resumable and not (run_dir / "last.pt").is_file():  # nothing to resume
+            _clear_run_dir(run_dir, remove=created)
+        raise
+
+
+def _clear_run_dir(run_dir: Path, remove: bool) -> None:
+    """Remove what a run that failed before its first checkpoint wrote (and the folder, when
+    `remove` and it is empty)."""
+    from textseld.train.loop import KEPT_BEST_GLOB
+
+    for name in ("config.json", *RUN_STATE_FILES):
+        (run_dir / name).unlink(missing_ok=True)
+    for kept in run_dir.glob(KEPT_BEST_GLOB):
+        kept.unlink()
+    if remove and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def _train_in(run_dir: Path, config: dict, train_cfg: TrainConfig, make, on_step, on_config_change: str, cache) -> dict:
+    """_train once its inputs are checked: from the run directory on."""
+    train_h5, stats_h5 = config["inputs"]["train_h5"], config["inputs"]["stats_h5"]
+    encoded, encoded_train = config["inputs"].get("encoded_validation"), config["inputs"].get("encoded_train")
     _prepare_run_dir(run_dir, config, on_config_change)
     seed = int(config["seed"])
     device = resolve_device(train_cfg.device)

@@ -18,6 +18,7 @@ from math import gcd
 import numpy as np
 from scipy import signal
 
+from textseld.constants import SPEECH_BACKENDS
 from textseld.data.synthesis.dsp import bandpass_noise, fade, place, resonator_sos
 
 # Adult male formants F1-F3 in Hz (Peterson & Barney averages).
@@ -34,7 +35,6 @@ VOWELS = np.array(
     dtype=np.float64,
 )
 FORMANT_BW = np.array([70.0, 100.0, 140.0])
-SPEECH_BACKENDS = ("auto", "formant", "espeak")
 ESPEAK_WORDS = (
     "the cat sat on a warm mat near seven green doors while people talk about "
     "time and weather in the small kitchen every morning before the long walk"
