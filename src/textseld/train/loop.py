@@ -462,7 +462,7 @@ def fit(
                 "val_F": metrics["F"],
                 "val_DOAE": metrics["DOAE"],
                 "val_RDE": metrics["RDE"],
-                "val_dead_distance": metrics["dead_distance"],
+                "val_dead_distance": metrics.get("dead_distance", math.nan),
             }
         )
         row.update(lrs)
@@ -487,7 +487,7 @@ def fit(
             metrics["F"],
             metrics["DOAE"],
             metrics["RDE"],
-            metrics["dead_distance"],
+            metrics.get("dead_distance", math.nan),
         )
     if progress.best_epoch is None or progress.best_metrics is None or not best_path.is_file():
         raise RuntimeError(f"{run_dir}: training finished without a validation result")
