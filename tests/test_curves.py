@@ -50,3 +50,60 @@ def test_plot_writes_a_png(tmp_path):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert not list(tmp_path.glob(".curves.png.*"))  # no temporary file left behind
+
+
+def _capture_figure(monkeypatch):
+    """The figure plot_training_curves saves (inspected instead of the pixels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    saved = []
+    original = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        saved.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def test_one_panel_per_system_seeds_in_one_colour_and_the_selected_epoch_marked(tmp_path, monkeypatch):
+    import json
+
+    runs = {"pretrain rcc": _log(tmp_path / "p", "epoch,loss,val_F\n0,1,0.1\n1,0.5,0.2\n")}
+    for system in ("Baseline", "RCC-CLIP-GREP"):
+        for seed in (0, 1, 2):
+            f = [0.1, 0.4 + 0.01 * seed, 0.3] if system == "Baseline" else [0.1, 0.2, 0.3 + 0.01 * seed]
+            rows = "".join(f"{e},{1 / (e + 1)},{v}\n" for e, v in enumerate(f))
+            runs[f"{system} seed {seed}"] = _log(tmp_path / f"{system}{seed}", "epoch,loss,val_F\n" + rows)
+    # a run's recorded selection wins over the log's best (the workflow's runs all have one)
+    (tmp_path / "RCC-CLIP-GREP2" / "val_metrics.json").write_text(json.dumps({"epoch": 0, "F": 0.1}))
+    saved = _capture_figure(monkeypatch)
+    plot_training_curves(runs, tmp_path / "c.png")
+    (fig,) = saved
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["pretrain rcc (1 run)", "Baseline (3 runs)", "RCC-CLIP-GREP (3 runs)"]
+    for ax, selected in zip(panels, ([2], [2, 2, 2], [3, 3, 1])):  # 1-based epochs on the x axis
+        curves = [line for line in ax.get_lines() if line.get_marker() in ("None", None, "")]
+        stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
+        assert len({line.get_color() for line in ax.get_lines()}) == 1  # one colour per system
+        assert len(curves) == len(stars) == len(selected)
+        assert [int(s.get_xdata()[0]) for s in stars] == selected
+    colours = [panels[i].get_lines()[0].get_color() for i in range(3)]
+    assert len(set(colours)) == 3
+
+
+def test_selected_epoch_reads_the_run_record_and_refuses_a_bad_one(tmp_path):
+    from textseld.curves import selected_epoch
+
+    run = _log(tmp_path / "a", "epoch,loss,val_F\n0,1,0.2\n1,0.5,0.4\n2,0.4,0.4\n3,0.3,\n")
+    log = read_training_log(run / "log.csv")
+    assert selected_epoch(run, log) == 1  # the first epoch of the best F, as the loop selects
+    (run / "val_metrics.json").write_text('{"epoch": 2}')
+    assert selected_epoch(run, log) == 2
+    (run / "val_metrics.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"val_metrics.json: expected a JSON object with the selected 'epoch'"):
+        selected_epoch(run, log)

@@ -112,3 +112,72 @@ def test_baseline_shape_and_param_count():
     assert small(x, frames=torch.tensor([0, 7]))[0].shape == (2, 2, 117)
     with pytest.raises(ValueError, match="logmel_lr"):
         small.forward_features(torch.randn(1, 3, 251, 64))
+
+
+# ------------------------------------------------------------- distance output that cannot stay dead
+_D, _CLS, _DIST = 16, 3, 3.17
+
+
+def _overfit_one_clip(activation: str, steps: int = 40) -> tuple[float, float, float]:
+    """Fit the pretraining head alone to one single-event clip (docs/METHOD.md section 3): the
+    case BENCHMARKS describes, where one of the three tracks' distance ReLU dies.
+
+    Its inputs share a positive component, as features after a ReLU/GELU layer do, so a unit's
+    pre-activation has one sign on every frame. Returns (relative distance error of the mean
+    of the three tracks before, after, fraction of the active class's distance units dead).
+    """
+    import math
+
+    from textseld.constants import N_ADPIT_SLOTS, N_CLASSES, N_LABEL_FRAMES, N_TRACKS
+    from textseld.losses import adpit_loss
+    from textseld.models.heads import distance_values, live_distance_units
+
+    torch.manual_seed(0)
+    head = PretrainHead(_D, activation)
+    x = 1.0 + 0.1 * torch.randn(1, N_LABEL_FRAMES, 3 * _D)
+    target = torch.zeros(1, N_LABEL_FRAMES, N_ADPIT_SLOTS, 4, N_CLASSES)
+    target[0, :, 0, :, _CLS] = torch.tensor([1.0, math.cos(0.5), math.sin(0.5), _DIST])
+
+    def error() -> float:
+        with torch.no_grad():
+            d = distance_values(head(x))[0].reshape(N_LABEL_FRAMES, N_TRACKS, N_CLASSES)[:, :, _CLS]
+        return float((d.mean(1) - _DIST).abs().mean() / _DIST)
+
+    before = error()
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss = adpit_loss(head(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        live = live_distance_units(head(x)).reshape(N_TRACKS, N_CLASSES)[:, _CLS]
+    return before, error(), float((~live).float().mean())
+
+
+def test_relu_distance_stays_dead_on_a_one_clip_overfit():
+    before, after, dead = _overfit_one_clip("relu")
+    assert dead >= 1 / 3  # a track outputs distance 0 on every frame
+    assert after > 0.2, (before, after)  # and the distance error stays large
+
+
+def test_softplus_distance_does_not_stay_dead_and_its_error_falls():
+    before, after, dead = _overfit_one_clip("softplus")
+    assert dead == 0.0
+    assert after < 0.1 and after < before / 5, (before, after)
+
+
+def test_distance_activation_reaches_every_head_and_the_baseline():
+    from textseld.models.factory import build_baseline, build_model
+
+    cfg = ModelConfig.from_size("tiny", distance_activation="softplus")
+    assert build_model("rcc", None, "pretrain", cfg).head.distance_activation == "softplus"
+    assert build_baseline(cfg).distance_activation == "softplus"
+    for head in (GrepHead, TrepHead):
+        assert head(8, None, "softplus").distance_activation == "softplus"
+    raw = -torch.ones(2, 117)  # negative pre-activations: ReLU gives 0, softplus log(1 + e^-1)
+    assert torch.all(accdoa_activation(raw).reshape(2, 3, 3, 13)[:, :, 2] == 0)
+    assert torch.all(accdoa_activation(raw, "softplus").reshape(2, 3, 3, 13)[:, :, 2] > 0)
+    assert ModelConfig.from_size("tiny").distance_activation == "relu"
+    with pytest.raises(ValueError, match="distance_activation"):
+        ModelConfig.from_size("tiny", distance_activation="elu")

@@ -404,3 +404,26 @@ def test_checkpoint_write_removes_a_killed_writers_temporary(tmp_path):
         best_epoch=None,
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_validation_records_the_fraction_of_dead_distance_units(tmp_path):
+    """A distance unit that outputs 0 on every validation frame (a dead ReLU) is counted; one
+    that is 0 on some frames only is not."""
+    from textseld.train.loop import validate
+
+    class HalfDead(ToyTask):
+        def predict(self, batch):
+            out = super().predict(batch).reshape(-1, N_LABEL_FRAMES, N_TRACKS, 3, N_CLASSES).clone()
+            out[:, :, 2, 2] = 0.0  # the third track's distance: dead on every frame
+            out[:, 1:, 1, 2, 0] = 0.0  # the second track's class 0: 0 on all but the first frame
+            return out.flatten(2)
+
+    torch.manual_seed(0)
+    cfg = TrainConfig.from_dict({"progress": False}, preset="pretrain")
+    val = ToyData(6, offset=100)
+    metrics = validate(HalfDead(), val, val.refs(), cfg, torch.device("cpu"), 0)
+    assert metrics["dead_distance"] == pytest.approx(1 / 3)
+    _, result = _run(tmp_path / "run", epochs=1)
+    assert result["dead_distance"] == 0.0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert float(rows[0]["val_dead_distance"]) == 0.0

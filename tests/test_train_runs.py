@@ -936,3 +936,41 @@ def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pret
     with pytest.raises(RunConfigError, match="file not found"):
         _finetune(data, pre_dir, tmp_path / "c", "bert", "trep", train_cfg=fixed, tokens=tmp_path / "none.h5")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # refused before anything is written
+
+
+def test_channel_swap_acts_in_the_training_data_of_every_run_and_is_refused_on_cached_outputs(
+    data, pretrained, tmp_path, monkeypatch
+):
+    """train.channel_swap wraps the training clips (not the validation clips) of the Baseline,
+    the pretraining and the finetuning; a finetuning that trains on cached tokenizer or
+    text-encoder outputs cannot swap features and is refused before its run directory exists."""
+    from textseld.train import augment
+    from textseld.train.rebuild import RunConfigError
+    from textseld.train.runs import pretrain, train_baseline
+
+    served: list[str] = []
+    original = augment.ChannelSwap.__getitem__
+
+    def spy(self, i):
+        served.append(self.dataset.item_names()[i])
+        return original(self, i)
+
+    monkeypatch.setattr(augment.ChannelSwap, "__getitem__", spy)
+    cfg = {**TRAIN_CFG, "epochs": 1, "channel_swap": 1.0}
+    split = json.loads((pretrained[0] / "split.json").read_text())
+    runs = {
+        "baseline": lambda d: train_baseline(d, data["train_h5"], data["stats"], model_cfg=MODEL_CFG, train_cfg=cfg),
+        "pretrain": lambda d: pretrain(d, data["train_h5"], data["stats"], "rcc", model_cfg=MODEL_CFG, train_cfg=cfg),
+        "finetune": lambda d: _finetune(data, pretrained[0], d, train_cfg=cfg),
+    }
+    for name, run in runs.items():
+        served.clear()
+        run(tmp_path / name)
+        assert len(served) == split["n_train"], name
+        assert not set(served) & set(split["validation_clips"]), name
+        assert json.loads((tmp_path / name / "config.json").read_text())["train"]["channel_swap"] == 1.0
+    fixed = {**cfg, "freeze_tokenizer": True, "train_templates": "fixed"}
+    for cached in ({"tokens": data["train_h5"]}, {"encoded_train": data["train_h5"]}):
+        with pytest.raises(RunConfigError, match=r"train\.channel_swap \(1\.0\).*set channel_swap to 0"):
+            _finetune(data, pretrained[0], tmp_path / "cached", train_cfg=fixed, **cached)
+        assert not (tmp_path / "cached").exists()

@@ -55,6 +55,7 @@ class BaselineCRNN(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(h) for _ in range(cfg.baseline_attn_blocks)])
         self.fc = nn.Sequential(nn.Linear(h, cfg.baseline_fc), nn.Linear(cfg.baseline_fc, OUT_DIM))
         self.in_channels = IN_CHANNELS
+        self.distance_activation = cfg.distance_activation
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """logmel_lr (B, 2, T, F) -> (B, L, K*3*C)."""
@@ -68,7 +69,7 @@ class BaselineCRNN(nn.Module):
         x = x[..., :h] * x[..., h:]  # forward x backward direction
         for attn, norm in zip(self.attn, self.norms):
             x = norm(x + attn(x, x, x, need_weights=False)[0])
-        return accdoa_activation(self.fc(x))
+        return accdoa_activation(self.fc(x), self.distance_activation)
 
     def forward(
         self, batch: dict, template_ids: torch.Tensor | None = None, frames: torch.Tensor | None = None

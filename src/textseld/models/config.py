@@ -15,6 +15,9 @@ from typing import Any
 
 SIZES = ("tiny", "small", "paper")
 BEATS_ARCHS = ("base", "small", "tiny")
+# The distance output's activation (docs/METHOD.md section 3 prescribes ReLU): "softplus" keeps a
+# gradient on every frame, so a distance unit whose pre-activation went negative can come back.
+DISTANCE_ACTIVATIONS = ("relu", "softplus")
 
 
 @dataclass
@@ -54,6 +57,8 @@ class ModelConfig:
     baseline_heads: int = 8
     baseline_fc: int = 128
     baseline_dropout: float = 0.05
+    # output layer of every head and of the baseline: activation of the distance values
+    distance_activation: str = "relu"
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -187,6 +192,11 @@ class ModelConfig:
             len(self.beats_patch) == 2 and all(pos_int(x) for x in self.beats_patch),
             "beats_patch",
             "a [time, freq] pair of positive integers",
+        )
+        need(
+            self.distance_activation in DISTANCE_ACTIVATIONS,
+            "distance_activation",
+            f"one of {', '.join(DISTANCE_ACTIVATIONS)}",
         )
         need(self.beats_arch in BEATS_ARCHS, "beats_arch", f"one of {', '.join(BEATS_ARCHS)}")
         need(

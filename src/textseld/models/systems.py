@@ -24,7 +24,7 @@ from textseld.models.tokenizer import Tokenizer
 if TYPE_CHECKING:  # the text encoder is built by the caller; no import at run time
     from textseld.models.text_encoders import TextEncoder
 
-_HEAD_CLASSES: dict[str, Callable[[int, int], nn.Module]] = {"grep": GrepHead, "trep": TrepHead}
+_HEAD_CLASSES: dict[str, Callable[[int, int, str], nn.Module]] = {"grep": GrepHead, "trep": TrepHead}
 HEADS = {name: _HEAD_CLASSES[name] for name in HEAD_NAMES}  # a head name without its class fails here
 _TEXT_PREFIX = "text_encoder."
 
@@ -48,7 +48,7 @@ class PretrainModel(nn.Module):
     def __init__(self, source: str, cfg: ModelConfig) -> None:
         super().__init__()
         self.tokenizer = Tokenizer(source, cfg)
-        self.head = PretrainHead(cfg.token_width)
+        self.head = PretrainHead(cfg.token_width, cfg.distance_activation)
 
     def forward(
         self, batch: dict, template_ids: torch.Tensor | None = None, frames: torch.Tensor | None = None
@@ -77,7 +77,7 @@ class SeldTextModel(nn.Module):
         self.text_encoder = text_encoder
         # A may be wider/narrower than the tokens (CLIP: text projection size E)
         a_dim = getattr(text_encoder, "embed_dim", None) or text_encoder.width
-        self.head = HEADS[head](cfg.token_width, a_dim)
+        self.head = HEADS[head](cfg.token_width, a_dim, cfg.distance_activation)
         self.tokenizer_frozen = False
         self.register_state_dict_post_hook(_drop_text_encoder_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_text_encoder_keys)

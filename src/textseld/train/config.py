@@ -54,6 +54,10 @@ class TrainConfig:
     # order across clips into batches (of batch_size x L frames), instead of batching the L
     # frames of batch_size clips (textseld.train.frames). The heads and the loss are per frame.
     shuffle_frames: bool = False
+    # Stereo channel-swap augmentation (textseld.train.augment): the probability with which a
+    # training clip's left and right channels are swapped and its azimuths negated, drawn per
+    # clip and epoch. 0 = off. It acts on the features, so not on cached text-encoder outputs.
+    channel_swap: float = 0.0
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: dict = field(default_factory=lambda: {"name": "cosine"})
@@ -198,6 +202,13 @@ class TrainConfig:
         )
         need(self.train_templates in TRAIN_TEMPLATES, "train_templates", " or ".join(map(repr, TRAIN_TEMPLATES)))
         need(isinstance(self.shuffle_frames, bool), "shuffle_frames", "true or false")
+        need(
+            isinstance(self.channel_swap, (int, float))
+            and not isinstance(self.channel_swap, bool)
+            and 0 <= self.channel_swap <= 1,
+            "channel_swap",
+            "a probability in [0, 1]",
+        )
         need(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers", "an integer >= 0")
         need(self.optimizer == "adam", "optimizer", "'adam'")
         need(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")

@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from textseld.atomic import atomic_path, write_text_atomic
+from textseld.models.heads import live_distance_units
 from textseld.train.checkpoint import CheckpointError, read_checkpoint, restore_checkpoint, save_checkpoint
 from textseld.train.config import TrainConfig, lr_factor
 
@@ -298,12 +299,17 @@ def validate(
 
     task.model.eval()
     preds: dict[str, np.ndarray] = {}
+    live: torch.Tensor | None = None
     loader = make_loader(dataset, cfg.val_batch_size or cfg.batch_size, None, cfg.num_workers, seed)
     for batch in tqdm(loader, desc="validate", leave=False, disable=not cfg.progress):
         out = task.predict(to_device(batch, device)).float().cpu()
+        batch_live = live_distance_units(out)
+        live = batch_live if live is None else live | batch_live
         for name, clip_out in zip(batch["name"], out):
             preds[name] = decode_output(clip_out)
     metrics = score(refs, preds, protocol=cfg.val_protocol, average="macro")
+    # distance units that output 0 on every validation frame: a dead ReLU (docs/METHOD.md section 3)
+    metrics["dead_distance"] = 0.0 if live is None else 1.0 - live.float().mean().item()
     return json.loads(json.dumps(metrics, default=float))  # plain JSON-able values
 
 
@@ -478,7 +484,14 @@ def fit(
         metrics = validate(task, val_set, val_refs, cfg, device, seed)
         row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step}
         row.update({k: sums.get(k, math.nan) / max(done, 1) for k in LOSS_KEYS})
-        row.update({"val_F": metrics["F"], "val_DOAE": metrics["DOAE"], "val_RDE": metrics["RDE"]})
+        row.update(
+            {
+                "val_F": metrics["F"],
+                "val_DOAE": metrics["DOAE"],
+                "val_RDE": metrics["RDE"],
+                "val_dead_distance": metrics.get("dead_distance", math.nan),
+            }
+        )
         row.update(lrs)
         row["seconds"] = round(time.monotonic() - t0, 3)
         rows.append(row)
@@ -494,13 +507,14 @@ def fit(
         if improved and progress.best_epoch is not None and progress.best_metrics is not None:
             _publish_best(run_dir, progress.best_epoch, progress.best_metrics)
         log.info(
-            "epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f",
+            "epoch %d/%d: loss %.4f, val F %.4f DOAE %.2f RDE %.4f, dead distance units %.3f",
             progress.epoch,
             cfg.epochs,
             row["loss"],
             metrics["F"],
             metrics["DOAE"],
             metrics["RDE"],
+            metrics.get("dead_distance", math.nan),
         )
     if progress.best_epoch is None or progress.best_metrics is None or not best_path.is_file():
         raise RuntimeError(f"{run_dir}: training finished without a validation result")

@@ -301,6 +301,10 @@ def _train_in(run_dir: Path, config: dict, train_cfg: TrainConfig, make, on_step
 
     # (the split and the cached files draw nothing from the RNGs seeded above)
     train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
+    if train_cfg.channel_swap:  # training clips only; validation sees them as recorded
+        from textseld.train.augment import ChannelSwap
+
+        train_set = ChannelSwap(train_set, train_cfg.channel_swap, seed)
     val_cache = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)) if encoded else None
     train_cache = (
         encoded_cache(config, encoded_train, train_h5, stats_h5, train_set.item_names()) if encoded_train else None
@@ -497,6 +501,11 @@ def _check_cached_outputs(tcfg: TrainConfig, tokens, encoded, encoded_train) -> 
         raise RunConfigError(
             "shuffle_frames deals the training clips' cached encodings (encoded_train) into batches "
             "of frames across clips; this finetuning computes its own: set shuffle_frames to false"
+        )
+    if tcfg.channel_swap and (tokens or encoded_train):
+        raise RunConfigError(
+            f"{tokens or encoded_train}: train.channel_swap ({tcfg.channel_swap}) swaps the channels of the "
+            "features, and this finetuning trains on cached outputs computed from them: set channel_swap to 0"
         )
 
 
