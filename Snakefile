@@ -27,6 +27,7 @@ localrules:
     all,
     download_dataset,
     download_pretrained,
+    fingerprint_split,
     aggregate,
     training_curves,
 

@@ -4,6 +4,13 @@ import re
 
 from snakemake.utils import validate
 
+# The config as typed: a key given twice in a config file is refused (file and line), and
+# `--config KEY=VALUE` values are read as YAML, as in a config file (textseld.config_sources).
+from textseld.config_sources import apply_overrides, check_config_files, typed_overrides
+
+check_config_files(workflow.configfiles)
+apply_overrides(config, typed_overrides(workflow.config_settings.config_args, workflow.config_settings.config))
+
 # Validate once, filling the schema's defaults: every later lookup may index directly.
 validate(config, "../config/schema.yaml", set_default=True)
 
@@ -128,6 +135,11 @@ def dataset_marker():
     (its summary) or by the download (its manifest, after verification and extraction)."""
     name = "synth_summary.json" if config["data"]["source"] == "synthetic" else "manifest.json"
     return f"{DATA_ROOT}/{name}"
+
+
+def data_fingerprint(split):
+    """The content fingerprint of a split's audio and label files (rule fingerprint_split)."""
+    return f"{RESULTS}/dataset/{split}.json"
 
 
 def feature_shards(wildcards):

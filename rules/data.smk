@@ -22,6 +22,34 @@ rule synthesize_dataset:
         "../workflow_scripts/synthesize_dataset.py"
 
 
+# Data edits: each split's content fingerprint is an input of its feature extraction (and the
+# test split's of the references). This rule writes it once the dataset exists; at every later
+# start it is brought up to date here, rewritten only when a file's content changed, so an edited
+# label or a replaced recording reruns that split and what depends on it (textseld.data.fingerprint).
+rule fingerprint_split:
+    input:
+        dataset=dataset_marker(),
+    output:
+        fingerprint=data_fingerprint("{split}"),
+    log:
+        f"{LOGS}/fingerprint_split/{{split}}.log",
+    params:
+        root=lambda wildcards, input: os.path.dirname(input.dataset),
+        folders=lambda wildcards: SPLITS[wildcards.split],
+    threads: 1
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/fingerprint_split.py"
+
+
+if workflow.is_main_process and os.path.exists(dataset_marker()):
+    from textseld.data.fingerprint import refresh_fingerprint
+
+    for _split, _folders in SPLITS.items():
+        refresh_fingerprint(data_fingerprint(_split), DATA_ROOT, _folders)
+
+
 # Network access: a local rule writing under resources/ (compute nodes may be offline).
 rule download_dataset:
     output:

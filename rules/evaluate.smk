@@ -6,6 +6,7 @@
 rule collect_references:
     input:
         dataset=dataset_marker(),
+        fingerprint=data_fingerprint("test"),
     output:
         refs=directory(f"{RESULTS}/references/test"),
     log:

@@ -4,6 +4,7 @@
 rule extract_features:
     input:
         dataset=dataset_marker(),
+        fingerprint=data_fingerprint("{split}"),
     output:
         shard=f"{RESULTS}/features/shards/{{split}}/{{shard}}.h5",
     log:

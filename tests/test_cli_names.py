@@ -13,8 +13,9 @@ from textseld.cli import build_parser, main
 from textseld.commands import HelpFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
-# Rules without a command: collect_references only copies the reference CSVs.
-NOT_COMMANDS = {"collect_references"}
+# Rules without a command: collect_references only copies the reference CSVs; fingerprint_split
+# only records what the split's files hold, for the workflow to see data edits.
+NOT_COMMANDS = {"collect_references", "fingerprint_split"}
 
 
 def _rules() -> list[str]:

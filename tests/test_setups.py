@@ -142,6 +142,23 @@ def test_setup_errors_name_the_config_key():
         resolve_setup(config)
 
 
+@pytest.mark.parametrize(
+    "train, test",
+    [
+        (["dev-test-synth"], ["dev-test-synth"]),  # the test split trained on
+        (["dev-train-synth", "dev-test-synth"], ["dev-test-synth"]),  # ... among others
+        (["dev-train-synth", "./dev-test-b/"], ["dev-test-a", "dev-test-b"]),  # one of several, spelt otherwise
+    ],
+)
+def test_training_on_a_test_split_is_refused_naming_both_keys(train, test):
+    data = {"data": {"train_splits": train, "test_splits": test}}
+    with pytest.raises(SetupError, match=r"data.train_splits and data.test_splits both list '.*dev-test.*'") as info:
+        resolve_setup(merged(extra=data))
+    assert "train.validation_split" in str(info.value)  # the validation clips would be test clips too
+    separate = {"data": {"train_splits": ["dev-train-synth", "dev-test-synth-2"], "test_splits": ["dev-test-synth"]}}
+    assert resolve_setup(merged(extra=separate))["grid"]
+
+
 def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
     from textseld.models.factory import build_text_encoder
     from textseld.models.text_bert import default_bert_path

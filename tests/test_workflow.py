@@ -42,6 +42,52 @@ def test_unknown_config_key_is_rejected_with_its_name(wf):
     assert "'lr_nwe' was unexpected" in proc.stdout + proc.stderr
 
 
+def test_config_overrides_set_nested_keys_with_their_types(wf):
+    """`--config KEY=VALUE` values mean what they mean in a config file (README, "Configuration")."""
+    jobs = dry_run(
+        wf, "--configfile", "config/tiny.yaml", "--config", "seeds=[0, 1]", "train={finetune: {lr_new: 1.0e-3}}"
+    )
+    assert job_counts(jobs)["finetune"] == 8 * 2 and {j.wildcards["seed"] for j in jobs if j.rule == "finetune"} == {
+        "0",
+        "1",
+    }
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("train={finetune: {epochs: -1}}", "train.finetune: training config key 'epochs': expected a positive integer"),
+        ("features={shards: 0}", "0 is less than the minimum of 1"),
+        (
+            "train={finetune: {lr_new: 1.0e-3}",
+            "--config train={finetune: {lr_new: 1.0e-3}: the value is not valid YAML",
+        ),
+    ],
+    ids=["negative epochs", "zero shards", "yaml syntax"],
+)
+def test_a_bad_override_fails_for_its_own_reason_naming_the_key(wf, value, message):
+    proc = snakemake(wf, "--dry-run", "--configfile", "config/tiny.yaml", "--config", value, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in out, out[-3000:]
+    assert "is not of type" not in out
+    if "shards" in value:
+        assert "['features']['shards']" in out
+
+
+def test_a_config_file_with_a_key_twice_is_refused_naming_the_file_and_line(wf, tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("seeds: [0]\ntrain:\n  finetune: {epochs: 2}\nseeds: [1]\n")
+    proc = snakemake(wf, "--dry-run", "--configfile", "config/tiny.yaml", str(dup), check=False)
+    assert proc.returncode != 0
+    assert f"{dup}:4: key 'seeds' is given twice in one mapping (first on line 1)" in proc.stdout + proc.stderr
+
+
+def test_training_on_a_test_split_is_refused_at_workflow_start(wf):
+    proc = snakemake(wf, "--dry-run", "--config", "data={train_splits: [dev-train-synth, dev-test-synth]}", check=False)
+    assert proc.returncode != 0
+    assert "data.train_splits and data.test_splits both list 'dev-test-synth'" in proc.stdout + proc.stderr
+
+
 def test_slurm_profile_is_found_by_name_before_a_users_own(wf, tmp_path):
     """`snakemake --profile slurm` as typed in the checkout uses profiles/slurm, also when the
     user has a profile of that name in ~/.config/snakemake (left alone)."""
@@ -80,6 +126,7 @@ def test_paper_dry_run_plans_the_paper_grid(wf):
     assert counts == {
         "download_dataset": 1,
         "download_pretrained": 3,
+        "fingerprint_split": 2,
         "extract_features": 2 * shards,
         "pack_features": 2,
         "feature_stats": 1,

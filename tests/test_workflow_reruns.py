@@ -204,3 +204,99 @@ def test_change_executed_reruns_the_finetuning_on_the_new_input(tiny_workflow, t
         old, new = (read_checkpoint(d / run / "last.pt")["model"] for d in (tiny_workflow, wd))
         assert not all(torch.equal(old[k], new[k]) for k in old)
     assert os.path.getmtime(wd / target) > os.path.getmtime(tiny_workflow / target)
+
+
+# ------------------------------------------------------------------ data edits
+DATASET = "resources/datasets/synthetic"
+TEST_CHAIN = {  # the test split's features, references and what reads them; no pretraining, no baseline
+    "extract_features": 2,
+    "pack_features": 1,
+    "collect_references": 1,
+    # the text encoders' outputs of the test clips are written by the job that writes those of
+    # the training and validation clips: the finetunings that read these rerun too
+    "encode_sentences": 4,
+    "finetune": 8,
+    "predict": 9,
+    "evaluate": 18,
+    "aggregate": 1,
+    "training_curves": 1,
+}
+TRAIN_CHAIN = {  # the training split's features and everything trained on them; not the test split's
+    "extract_features": 2,
+    "pack_features": 1,
+    "feature_stats": 1,
+    "make_texts": 1,
+    "pretrain_tokenizer": 2,
+    "train_baseline": 1,
+    "encode_sentences": 4,
+    "finetune": 8,
+    "predict": 9,
+    "evaluate": 18,
+    "aggregate": 1,
+    "training_curves": 1,
+}
+
+
+def _edit_keeping_times(path: Path, edit) -> None:
+    """Change `path`'s content, then put its old access and modification times back (as a copy
+    with `cp -p` would): only its content says that it changed."""
+    import time
+
+    st = path.stat()
+    time.sleep(0.05)  # past the file system's time-stamp granularity
+    edit(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_data_edits_rerun_exactly_the_affected_split_and_downstream(tiny_workflow, tmp_path):
+    """README "What reruns": a test clip's events removed, a test recording replaced by another of
+    the same size, a training label row appended (each with its old modification time), executed
+    one after the other on one copy of the tiny run; before and after them nothing reruns."""
+    import shutil
+
+    wd = copy_workflow(tiny_workflow, tmp_path / "wd")
+    # a copy has new inodes and ctimes: every file is hashed again, and the content is the same
+    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY)) == {}
+    test_csvs = sorted((wd / DATASET / "metadata_dev/dev-test-synth").glob("*.csv"))
+    assert len(test_csvs) >= 2
+    header = test_csvs[0].read_text().splitlines()[0]
+
+    _edit_keeping_times(test_csvs[0], lambda p: p.write_text(header + "\n"))
+    assert _executed(snakemake(wd, "--cores", "2", *TINY, timeout=900)) == TEST_CHAIN
+    # the evaluation scores against the edited reference
+    copied = wd / "results/references/test/dev-test-synth" / test_csvs[0].name
+    assert copied.read_text().strip() == header
+
+    wavs = sorted((wd / DATASET / "stereo_dev/dev-test-synth").glob("*.wav"))
+    assert wavs[0].stat().st_size == wavs[1].stat().st_size and wavs[0].read_bytes() != wavs[1].read_bytes()
+    _edit_keeping_times(wavs[0], lambda p: shutil.copyfile(wavs[1], p))
+    assert _executed(snakemake(wd, "--cores", "2", *TINY, timeout=900)) == TEST_CHAIN
+
+    train_csv = sorted((wd / DATASET / "metadata_dev/dev-train-synth").glob("*.csv"))[0]
+    rows = {tuple(r[:3]) for r in csv.reader(train_csv.open())}
+    assert ("10", "3", "7") not in rows
+    _edit_keeping_times(train_csv, lambda p: p.write_text(p.read_text() + "10,3,7,30,200,0\n"))
+    packed = wd / "results/features/test.h5"
+    test_features = packed.stat().st_mtime_ns
+    assert _executed(snakemake(wd, "--cores", "2", *TINY, timeout=900)) == TRAIN_CHAIN
+    assert packed.stat().st_mtime_ns == test_features  # the test split's features were left alone
+    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY)) == {}
+
+
+def test_lr_new_given_with_config_reruns_only_the_grep_finetunings_and_downstream(tiny_workflow, tmp_path):
+    """README "What reruns", the `lr_new` row, executed with the override typed on the command line
+    (README, "Configuration"): the TREP heads have their own rate (lr_new_by_head)."""
+    wd = copy_workflow(tiny_workflow, tmp_path / "wd")
+    override = ("--config", "train={finetune: {lr_new: 1.0e-3}}")
+    proc = snakemake(wd, "--cores", "2", *TINY, *override, timeout=900)
+    jobs = parse_dry_run(proc.stdout + proc.stderr)
+    assert job_counts(jobs) == {"finetune": 4, "predict": 4, "evaluate": 8, "aggregate": 1, "training_curves": 1}
+    assert {j.wildcards["head"] for j in jobs if j.rule == "finetune"} == {"grep"}
+    for src in ("rcc", "beats"):
+        for txt in ("clip", "bert"):
+            config = json.loads((wd / f"results/runs/{src}-{txt}-grep/seed0/config.json").read_text())
+            assert config["train"]["lr_new"] == 1.0e-3  # a number, not the string "1.0e-3"
+    # the same override again: nothing; without it, the 4 finetunings go back to the file's rate
+    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY, *override)) == {}
+    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY))["finetune"] == 4

@@ -51,6 +51,26 @@ def resolve_grid(grid: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def check_no_leak(data: Mapping[str, Any]) -> None:
+    """Refuse a `data` section whose training split folders overlap its test split folders
+    (the validation split is carved out of the training folders, so it would hold test clips
+    too). Folder names are compared normalised ("./a/" is "a"). Raises SetupError naming both keys."""
+    import posixpath
+
+    def folders(key: str) -> dict[str, str]:
+        return {posixpath.normpath(str(f).replace("\\", "/")): str(f) for f in data.get(key) or []}
+
+    train, test = folders("train_splits"), folders("test_splits")
+    shared = sorted(train.keys() & test.keys())
+    if shared:
+        listed = ", ".join(repr(train[f]) for f in shared)
+        raise SetupError(
+            f"config keys data.train_splits and data.test_splits both list {listed}: models would be "
+            "trained and selected (train.validation_split is carved out of the training folders) on "
+            "clips they are tested on; give the test folders only under data.test_splits"
+        )
+
+
 def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     """Check a merged workflow config and return what the rules pass on.
 
@@ -67,6 +87,7 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     from textseld.models.text_config import TextEncoderConfig, preset_width
     from textseld.train.config import TrainConfig
 
+    check_no_leak(config.get("data") or {})
     grid = resolve_grid(config.get("grid"))
     texts = grid["texts"]
     text_encoders = dict(config.get("text_encoders") or {})
