@@ -4,6 +4,14 @@ import re
 
 from snakemake.utils import validate
 
+from textseld.recipes import apply_recipe
+
+# The chosen recipe (config key `recipe`: textseld.recipes owns the models, text encoders and
+# training of each) with the config files' and --config keys merged over it, in place.
+_RESOLVED = apply_recipe(config)
+config.clear()
+config.update(_RESOLVED)
+
 # Validate once, filling the schema's defaults: every later lookup may index directly.
 validate(config, "../config/schema.yaml", set_default=True)
 

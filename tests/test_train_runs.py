@@ -17,6 +17,7 @@ import torch
 
 from textseld.constants import N_CLASSES, N_FEAT_FRAMES, N_LABEL_FRAMES, N_MELS
 from textseld.data.targets import build_targets
+from textseld.recipes import train_section
 
 TEXT_CFG = {
     "clip_pretrained": None,
@@ -120,7 +121,7 @@ def test_each_parameter_in_exactly_one_group_and_frozen_unchanged(head):
     from textseld.train.runs import make_optimizer
 
     model, encoder = _finetune_model("clip", head)
-    opt = make_optimizer(model, TrainConfig.preset("finetune"), "finetune")
+    opt = make_optimizer(model, TrainConfig.from_dict(train_section("paper", "finetune")), "finetune")
     groups = {g["name"]: g for g in opt.param_groups}
     assert groups["pretrained"]["lr"] == 1e-6 and groups["new"]["lr"] == 1e-4
     in_groups = [id(p) for g in opt.param_groups for p in g["params"]]
@@ -154,7 +155,7 @@ def test_cached_and_uncached_ground_truth_give_the_same_loss(data):
 
     model, encoder = _finetune_model("bert", "grep")
     model.eval()  # no dropout: both passes see the same network
-    cfg = TrainConfig.from_dict({"text_frames_per_clip": 6}, preset="finetune")
+    cfg = TrainConfig.from_dict({**train_section("paper", "finetune"), "text_frames_per_clip": 6})
     store = TextStore(data["texts"])
     config = {"kind": "finetune"}
     cache = GroundTruthCache(encoder)
@@ -675,7 +676,9 @@ def test_frozen_tokenizer_step_builds_no_graph_before_the_head():
 
     model, _ = _finetune_model("bert", "grep")
     model.freeze_tokenizer()
-    opt = make_optimizer(model, TrainConfig.from_dict({"freeze_tokenizer": True}, preset="finetune"), "finetune")
+    opt = make_optimizer(
+        model, TrainConfig.from_dict({**train_section("paper", "finetune"), "freeze_tokenizer": True}), "finetune"
+    )
     assert [g["name"] for g in opt.param_groups] == ["new"]
     model.train()
     batch = {k: torch.randn(2, c, N_FEAT_FRAMES, N_MELS) for k, c in (("src", 1), ("doa", 4), ("dist", 2))}
@@ -697,7 +700,9 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     def never(sentences):
         raise AssertionError("ground-truth sentences embedded although A has no gradient")
 
-    cfg = TrainConfig.from_dict({"text_frames_per_clip": 6, "freeze_tokenizer": True}, preset="finetune")
+    cfg = TrainConfig.from_dict(
+        {**train_section("paper", "finetune"), "text_frames_per_clip": 6, "freeze_tokenizer": True}
+    )
     task = make_task({"kind": "finetune"}, model, cfg, TextStore(data["texts"]).sentence, never)
     batch = next(iter(torch.utils.data.DataLoader(PackedDataset(data["train_h5"], data["stats"]), batch_size=3)))
     losses = task.losses(batch, torch.Generator().manual_seed(5))
@@ -725,11 +730,11 @@ def test_lr_new_by_head_sets_the_head_learning_rate_of_its_head_only(data, pretr
 def test_lr_new_by_head_is_checked():
     from textseld.train.config import TrainConfig
 
-    assert TrainConfig.from_dict({"lr_new_by_head": {"trep": 1e-3}}, preset="finetune").for_head("trep").lr_new == 1e-3
-    assert TrainConfig.from_dict({"lr_new_by_head": None}, preset="finetune").for_head("grep").lr_new == 1e-4
+    assert TrainConfig.from_dict({"lr_new_by_head": {"trep": 1e-3}}).for_head("trep").lr_new == 1e-3
+    assert TrainConfig.from_dict({"lr_new_by_head": None}).for_head("grep").lr_new == 1e-4
     for bad in ({"tre": 1e-3}, {"grep": -1.0}, {"grep": "fast"}, [1e-3]):
         with pytest.raises(ValueError, match="'lr_new_by_head'.*head names"):
-            TrainConfig.from_dict({"lr_new_by_head": bad}, preset="finetune")
+            TrainConfig.from_dict({"lr_new_by_head": bad})
 
 
 def _encode_sentences(data, pre_dir, tmp_path, text: str, **kw):

@@ -507,7 +507,7 @@ def pretrain(
     validation split shared by every run (SplitConfig or its dict; None = the
     defaults), the one `stats_h5` was computed without."""
     _choice(source, SOURCES, "source encoder")
-    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "pretrain")
+    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "pretrain",
         seed,
@@ -536,7 +536,7 @@ def train_baseline(
 ) -> dict:
     """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change and split as in
     pretrain."""
-    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "baseline")
+    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "baseline",
         seed,
@@ -592,7 +592,7 @@ def finetune(
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEAD_NAMES, "head")
     mcfg, xcfg = _model_cfg(model_cfg), _text_cfg(text_cfg)
-    tcfg = TrainConfig.coerce(train_cfg, "finetune").for_head(head)
+    tcfg = TrainConfig.coerce(train_cfg).for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     if (tokens or encoded or encoded_train) and not tcfg.freeze_tokenizer:
         raise RunConfigError(
