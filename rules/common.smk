@@ -228,10 +228,11 @@ def predictions_manifest(model, seed):
 
 
 def aggregate_inputs():
-    """Every run's metrics (both protocols) and weights.json, in grid order."""
+    """Every run's metrics (both protocols), weights.json and provenance.json, in grid order."""
     return {
         "metrics": [metrics_file(m, s, p) for m, s in all_runs() for p in PROTOCOLS],
         "weights": [f"{run_dir(m, s)}/weights.json" for m, s in all_runs()],
+        "provenance": [f"{run_dir(m, s)}/provenance.json" for m, s in all_runs()],
     }
 
 
@@ -245,6 +246,7 @@ def aggregate_runs():
             "seed": int(seed),
             "metrics": {p: metrics_file(model, seed, p) for p in PROTOCOLS},
             "weights": f"{run_dir(model, seed)}/weights.json",
+            "provenance": f"{run_dir(model, seed)}/provenance.json",
         }
         for model, seed in all_runs()
     ]

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -178,7 +178,15 @@ def weights_record(config: dict, model: nn.Module, encoder) -> dict:
 # --------------------------------------------------------------- run directory
 # Files of a run that a restart after a configuration change discards (and the loop's
 # kept copies of the selected weights, KEPT_BEST_GLOB).
-RUN_STATE_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json", "weights.json", "split.json")
+RUN_STATE_FILES = (
+    "last.pt",
+    "best.pt",
+    "log.csv",
+    "val_metrics.json",
+    "weights.json",
+    "split.json",
+    "provenance.json",
+)
 # The input files whose content a run depends on (config["inputs"] keys; a directory
 # stands for the best.pt in it). Their sha256 goes into config.json as "input_sha256".
 HASHED_INPUTS = {"train_h5": None, "stats_h5": None, "texts": None, "pretrained_dir": "best.pt"}
@@ -426,6 +434,7 @@ def _train(
     make: Callable[[nn.Module, Any], Any],
     on_step=None,
     on_config_change: str = "error",
+    setup: Mapping | None = None,
 ) -> dict:
     run_dir = Path(run_dir)
     config["input_sha256"] = input_hashes(config["inputs"])
@@ -446,6 +455,10 @@ def _train(
 
     # (the split and the cached files draw nothing from the RNGs seeded above)
     train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
+    if setup is not None:  # what the run is produced with: recorded now, joined by the results tables
+        from textseld.provenance import run_provenance, write_provenance
+
+        write_provenance(run_dir, run_provenance(setup, config["kind"], config["text"], len(train_set), len(val_set)))
     val_cache = encoded_cache(config, encoded, train_h5, stats_h5, list(refs)) if encoded else None
     train_cache = (
         encoded_cache(config, encoded_train, train_h5, stats_h5, train_set.item_names()) if encoded_train else None
@@ -499,13 +512,15 @@ def pretrain(
     on_step=None,
     on_config_change: str = "error",
     split=None,
+    setup: Mapping | None = None,
 ) -> dict:
     """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT.
 
     on_config_change: what to do when run_dir holds a run with another
     configuration: "error" (default) or "restart" (discard it). split: the
     validation split shared by every run (SplitConfig or its dict; None = the
-    defaults), the one `stats_h5` was computed without."""
+    defaults), the one `stats_h5` was computed without. setup: the resolved workflow config, if
+    any: what the run is produced with goes into run_dir/provenance.json (textseld.provenance)."""
     _choice(source, SOURCES, "source encoder")
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
@@ -519,7 +534,7 @@ def pretrain(
         text=None,
         head="pretrain",
     )
-    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change, setup)
 
 
 def train_baseline(
@@ -533,9 +548,10 @@ def train_baseline(
     on_step=None,
     on_config_change: str = "error",
     split=None,
+    setup: Mapping | None = None,
 ) -> dict:
-    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change and split as in
-    pretrain."""
+    """Train the DCASE2025 audio-only baseline (ADPIT; train_cfg: its whole training section, e.g.
+    a recipe's, textseld.recipes); on_config_change, split and setup as in pretrain."""
     mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "baseline",
@@ -548,7 +564,7 @@ def train_baseline(
         text=None,
         head=None,
     )
-    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change, setup)
 
 
 def finetune(
@@ -572,12 +588,13 @@ def finetune(
     tokens=None,
     encoded=None,
     encoded_train=None,
+    setup: Mapping | None = None,
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
     texts: the TextStore file of the training split. cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
-    on_config_change and split as in `pretrain`; the pretraining must have used the same split.
+    on_config_change, split and setup as in `pretrain`; the pretraining must have used the same split.
     tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.predict.encode_tokens`),
     read instead of running the tokenizer; only with train_cfg's freeze_tokenizer.
     encoded: the fixed-template text-encoder outputs of the validation clips
@@ -653,4 +670,4 @@ def finetune(
 
         return make_task(config, model, tcfg, store.sentence, gt_embed)
 
-    return _train(run_dir, config, tcfg, make, on_step, on_config_change)
+    return _train(run_dir, config, tcfg, make, on_step, on_config_change, setup)
