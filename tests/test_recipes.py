@@ -144,3 +144,18 @@ def test_setup_files_say_what_they_are():
         for kind, section in data.get("train", {}).items():
             assert set(section) <= set(recipes.EXECUTION_KEYS), (name, kind)
         assert "size" not in data.get("models", {}) and not {"clip", "bert"} & set(data.get("text_encoders", {}))
+
+
+def test_the_baselines_and_paper_cpus_departures_are_stated():
+    """Where the Baseline departs from the official DCASE2025 run, peak normalisation of every
+    clip is listed with the rest; paper_cpu.yaml's header names its validation share."""
+    paper = (REPO / "config/paper.yaml").read_text()
+    method = (REPO / "docs/METHOD.md").read_text()
+    baseline = method[method.index("### Baseline") : method.index("### Sizes")]
+    for text in (paper, baseline):
+        assert "peak-normalised" in text and "standardised" in text and "15 000" in text
+    cpu = (REPO / "config/paper_cpu.yaml").read_text()
+    header = cpu[: cpu.index("\ndata:")]
+    share = yaml.safe_load(cpu)["train"]["validation_split"]["fraction"]
+    paper_share = recipes.RECIPES["paper"]["train"]["validation_split"]["fraction"]
+    assert f"validation share ({share} instead of\n# the recipe's {paper_share})" in header

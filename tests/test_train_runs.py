@@ -712,6 +712,36 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     assert all(p.grad is not None for p in model.head.parameters())
 
 
+def test_fixed_training_templates_with_a_trained_tokenizer_align_to_the_same_templates(data):
+    """train_templates fixed, freeze_tokenizer false: the ground-truth sentences of the MAE are
+    written into the template the audio path used, each clip's fixed one (not a random draw)."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.text.store import TextStore
+    from textseld.train.config import TrainConfig
+    from textseld.train.runs import make_task
+    from textseld.train.tasks import fixed_template_ids
+
+    model, encoder = _finetune_model("bert", "grep")
+    store = TextStore(data["texts"])
+    used: list[tuple[int, int]] = []
+
+    def sentence(clip, frame, template):
+        used.append((clip, template))
+        return store.sentence(clip, frame, template)
+
+    def embed(sentences):
+        with torch.no_grad():
+            return encoder.embed_sentences(sentences)
+
+    cfg = TrainConfig.from_dict({**train_section("paper", "finetune"), "train_templates": "fixed"})
+    task = make_task({"kind": "finetune"}, model, cfg, sentence, embed)
+    batch = next(iter(torch.utils.data.DataLoader(PackedDataset(data["train_h5"], data["stats"]), batch_size=3)))
+    losses = task.losses(batch, torch.Generator().manual_seed(5))
+    assert "mae" in losses  # the tokenizer trains: A has a gradient
+    fixed = dict(zip([int(i) for i in batch["index"]], fixed_template_ids(batch["name"]).tolist()))
+    assert used and all(template == fixed[clip] for clip, template in used), (used[:3], fixed)
+
+
 def test_lr_new_by_head_sets_the_head_learning_rate_of_its_head_only(data, pretrained, tmp_path):
     import csv
 
