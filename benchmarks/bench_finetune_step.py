@@ -141,6 +141,7 @@ def main(argv=None) -> int:
 
     from textseld.models.text_config import TextEncoderConfig
     from textseld.models.text_encoders import GroundTruthCache
+    from textseld.recipes import train_section
     from textseld.text.templates import TEMPLATES
     from textseld.train.config import TrainConfig
     from textseld.train.runs import make_optimizer
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = make_store(Path(tmp), names, rows)
         batches = [make_batch(list(range(8 * k, 8 * k + 8)), rows, names, seed=k) for k in range(args.clips // 8)]
-        cfg = TrainConfig.preset("finetune")
+        cfg = TrainConfig.from_dict(train_section("paper", "finetune"))
 
         # Steps of the compared paths are interleaved (A, B, A, B, ...) so that
         # load from other processes on this shared machine hits both alike.

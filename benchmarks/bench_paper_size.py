@@ -57,10 +57,12 @@ def paper_setup(device: str = "cpu", steps: int = 1) -> dict:
     import yaml
     from snakemake.utils import update_config, validate
 
+    from textseld.recipes import apply_recipe
     from textseld.setups import resolve_setup
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     update_config(config, yaml.safe_load((REPO / "config/paper.yaml").read_text()))
+    config = apply_recipe(config)  # as rules/common.smk resolves it
     validate(config, str(REPO / "config/schema.yaml"), set_default=True)
     paper_train = copy.deepcopy(config["train"])
     # offline: no weights files, the same architectures with random weights

@@ -11,6 +11,14 @@ from textseld.config_sources import apply_overrides, check_config_files, typed_o
 check_config_files(workflow.configfiles)
 apply_overrides(config, typed_overrides(workflow.config_settings.config_args, workflow.config_settings.config))
 
+from textseld.recipes import apply_recipe
+
+# The chosen recipe (config key `recipe`: textseld.recipes owns the models, text encoders and
+# training of each) with the config files' and --config keys merged over it, in place.
+_RESOLVED = apply_recipe(config)
+config.clear()
+config.update(_RESOLVED)
+
 # Validate once, filling the schema's defaults: every later lookup may index directly.
 validate(config, "../config/schema.yaml", set_default=True)
 
@@ -232,10 +240,11 @@ def predictions_manifest(model, seed):
 
 
 def aggregate_inputs():
-    """Every run's metrics (both protocols) and weights.json, in grid order."""
+    """Every run's metrics (both protocols), weights.json and provenance.json, in grid order."""
     return {
         "metrics": [metrics_file(m, s, p) for m, s in all_runs() for p in PROTOCOLS],
         "weights": [f"{run_dir(m, s)}/weights.json" for m, s in all_runs()],
+        "provenance": [f"{run_dir(m, s)}/provenance.json" for m, s in all_runs()],
     }
 
 
@@ -249,6 +258,7 @@ def aggregate_runs():
             "seed": int(seed),
             "metrics": {p: metrics_file(model, seed, p) for p in PROTOCOLS},
             "weights": f"{run_dir(model, seed)}/weights.json",
+            "provenance": f"{run_dir(model, seed)}/provenance.json",
         }
         for model, seed in all_runs()
     ]

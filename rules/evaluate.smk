@@ -81,6 +81,8 @@ rule aggregate:
     params:
         runs=aggregate_runs(),
         evaluate=config["evaluate"],  # n_boot, ci_seed: the paired differences to the Baseline
+        # rows of different data or recipes in one table only when asked
+        allow_mixed=config["aggregate"]["allow_mixed"],
     threads: 1
     conda:
         "../envs/textseld.yaml"

@@ -12,6 +12,7 @@ rule pretrain_tokenizer:
         model=f"{pretrain_dir('{src}')}/best.pt",
         metrics=f"{pretrain_dir('{src}')}/val_metrics.json",
         weights=f"{pretrain_dir('{src}')}/weights.json",
+        provenance=f"{pretrain_dir('{src}')}/provenance.json",
     log:
         f"{LOGS}/pretrain_tokenizer/{{src}}.log",
     benchmark:
@@ -39,6 +40,7 @@ rule train_baseline:
         model=f"{run_dir('baseline', '{seed}')}/best.pt",
         metrics=f"{run_dir('baseline', '{seed}')}/val_metrics.json",
         weights=f"{run_dir('baseline', '{seed}')}/weights.json",
+        provenance=f"{run_dir('baseline', '{seed}')}/provenance.json",
     log:
         f"{LOGS}/train_baseline/seed{{seed}}.log",
     benchmark:
@@ -135,6 +137,7 @@ rule finetune:
         model=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/best.pt",
         metrics=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/val_metrics.json",
         weights=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/weights.json",
+        provenance=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/provenance.json",
     log:
         f"{LOGS}/finetune/{{src}}-{{txt}}-{{head}}-seed{{seed}}.log",
     benchmark:

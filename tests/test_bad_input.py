@@ -250,7 +250,7 @@ def test_training_config_types_are_checked_naming_the_key(key, value, expected):
     from textseld.train.config import TrainConfig
 
     with pytest.raises(ValueError, match=f"'{key}'") as err:
-        TrainConfig.from_dict({key: value}, preset="pretrain")
+        TrainConfig.from_dict({key: value})
     assert expected in str(err.value)
 
 

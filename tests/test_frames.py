@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from textseld.constants import N_CLASSES, N_LABEL_FRAMES, N_TRACKS
+from textseld.recipes import train_section
 from textseld.train.config import TrainConfig
 from textseld.train.frames import ShuffledFrames
 from textseld.train.loop import fit
@@ -100,7 +101,13 @@ def _fit(run_dir, on_step=None):
     torch.manual_seed(0)
     task = _HeadTask()
     cfg = TrainConfig.from_dict(
-        {"epochs": 3, "batch_size": 2, "checkpoint_every_steps": 1, "progress": False}, preset="finetune"
+        {
+            **train_section("paper", "finetune"),
+            "epochs": 3,
+            "batch_size": 2,
+            "checkpoint_every_steps": 1,
+            "progress": False,
+        }
     )
     val = [_learnable_clip(i) for i in range(100, 103)]
     refs = {c["name"]: np.array([[f, (c["index"] % 3), 0, 0, 100, 0] for f in range(N_LABEL_FRAMES)]) for c in val}

@@ -1,8 +1,9 @@
 """Shipped setups resolve to exactly what they document when layered over config.yaml.
 
 The files are merged exactly as Snakemake merges --configfile files
-(snakemake.utils.update_config, recursively key by key), validated against the
-schema with its defaults filled (as rules/common.smk does), and resolved by
+(snakemake.utils.update_config, recursively key by key), merged over their
+recipe (textseld.recipes.apply_recipe), validated against the schema with its
+defaults filled (as rules/common.smk does), and resolved by
 textseld.setups.resolve_setup, the function the workflow calls at start.
 """
 
@@ -18,18 +19,21 @@ from snakemake.utils import update_config, validate
 from textseld.models.config import ModelConfig
 from textseld.models.text_clip import clip_text_cfg
 from textseld.models.text_config import BERT_PRESETS, TextEncoderConfig
+from textseld.recipes import apply_recipe
 from textseld.setups import SetupError, resolve_setup
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def merged(*setup_files: str, extra: dict | None = None) -> dict:
-    """config.yaml with the setup files layered over it as Snakemake does, schema defaults filled."""
+    """config.yaml with the setup files layered over it as Snakemake does, merged over their
+    recipe, schema defaults filled (as rules/common.smk does)."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     for name in setup_files:
         update_config(config, yaml.safe_load((REPO / name).read_text()))
     if extra:
         update_config(config, copy.deepcopy(extra))
+    config = apply_recipe(config)
     validate(config, str(REPO / "config/schema.yaml"), set_default=True)
     return config
 
@@ -175,7 +179,7 @@ def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
 
 def _effective(config: dict) -> dict:
     """What a merged config means once every default is applied: the schema's (filled by
-    `merged`) and the library's (training presets, split, scene, WPE, model and encoder setup)."""
+    `merged`) and the library's (training configs, split, scene, WPE, model and encoder setup)."""
     from dataclasses import asdict
 
     from textseld.data.splits import SplitConfig
@@ -185,8 +189,8 @@ def _effective(config: dict) -> dict:
 
     out = copy.deepcopy(config)
     train = out["train"]
-    for preset in ("pretrain", "finetune", "baseline"):
-        train[preset] = TrainConfig.coerce(train[preset], preset).to_dict()
+    for kind in ("pretrain", "finetune", "baseline"):
+        train[kind] = TrainConfig.coerce(train[kind]).to_dict()
     train["validation_split"] = asdict(SplitConfig.from_dict(train["validation_split"]))
     out["data"]["synthesis"]["scene"] = asdict(SceneConfig.from_dict(out["data"]["synthesis"]["scene"]))
     out["features"]["extract"]["wpe"] = wpe_settings(out["features"]["extract"].get("wpe"))
@@ -225,7 +229,7 @@ def _without(tree: dict, path: tuple) -> dict:
 )
 def test_setup_files_hold_only_what_differs_from_the_defaults(layers):
     """nanoGPT-style config files: dropping any one key changes what the setup means,
-    so no key restates a default (of the schema or of the library) or the layer below."""
+    so no key restates a default (of the schema or of the library), the recipe or the layer below."""
     *below, top = layers
     base: dict = {}
     for name in below:
@@ -235,6 +239,7 @@ def test_setup_files_hold_only_what_differs_from_the_defaults(layers):
     def resolved(top_tree: dict) -> dict:
         config = copy.deepcopy(base)
         update_config(config, copy.deepcopy(top_tree))
+        config = apply_recipe(config)
         validate(config, str(REPO / "config/schema.yaml"), set_default=True)
         return _effective(config)
 
@@ -271,7 +276,8 @@ def test_resolving_a_setup_imports_no_deep_learning_library():
 
     code = (
         "import sys, yaml; from snakemake.utils import validate; from textseld.setups import resolve_setup; "
-        f"c = yaml.safe_load(open({str(REPO / 'config/config.yaml')!r})); "
+        "from textseld.recipes import apply_recipe; "
+        f"c = apply_recipe(yaml.safe_load(open({str(REPO / 'config/config.yaml')!r}))); "
         f"validate(c, {str(REPO / 'config/schema.yaml')!r}); resolve_setup(c); "
         "print(sorted(m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules))"
     )

@@ -34,6 +34,21 @@ def test_template_counts_and_slots():
         assert "{" not in s and s.endswith(".")
 
 
+# The paper's four example templates, as the paper prints them.
+PAPER_EXAMPLES = (
+    "The sound of <SRC> comes from direction <DOA>, approximately <DIST> away.",
+    "The sonic impression of <SRC> originates from direction <DOA>, nearly <DIST> distant.",
+    "The captured audio of <SRC> is localized at direction <DOA>, about <DIST> away.",
+    "The acoustic presence of <SRC> is acoustically detected from direction <DOA>, approximately <DIST> distant.",
+)
+
+
+def test_the_papers_example_templates_are_among_the_50_verbatim():
+    ours = {t.format(src="<SRC>", doa="<DOA>", dist="<DIST>") for t in TEMPLATES}
+    assert len(ours) == 50
+    assert [t for t in PAPER_EXAMPLES if t not in ours] == []
+
+
 def test_spec_examples():
     assert (
         render_sentence([(MAN, 30, 3.5)], 0) == "The sound of man comes from direction 30°, approximately 3.5 m away."

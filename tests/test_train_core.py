@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from textseld.constants import N_CLASSES, N_LABEL_FRAMES, N_TRACKS
+from textseld.recipes import train_section
 from textseld.train.checkpoint import (
     CheckpointError,
     load_trainable_state,
@@ -29,28 +30,27 @@ OUT = N_TRACKS * 3 * N_CLASSES
 
 
 # ----------------------------------------------------------------------- config
-def test_presets_follow_the_paper():
-    pre = TrainConfig.preset("pretrain")
+def test_the_paper_recipe_builds_the_papers_training_configs():
+    pre = TrainConfig.from_dict(train_section("paper", "pretrain"))
     assert (pre.epochs, pre.batch_size, pre.lr, pre.schedule["name"]) == (100, 8, 1e-4, "cosine")
-    fin = TrainConfig.preset("finetune")
+    fin = TrainConfig.from_dict(train_section("paper", "finetune"))
     assert (fin.epochs, fin.lr_pretrained, fin.lr_new, fin.mae_weight, fin.adpit_weight) == (50, 1e-6, 1e-4, 0.01, 1.0)
     assert fin.schedule == {"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1}
-    assert TrainConfig.preset("baseline").lr == 1e-3
+    base = TrainConfig.from_dict(train_section("paper", "baseline"))
+    assert (base.epochs, base.batch_size, base.lr, base.schedule) == (200, 256, 1e-3, {"name": "constant"})
 
 
-def test_from_dict_applies_section_on_preset_and_rejects_unknown_keys():
-    cfg = TrainConfig.from_dict({"epochs": 3, "text_frames_per_clip": 5}, preset="finetune")
+def test_from_dict_applies_section_on_the_defaults_and_rejects_unknown_keys():
+    cfg = TrainConfig.from_dict({"epochs": 3, "text_frames_per_clip": 5})
     assert cfg.epochs == 3 and cfg.text_frames_per_clip == 5 and cfg.lr_new == 1e-4
     with pytest.raises(ValueError, match=r"'epoch'.*valid keys:.*epochs"):
-        TrainConfig.from_dict({"epoch": 3}, preset="pretrain")
+        TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig.from_dict({"batch_size": 0})
     with pytest.raises(ValueError, match="milestones"):
         TrainConfig.from_dict({"schedule": {"name": "multistep", "milestones": [5, 2]}})
     with pytest.raises(ValueError, match="'step'"):
         TrainConfig.from_dict({"schedule": {"name": "cosine", "step": 1}})
-    with pytest.raises(ValueError, match="unknown training preset"):
-        TrainConfig.preset("warmup")
 
 
 def test_lr_factors_match_torch_schedulers():
@@ -59,7 +59,7 @@ def test_lr_factors_match_torch_schedulers():
     ms = torch.optim.lr_scheduler.MultiStepLR(opt_m, [10, 20, 30, 40, 45], gamma=0.1)
     opt_c = torch.optim.SGD([p], lr=1.0)
     cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt_c, T_max=50)
-    sched = TrainConfig.preset("finetune").schedule
+    sched = train_section("paper", "finetune")["schedule"]
     for epoch in range(50):
         assert lr_factor(sched, epoch, 50) == pytest.approx(opt_m.param_groups[0]["lr"], rel=1e-9)
         assert lr_factor({"name": "cosine"}, epoch, 50) == pytest.approx(opt_c.param_groups[0]["lr"], abs=1e-12)
@@ -206,9 +206,7 @@ def _run(run_dir, epochs=3, on_step=None):
     torch.manual_seed(0)
     task = ToyTask()
     opt = torch.optim.Adam(task.model.parameters(), lr=1e-2)
-    cfg = TrainConfig.from_dict(
-        {"epochs": epochs, "batch_size": 4, "checkpoint_every_steps": 1, "progress": False}, preset="pretrain"
-    )
+    cfg = TrainConfig.from_dict({"epochs": epochs, "batch_size": 4, "checkpoint_every_steps": 1, "progress": False})
     val = ToyData(6, offset=100)
     result = fit(
         run_dir, task, opt, ToyData(10), val, val.refs(), cfg, seed=3, device=torch.device("cpu"), on_step=on_step

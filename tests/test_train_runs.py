@@ -17,6 +17,7 @@ import torch
 
 from textseld.constants import N_CLASSES, N_FEAT_FRAMES, N_LABEL_FRAMES, N_MELS
 from textseld.data.targets import build_targets
+from textseld.recipes import train_section
 
 TEXT_CFG = {
     "clip_pretrained": None,
@@ -120,7 +121,7 @@ def test_each_parameter_in_exactly_one_group_and_frozen_unchanged(head):
     from textseld.train.runs import make_optimizer
 
     model, encoder = _finetune_model("clip", head)
-    opt = make_optimizer(model, TrainConfig.preset("finetune"), "finetune")
+    opt = make_optimizer(model, TrainConfig.from_dict(train_section("paper", "finetune")), "finetune")
     groups = {g["name"]: g for g in opt.param_groups}
     assert groups["pretrained"]["lr"] == 1e-6 and groups["new"]["lr"] == 1e-4
     in_groups = [id(p) for g in opt.param_groups for p in g["params"]]
@@ -154,7 +155,7 @@ def test_cached_and_uncached_ground_truth_give_the_same_loss(data):
 
     model, encoder = _finetune_model("bert", "grep")
     model.eval()  # no dropout: both passes see the same network
-    cfg = TrainConfig.from_dict({"text_frames_per_clip": 6}, preset="finetune")
+    cfg = TrainConfig.from_dict({**train_section("paper", "finetune"), "text_frames_per_clip": 6})
     store = TextStore(data["texts"])
     config = {"kind": "finetune"}
     cache = GroundTruthCache(encoder)
@@ -716,7 +717,9 @@ def test_frozen_tokenizer_step_builds_no_graph_before_the_head():
 
     model, _ = _finetune_model("bert", "grep")
     model.freeze_tokenizer()
-    opt = make_optimizer(model, TrainConfig.from_dict({"freeze_tokenizer": True}, preset="finetune"), "finetune")
+    opt = make_optimizer(
+        model, TrainConfig.from_dict({**train_section("paper", "finetune"), "freeze_tokenizer": True}), "finetune"
+    )
     assert [g["name"] for g in opt.param_groups] == ["new"]
     model.train()
     batch = {k: torch.randn(2, c, N_FEAT_FRAMES, N_MELS) for k, c in (("src", 1), ("doa", 4), ("dist", 2))}
@@ -738,7 +741,9 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     def never(sentences):
         raise AssertionError("ground-truth sentences embedded although A has no gradient")
 
-    cfg = TrainConfig.from_dict({"text_frames_per_clip": 6, "freeze_tokenizer": True}, preset="finetune")
+    cfg = TrainConfig.from_dict(
+        {**train_section("paper", "finetune"), "text_frames_per_clip": 6, "freeze_tokenizer": True}
+    )
     task = make_task({"kind": "finetune"}, model, cfg, TextStore(data["texts"]).sentence, never)
     batch = next(iter(torch.utils.data.DataLoader(PackedDataset(data["train_h5"], data["stats"]), batch_size=3)))
     losses = task.losses(batch, torch.Generator().manual_seed(5))
@@ -746,6 +751,36 @@ def test_a_fixed_tokenizer_step_embeds_no_ground_truth_sentences(data):
     torch.testing.assert_close(losses["loss"].detach(), cfg.adpit_weight * losses["adpit"], rtol=1e-6, atol=0)
     losses["loss"].backward()
     assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_fixed_training_templates_with_a_trained_tokenizer_align_to_the_same_templates(data):
+    """train_templates fixed, freeze_tokenizer false: the ground-truth sentences of the MAE are
+    written into the template the audio path used, each clip's fixed one (not a random draw)."""
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.text.store import TextStore
+    from textseld.train.config import TrainConfig
+    from textseld.train.runs import make_task
+    from textseld.train.tasks import fixed_template_ids
+
+    model, encoder = _finetune_model("bert", "grep")
+    store = TextStore(data["texts"])
+    used: list[tuple[int, int]] = []
+
+    def sentence(clip, frame, template):
+        used.append((clip, template))
+        return store.sentence(clip, frame, template)
+
+    def embed(sentences):
+        with torch.no_grad():
+            return encoder.embed_sentences(sentences)
+
+    cfg = TrainConfig.from_dict({**train_section("paper", "finetune"), "train_templates": "fixed"})
+    task = make_task({"kind": "finetune"}, model, cfg, sentence, embed)
+    batch = next(iter(torch.utils.data.DataLoader(PackedDataset(data["train_h5"], data["stats"]), batch_size=3)))
+    losses = task.losses(batch, torch.Generator().manual_seed(5))
+    assert "mae" in losses  # the tokenizer trains: A has a gradient
+    fixed = dict(zip([int(i) for i in batch["index"]], fixed_template_ids(batch["name"]).tolist()))
+    assert used and all(template == fixed[clip] for clip, template in used), (used[:3], fixed)
 
 
 def test_lr_new_by_head_sets_the_head_learning_rate_of_its_head_only(data, pretrained, tmp_path):
@@ -766,11 +801,11 @@ def test_lr_new_by_head_sets_the_head_learning_rate_of_its_head_only(data, pretr
 def test_lr_new_by_head_is_checked():
     from textseld.train.config import TrainConfig
 
-    assert TrainConfig.from_dict({"lr_new_by_head": {"trep": 1e-3}}, preset="finetune").for_head("trep").lr_new == 1e-3
-    assert TrainConfig.from_dict({"lr_new_by_head": None}, preset="finetune").for_head("grep").lr_new == 1e-4
+    assert TrainConfig.from_dict({"lr_new_by_head": {"trep": 1e-3}}).for_head("trep").lr_new == 1e-3
+    assert TrainConfig.from_dict({"lr_new_by_head": None}).for_head("grep").lr_new == 1e-4
     for bad in ({"tre": 1e-3}, {"grep": -1.0}, {"grep": "fast"}, [1e-3]):
         with pytest.raises(ValueError, match="'lr_new_by_head'.*head names"):
-            TrainConfig.from_dict({"lr_new_by_head": bad}, preset="finetune")
+            TrainConfig.from_dict({"lr_new_by_head": bad})
 
 
 def _encode_sentences(data, pre_dir, tmp_path, text: str, **kw):

@@ -340,6 +340,9 @@ def test_report_holds_the_table_the_figure_and_the_training_curves(tiny_run):
     html = (tiny_run / "report.html").read_text(errors="replace")
     for name in ("comparison.csv", "comparison.png", "training_curves.png"):
         assert name in html, name
+    # its first section says what produced the results, in words
+    assert "What produced these results" in html and "Recipe: <tt" in html.replace("<code", "<tt")
+    assert "refuses others, naming them" in html
 
 
 # -------------------------------------------- the paper's shapes, run for real

@@ -1,4 +1,4 @@
-"""Rule aggregate: join the runs' metrics and weights files into the results table."""
+"""Rule aggregate: join the runs' metrics, weights and provenance files into the results table."""
 
 from textseld.logsetup import log_to_file
 
@@ -14,4 +14,5 @@ aggregate(
     figure=snakemake.output.figure,
     n_boot=snakemake.params.evaluate["n_boot"],
     seed=snakemake.params.evaluate["ci_seed"],
+    allow_mixed=snakemake.params.allow_mixed,
 )

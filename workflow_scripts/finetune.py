@@ -21,6 +21,7 @@ finetune(
     seed=int(snakemake.wildcards.seed),
     split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
+    setup=snakemake.config,  # what the run is produced with: its provenance.json
     tokens=next(iter(snakemake.input.tokens), None),  # the fixed tokenizer's tokens (encode_tokens), if any
     encoded=next(iter(snakemake.input.encoded), None),  # its validation clips' encodings (encode_sentences)
     encoded_train=next(iter(snakemake.input.encoded_train), None),  # and its training clips', if any

@@ -16,4 +16,5 @@ pretrain(
     seed=snakemake.params.seed,
     split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
+    setup=snakemake.config,  # what the run is produced with: its provenance.json
 )

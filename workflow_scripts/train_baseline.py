@@ -15,4 +15,5 @@ train_baseline(
     seed=int(snakemake.wildcards.seed),
     split=snakemake.params.split,  # one validation split for every run
     on_config_change="restart",  # Snakemake decided the run is stale
+    setup=snakemake.config,  # what the run is produced with: its provenance.json
 )

@@ -15,6 +15,13 @@ Output:
   clips (one resample of clips applied to every run of both systems; needs the
   per-clip statistics that `textseld evaluate --clip-stats` writes, else left
   empty, and `comparison.md` says why); number of seeds; in words, the weights each encoder started from;
+  and what produced the row (PROVENANCE_COLUMNS, from each run's
+  provenance.json, textseld.provenance, and the test clips scored): the data
+  source and clips per split, the recipe, the model size, the training
+  settings that depart from the recipe, the code version and the digest of the
+  resolved config (a system's seeds that differ are listed, joined by "; ").
+  Runs of different data or recipes are refused in one table unless
+  `allow_mixed` (the error names them);
 - `comparison.md`: the same as a Markdown table (mean ± std [interval]);
 - a figure: one panel per metric, bars per system and protocol, error bars =
   std over seeds (or the interval with one seed).
@@ -81,6 +88,23 @@ class RunRecord:
     seed: int
     metrics: dict  # protocol -> metrics JSON path
     weights: Path | None = None
+    provenance: Path | None = None  # the run's provenance.json
+
+
+# What produced a row: the data, the recipe and its departures, the code, the config.
+PROVENANCE_COLUMNS = (
+    "data_source",
+    "train_clips",
+    "validation_clips",
+    "test_clips",
+    "recipe",
+    "model_size",
+    "departures",
+    "code_version",
+    "config_sha256",
+)
+# Rows that may share a table: same data, same recipe (unless allow_mixed).
+SETUP_COLUMNS = ("data_source", "train_clips", "validation_clips", "test_clips", "recipe")
 
 
 def run_records(runs: list[dict]) -> list[RunRecord]:
@@ -96,6 +120,7 @@ def run_records(runs: list[dict]) -> list[RunRecord]:
                 seed=int(run["seed"]),
                 metrics={p: Path(v) for p, v in dict(run["metrics"]).items()},
                 weights=Path(run["weights"]) if run.get("weights") else None,
+                provenance=Path(run["provenance"]) if run.get("provenance") else None,
             )
         )
     return out
@@ -236,6 +261,65 @@ def describe_weights(path: Path | None) -> dict[str, str]:
     }
 
 
+def _code_version(code) -> str:
+    """provenance.json "code" -> "1a2b3c4d5e6f", "1a2b3c4d5e6f (dirty)" or "textseld 0.1.0 (no git checkout)"."""
+    if not isinstance(code, dict):
+        return ""
+    if code.get("commit"):
+        return str(code["commit"])[:12] + (" (dirty)" if code.get("dirty") else "")
+    return f"textseld {code.get('version', '?')} (no git checkout)"
+
+
+def _departures(found) -> str:
+    if not isinstance(found, dict):
+        return ""
+    if not found:
+        return "none"
+    return ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(found.items()))
+
+
+def read_provenance(path: Path | None, metrics: dict) -> dict:
+    """A run's provenance.json (None or absent: every field empty, i.e. unknown) and the test
+    clips its strict-protocol metrics scored -> {column of PROVENANCE_COLUMNS: value}."""
+    strict = _load_json(Path(metrics["strict"]), "metrics") if "strict" in metrics else {}
+    row: dict = dict.fromkeys(PROVENANCE_COLUMNS, "")
+    row["test_clips"] = strict.get("n_clips", "")
+    if path is None or not Path(path).is_file():
+        return row
+    data = _load_json(Path(path), "provenance")
+    where = data.get("data") or {}
+    sha = data.get("config_sha256")
+    row.update(
+        data_source=where.get("source") or "",
+        train_clips=where.get("train_clips", ""),
+        validation_clips=where.get("validation_clips", ""),
+        recipe=data.get("recipe") or "",
+        model_size=data.get("model_size") or "",
+        departures=_departures(data.get("departures")),
+        code_version=_code_version(data.get("code")),
+        config_sha256=sha[:16] if isinstance(sha, str) else "",
+    )
+    return row
+
+
+def check_one_setup(run_rows: list[dict]) -> None:
+    """Refuse rows of different data or recipes (SETUP_COLUMNS), naming the runs of each."""
+    groups: dict[tuple, list[str]] = {}
+    for row in run_rows:
+        groups.setdefault(tuple(row[c] for c in SETUP_COLUMNS), []).append(f"{row['system']} seed {row['seed']}")
+    if len(groups) < 2:
+        return
+    described = "; ".join(
+        f"[data {key[0] or '?'}, {key[1]}/{key[2]}/{key[3]} train/validation/test clips, recipe {key[4] or '?'}]: "
+        + ", ".join(names)
+        for key, names in groups.items()
+    )
+    raise ResultsError(
+        f"runs of different data or recipes in one table: {described}. Aggregate them separately, "
+        "or allow it explicitly (config key aggregate.allow_mixed, textseld aggregate --allow-mixed)"
+    )
+
+
 def read_clip_stats(path: Path) -> tuple[list[str], np.ndarray] | None:
     """The per-clip statistics of a metrics JSON ("clip_stats", from `textseld evaluate
     --clip-stats`): (clip names, (n_clips, C, 7) array), or None when the file has none."""
@@ -345,14 +429,17 @@ def _columns() -> tuple[list[str], list[str]]:
                 f"{proto}_{stem}_vs_baseline_ci_low",
                 f"{proto}_{stem}_vs_baseline_ci_high",
             ]
-    run_cols += ["source_weights", "text_weights"]
-    sys_cols += ["source_weights", "text_weights"]
+    run_cols += ["source_weights", "text_weights", *PROVENANCE_COLUMNS]
+    sys_cols += ["source_weights", "text_weights", *PROVENANCE_COLUMNS]
     return run_cols, sys_cols
 
 
-def build_tables(runs: list[RunRecord], n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def build_tables(
+    runs: list[RunRecord], n_boot: int = 1000, seed: int = 0, allow_mixed: bool = False
+) -> tuple[list[dict], list[dict]]:
     """-> (one row per run, one row per system); numbers in reported units, None = not available.
-    n_boot, seed: the paired bootstrap of each system's difference to the Baseline."""
+    n_boot, seed: the paired bootstrap of each system's difference to the Baseline. Runs of
+    different data or recipes raise ResultsError naming them, unless allow_mixed."""
     if not runs:
         raise ResultsError("no runs to aggregate")
     seen = set()
@@ -368,7 +455,10 @@ def build_tables(runs: list[RunRecord], n_boot: int = 1000, seed: int = 0) -> tu
                 value, low, high = metrics[proto][key]
                 row.update({f"{proto}_{stem}": value, f"{proto}_{stem}_ci_low": low, f"{proto}_{stem}_ci_high": high})
         row.update(describe_weights(run.weights))
+        row.update(read_provenance(run.provenance, run.metrics))
         run_rows.append(row)
+    if not allow_mixed:
+        check_one_setup(run_rows)
     order = _order({r["system"] for r in run_rows})
     run_rows.sort(key=lambda r: (order.index(r["system"]), r["seed"]))
 
@@ -392,6 +482,9 @@ def build_tables(runs: list[RunRecord], n_boot: int = 1000, seed: int = 0) -> tu
                     out[f"{proto}_{stem}_vs_baseline{suffix}"] = None if diff is None else diff[i]
         for col in ("source_weights", "text_weights"):
             out[col] = "; ".join(sorted({r[col] for r in rows if r[col]}))
+        for col in PROVENANCE_COLUMNS:
+            values = sorted({str(r[col]) for r in rows if r[col] != ""})
+            out[col] = rows[0][col] if len(values) == 1 else "; ".join(values)
         sys_rows.append(out)
     return run_rows, sys_rows
 
@@ -440,6 +533,8 @@ def markdown_table(sys_rows: list[dict]) -> str:
     header += ["ΔF20°/1 vs Baseline (points)", "ΔDOAE vs Baseline (°)"]
     header += [f"{label} {strict}" for _, _, _, label in METRICS]
     header += ["Source weights", "Text weights"]
+    header += ["Data (train/validation/test clips)", "Recipe", "Model size", "Departures from the recipe"]
+    header += ["Code", "Config sha256"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in sys_rows:
         cells = [row["system"], str(row["n_seeds"])]
@@ -447,13 +542,19 @@ def markdown_table(sys_rows: list[dict]) -> str:
         cells += [_diff_cell(row, main, "F20_1_pct"), _diff_cell(row, main, "DOAE_deg")]
         cells += [_cell(row, strict, stem) for _, stem, _, _ in METRICS]
         cells += [row["source_weights"] or "-", row["text_weights"] or "-"]
+        clips = "/".join(str(row[c]) or "?" for c in ("train_clips", "validation_clips", "test_clips"))
+        cells += [f"{row['data_source'] or '?'} ({clips})", row["recipe"] or "?", row["model_size"] or "?"]
+        cells += [row["departures"] or "?", row["code_version"] or "?", row["config_sha256"] or "?"]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         f"\nTest split, {main} protocol unless marked {strict}. Mean ± standard deviation over seeds "
         "(with one seed: the run's 95 % bootstrap interval over clips in brackets). Δ: the system's "
         "seed mean minus the Baseline's, in brackets its 95 % paired bootstrap interval over the test "
         "clips (the same clips and resamples for both systems); an interval that excludes 0 is a "
-        "difference these clips resolve. F20°/1 and RDE in %, DOAE in degrees.\n"
+        "difference these clips resolve. F20°/1 and RDE in %, DOAE in degrees. Each row says what "
+        "produced it: the data and its clips per split, the recipe (textseld.recipes) and the training "
+        "settings that depart from it, the model size, the code version (git commit) and the SHA-256 "
+        "of the resolved workflow config (first 16 hex digits).\n"
     )
     return "\n".join(lines) + "\n" + note
 
@@ -506,10 +607,12 @@ def aggregate(
     runs_csv: str | os.PathLike | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    allow_mixed: bool = False,
 ) -> list[dict]:
     """Write the results table (CSV + Markdown), the per-run table and the figure; return the system rows.
-    n_boot, seed: the paired bootstrap of the differences to the Baseline."""
-    run_rows, sys_rows = build_tables(runs, n_boot=n_boot, seed=seed)
+    n_boot, seed: the paired bootstrap of the differences to the Baseline. allow_mixed: put runs
+    of different data or recipes into one table (refused otherwise, before anything is written)."""
+    run_rows, sys_rows = build_tables(runs, n_boot=n_boot, seed=seed, allow_mixed=allow_mixed)
     run_cols, sys_cols = _columns()
     write_text_atomic(comparison_csv, _csv_text(sys_rows, sys_cols))
     why = why_no_differences(runs)

@@ -1,7 +1,8 @@
 """A whole workflow setup, resolved and checked by the library before any job runs.
 
-The workflow's config is config/config.yaml with setup files (tiny.yaml,
-paper.yaml, ...) merged over it key by key. `resolve_setup` builds every
+The workflow's config is its recipe (textseld.recipes.apply_recipe) with
+config/config.yaml and the setup files (tiny.yaml, paper.yaml, ...) merged over
+it key by key. `resolve_setup` builds every
 section that a job will hand to the library with the same config classes the
 job uses (ModelConfig, TextEncoderConfig, TrainConfig, SplitConfig), so a bad
 value fails at workflow start, naming its config key, instead of in the 40th
@@ -126,7 +127,7 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     train_cfgs = {}
     for kind in TRAIN_KINDS:
         try:
-            train_cfgs[kind] = TrainConfig.from_dict(train.get(kind) or {}, preset=kind)
+            train_cfgs[kind] = TrainConfig.from_dict(train.get(kind) or {})
         except ValueError as exc:
             raise SetupError(f"config section train.{kind}: {exc}") from None
     fin = train_cfgs["finetune"]

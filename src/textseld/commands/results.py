@@ -14,9 +14,12 @@ def register(sub) -> None:
         "aggregate",
         help="build the results table (CSV, Markdown, figure) from evaluated runs",
         description="One row per system: F20°/1 (%), DOAE (°), RDE (%) under the dcase2025 and strict "
-        "protocols, mean and std over seeds, 95% intervals, and the weights each encoder used. "
-        "Joins the files written by `textseld evaluate --out` and the runs' weights.json; "
-        "recomputes nothing. Writes OUT/comparison.csv, .md, .png and OUT/runs.csv.",
+        "protocols, mean and std over seeds, 95% intervals, the weights each encoder used and what "
+        "produced the row (data and clips per split, recipe, model size, departures from the recipe, "
+        "code version, config digest). Joins the files written by `textseld evaluate --out` and the "
+        "runs' weights.json and provenance.json (beside it); recomputes nothing. Refuses runs of "
+        "different data or recipes unless --allow-mixed. Writes OUT/comparison.csv, .md, .png and "
+        "OUT/runs.csv.",
     )
     p.add_argument(
         "--run",
@@ -35,6 +38,11 @@ def register(sub) -> None:
     )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the paired differences")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired differences")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="put runs of different data (source, clips per split) or recipes into one table",
+    )
     p.set_defaults(func=_run)
 
     c = add_command(
@@ -67,9 +75,10 @@ def _run(args: argparse.Namespace) -> int:
             seed_value = int(seed)
         except ValueError:
             raise ValueError(f"--run {model} {seed}: SEED must be an integer") from None
-        runs.append(
-            RunRecord(system_name(model), seed_value, {"dcase2025": Path(dcase), "strict": Path(strict)}, Path(weights))
-        )
+        metrics = {"dcase2025": Path(dcase), "strict": Path(strict)}
+        # the run's provenance.json beside its weights.json (textseld.provenance)
+        provenance = Path(weights).with_name("provenance.json")
+        runs.append(RunRecord(system_name(model), seed_value, metrics, Path(weights), provenance))
     out = Path(args.out)
     aggregate(
         runs=runs,
@@ -79,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         runs_csv=out / "runs.csv",
         n_boot=args.n_boot,
         seed=args.seed,
+        allow_mixed=args.allow_mixed,
     )
     print((out / "comparison.md").read_text(encoding="utf-8"), end="")
     return 0

@@ -3,8 +3,9 @@
 Each handler calls the same `textseld.train` function as the workflow rule.
 `--config FILE` is a YAML or JSON mapping with any of the sections
 `models`, `text_encoders`, `train` (the workflow config's sections); the train
-section is applied on top of the step's preset (pretrain / finetune / baseline),
-except `train.validation_split` ({fraction, seed}: the one validation split of
+section is merged over the step's section (pretrain / finetune / baseline) of the
+recipe chosen by --recipe (textseld.recipes; default: paper), except
+`train.validation_split` ({fraction, seed}: the one validation split of
 every run, also given by --val-fraction / --split-seed; it must be the split the
 statistics were computed without, see `textseld feature-stats`).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from textseld.commands import add_command, add_threads
 from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 from textseld.models.config import SIZES
+from textseld.recipes import RECIPES
 from textseld.train.config import DEVICES
 
 SECTIONS = ("models", "text_encoders", "train")
@@ -50,14 +52,17 @@ def load_sections(path: str | None) -> dict:
     return {k: dict(v or {}) for k, v in data.items()}
 
 
-def _sections(args) -> tuple[dict, dict, dict, dict]:
-    """(models, text_encoders, train, validation split) sections of the --config file and the options."""
+def _sections(args, kind: str) -> tuple[dict, dict, dict, dict]:
+    """(models, text_encoders, train, validation split) sections of the --config file and the options;
+    train: the `kind` section of recipe --recipe with the file's train section and the options over it."""
+    from textseld.recipes import merge, train_section
+
     sec = load_sections(args.config)
     model = sec.get("models", {})
     if args.size is not None:
         model["size"] = args.size
     model.setdefault("size", "small")
-    train = sec.get("train", {})
+    train = merge(train_section(args.recipe, kind), sec.get("train", {}))
     for key, value in (
         ("epochs", args.epochs),
         ("device", args.device),
@@ -96,6 +101,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="model size preset (default: the config's, else small)",
     )
     p.add_argument("--config", default=None, help="YAML/JSON file with sections models, text_encoders, train")
+    p.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default="paper",
+        help="training recipe (textseld.recipes) whose section for this step the train section is merged over",
+    )
     p.add_argument("--seed", type=int, default=0, help="the run's seed (initialisation, batch order)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="override train.batch_size")
@@ -125,7 +136,7 @@ def _print(result: dict) -> int:
 def _pretrain(args) -> int:
     from textseld.train.runs import pretrain
 
-    model, _, train, split = _sections(args)
+    model, _, train, split = _sections(args, "pretrain")
     return _print(
         pretrain(
             run_dir=args.run_dir,
@@ -143,7 +154,7 @@ def _pretrain(args) -> int:
 def _finetune(args) -> int:
     from textseld.train.runs import finetune
 
-    model, text, train, split = _sections(args)
+    model, text, train, split = _sections(args, "finetune")
     return _print(
         finetune(
             run_dir=args.run_dir,
@@ -212,7 +223,7 @@ def _encode_sentences(args) -> int:
 def _baseline(args) -> int:
     from textseld.train.runs import train_baseline
 
-    model, _, train, split = _sections(args)
+    model, _, train, split = _sections(args, "baseline")
     return _print(
         train_baseline(
             run_dir=args.run_dir,

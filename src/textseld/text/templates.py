@@ -17,13 +17,16 @@ leak into the model's input.
 
 from __future__ import annotations
 
+# The paper's four example templates are among them, verbatim: the first, "The sonic
+# impression of ...", "The captured audio of ..." and "The acoustic presence of ...". The
+# other 46 are this project's: the authors' full set of 50 is not published.
 TEMPLATES: tuple[str, ...] = (
     "The sound of {src} comes from direction {doa}, approximately {dist} away.",
     "The sound of {src} is coming from direction {doa}, about {dist} away.",
     "The sound of {src} can be heard from direction {doa}, roughly {dist} distant.",
     "The sound of {src} arrives from direction {doa}, around {dist} away.",
-    "The sound of {src} originates from direction {doa}, approximately {dist} from the listener.",
-    "The sound of {src} is located at direction {doa}, about {dist} from the microphone.",
+    "The sonic impression of {src} originates from direction {doa}, nearly {dist} distant.",
+    "The captured audio of {src} is localized at direction {doa}, about {dist} away.",
     "The sound of {src} is present at direction {doa}, nearly {dist} away.",
     "The noise of {src} comes from direction {doa}, approximately {dist} away.",
     "The noise of {src} is heard from direction {doa}, about {dist} distant.",
@@ -63,7 +66,7 @@ TEMPLATES: tuple[str, ...] = (
     "The sound of {src}, heard from direction {doa}, is about {dist} away.",
     "A listener would hear {src} from direction {doa}, approximately {dist} away.",
     "The sound of {src} is perceived from direction {doa}, at about {dist}.",
-    "The sound of {src} is captured from direction {doa}, at approximately {dist}.",
+    "The acoustic presence of {src} is acoustically detected from direction {doa}, approximately {dist} distant.",
     "The scene has the sound of {src} at direction {doa}, about {dist} away.",
     "The sound of {src} is produced at direction {doa}, roughly {dist} from the microphone.",
     "The sound of {src} is occurring at direction {doa}, approximately {dist} away.",

@@ -1,8 +1,11 @@
-"""Training configuration: one dataclass, three presets, strict construction from dicts.
+"""Training configuration: one dataclass, strict construction from dicts.
 
 The workflow's `train` config sections are plain dicts; `TrainConfig.from_dict`
-builds the dataclass on top of a preset and rejects unknown keys, so that a
-typo in a config file fails loudly instead of silently training with defaults.
+builds the dataclass and rejects unknown keys, so that a typo in a config file
+fails loudly instead of silently training with defaults. What a setup trains
+with (epochs, batch size, learning rates, schedule, ...) is its recipe's, owned
+by textseld.recipes: every recipe states each of those keys, so the defaults
+below matter only to direct library use (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -10,19 +13,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from textseld.constants import HEAD_NAMES, PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep", "constant")
 TRAIN_TEMPLATES = ("random", "fixed")
 DEVICES = ("auto", "cpu", "cuda")
-PRESETS = ("pretrain", "finetune", "baseline")
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides how a model is trained (SPEC section 6).
+    """Everything that decides how a model is trained (docs/METHOD.md section 6).
 
     `lr` is the single learning rate of pretraining and of the baseline;
     finetuning uses two Adam groups: `lr_pretrained` for the loaded tokenizer
@@ -45,7 +46,7 @@ class TrainConfig:
     # resolves it for its own head (`for_head`): its config.json records that lr_new.
     lr_new_by_head: dict | None = None
     # Finetuning: which template a training clip is written into. "random": one drawn per
-    # clip and step (SPEC section 4); "fixed": always the clip's fixed template, the one
+    # clip and step (docs/METHOD.md section 4); "fixed": always the clip's fixed template, the one
     # validation and test use. With a fixed tokenizer too, the text encoder's outputs of every
     # training frame are then fixed: the workflow computes them once (encode_sentences) and
     # the finetuning trains only its head, on all frames of every clip.
@@ -82,31 +83,8 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        """The paper's settings for `name` in PRESETS, with `overrides` applied."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown training preset {name!r}; expected one of {', '.join(PRESETS)}")
-        base: dict[str, Any]
-        if name == "pretrain":
-            base = dict(epochs=100, batch_size=8, lr=1e-4, schedule={"name": "cosine"})
-        elif name == "finetune":
-            base = dict(
-                epochs=50,
-                batch_size=8,
-                lr_pretrained=1e-6,
-                lr_new=1e-4,
-                schedule={"name": "multistep", "milestones": [10, 20, 30, 40, 45], "gamma": 0.1},
-                mae_weight=0.01,
-                adpit_weight=1.0,
-            )
-        else:
-            base = dict(epochs=100, batch_size=8, lr=1e-3, schedule={"name": "constant"})
-        base.update(overrides)
-        return cls.from_dict(base, preset=None)
-
-    @classmethod
-    def from_dict(cls, values: dict | None, preset: str | None = None) -> TrainConfig:
-        """Build from a plain dict (a config section) on top of `preset` (or the defaults).
+    def from_dict(cls, values: dict | None) -> TrainConfig:
+        """Build from a plain dict (a config section) on top of the defaults above.
 
         Unknown keys raise ValueError naming the key and listing the valid ones.
         """
@@ -123,17 +101,17 @@ class TrainConfig:
             raise ValueError(
                 f"unknown training config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(names)}"
             )
-        cfg = cls.preset(preset, **values) if preset is not None else cls(**values)
+        cfg = cls(**values)
         cfg.validate()
         return cfg
 
     @classmethod
-    def coerce(cls, value: TrainConfig | dict | None, preset: str) -> TrainConfig:
-        """Accept a ready TrainConfig or a dict section (applied on top of `preset`)."""
+    def coerce(cls, value: TrainConfig | dict | None) -> TrainConfig:
+        """Accept a ready TrainConfig or a dict section (`from_dict`)."""
         if isinstance(value, TrainConfig):
             value.validate()
             return value
-        return cls.from_dict(value, preset=preset)
+        return cls.from_dict(value)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

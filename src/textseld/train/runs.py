@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -83,7 +83,15 @@ def weights_record(config: dict, model: nn.Module, encoder) -> dict:
 # --------------------------------------------------------------- run directory
 # Files of a run that a restart after a configuration change discards (and the loop's
 # kept copies of the selected weights, KEPT_BEST_GLOB).
-RUN_STATE_FILES = ("last.pt", "best.pt", "log.csv", "val_metrics.json", "weights.json", "split.json")
+RUN_STATE_FILES = (
+    "last.pt",
+    "best.pt",
+    "log.csv",
+    "val_metrics.json",
+    "weights.json",
+    "split.json",
+    "provenance.json",
+)
 # The input files whose content a run depends on (config["inputs"] keys; a directory
 # stands for the best.pt in it). Their sha256 goes into config.json as "input_sha256".
 HASHED_INPUTS = {"train_h5": None, "stats_h5": None, "texts": None, "pretrained_dir": "best.pt"}
@@ -255,6 +263,7 @@ def _train(
     make: Callable[[nn.Module, Any], Any],
     on_step=None,
     on_config_change: str = "error",
+    setup: Mapping | None = None,
 ) -> dict:
     run_dir = Path(run_dir)
     config["input_sha256"] = input_hashes(config["inputs"])
@@ -267,7 +276,7 @@ def _train(
         _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
     created, resumable = not run_dir.exists(), (run_dir / "last.pt").is_file()
     try:
-        return _train_in(run_dir, config, train_cfg, make, on_step, on_config_change, cache)
+        return _train_in(run_dir, config, train_cfg, make, on_step, on_config_change, cache, setup)
     except BaseException:
         if run_dir.is_dir() and not resumable and not (run_dir / "last.pt").is_file():  # nothing to resume
             _clear_run_dir(run_dir, remove=created)
@@ -287,7 +296,9 @@ def _clear_run_dir(run_dir: Path, remove: bool) -> None:
         run_dir.rmdir()
 
 
-def _train_in(run_dir: Path, config: dict, train_cfg: TrainConfig, make, on_step, on_config_change: str, cache) -> dict:
+def _train_in(
+    run_dir: Path, config: dict, train_cfg: TrainConfig, make, on_step, on_config_change: str, cache, setup
+) -> dict:
     """_train once its inputs are checked: from the run directory on."""
     train_h5, stats_h5 = config["inputs"]["train_h5"], config["inputs"]["stats_h5"]
     encoded, encoded_train = config["inputs"].get("encoded_validation"), config["inputs"].get("encoded_train")
@@ -301,6 +312,10 @@ def _train_in(run_dir: Path, config: dict, train_cfg: TrainConfig, make, on_step
 
     # (the split and the cached files draw nothing from the RNGs seeded above)
     train_set, val_set, refs = _splits(run_dir, train_h5, stats_h5, SplitConfig.from_dict(config["split"]))
+    if setup is not None:  # what the run is produced with: recorded now, joined by the results tables
+        from textseld.provenance import run_provenance, write_provenance
+
+        write_provenance(run_dir, run_provenance(setup, config["kind"], config["text"], len(train_set), len(val_set)))
     if train_cfg.channel_swap:  # training clips only; validation sees them as recorded
         from textseld.train.augment import ChannelSwap
 
@@ -358,15 +373,17 @@ def pretrain(
     on_step=None,
     on_config_change: str = "error",
     split=None,
+    setup: Mapping | None = None,
 ) -> dict:
     """Pretrain the tokenizer of `source` ("rcc"|"beats") with a linear head on ADPIT.
 
     on_config_change: what to do when run_dir holds a run with another
     configuration: "error" (default) or "restart" (discard it). split: the
     validation split shared by every run (SplitConfig or its dict; None = the
-    defaults), the one `stats_h5` was computed without."""
+    defaults), the one `stats_h5` was computed without. setup: the resolved workflow config, if
+    any: what the run is produced with goes into run_dir/provenance.json (textseld.provenance)."""
     _choice(source, SOURCES, "source encoder")
-    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "pretrain")
+    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "pretrain",
         seed,
@@ -378,7 +395,7 @@ def pretrain(
         text=None,
         head="pretrain",
     )
-    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change, setup)
 
 
 def train_baseline(
@@ -392,10 +409,11 @@ def train_baseline(
     on_step=None,
     on_config_change: str = "error",
     split=None,
+    setup: Mapping | None = None,
 ) -> dict:
-    """Train the DCASE2025 audio-only baseline (ADPIT, Adam 1e-3); on_config_change and split as in
-    pretrain."""
-    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg, "baseline")
+    """Train the DCASE2025 audio-only baseline (ADPIT; train_cfg: its whole training section, e.g.
+    a recipe's, textseld.recipes); on_config_change, split and setup as in pretrain."""
+    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "baseline",
         seed,
@@ -407,7 +425,7 @@ def train_baseline(
         text=None,
         head=None,
     )
-    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change)
+    return _train(run_dir, config, tcfg, lambda m, e: make_task(config, m, tcfg), on_step, on_config_change, setup)
 
 
 def finetune(
@@ -431,12 +449,13 @@ def finetune(
     tokens=None,
     encoded=None,
     encoded_train=None,
+    setup: Mapping | None = None,
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
     texts: the TextStore file of the training split. cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
-    on_config_change and split as in `pretrain`; the pretraining must have used the same split.
+    on_config_change, split and setup as in `pretrain`; the pretraining must have used the same split.
     tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.encode.encode_tokens`),
     read instead of running the tokenizer; only with train_cfg's freeze_tokenizer.
     encoded: the fixed-template text-encoder outputs of the validation clips
@@ -451,7 +470,7 @@ def finetune(
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEAD_NAMES, "head")
     mcfg, xcfg = _model_cfg(model_cfg), _text_cfg(text_cfg)
-    tcfg = TrainConfig.coerce(train_cfg, "finetune").for_head(head)
+    tcfg = TrainConfig.coerce(train_cfg).for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     _check_cached_outputs(tcfg, tokens, encoded, encoded_train)
     config = _base_config(
@@ -482,7 +501,7 @@ def finetune(
     config["text_encoder"] = text_encoder_record(xcfg)
     config["text_encoder_seed"] = TEXT_ENCODER_SEED
     make = functools.partial(_make_text_task, config, tcfg, texts, train_h5, cache_gt)
-    return _train(run_dir, config, tcfg, make, on_step, on_config_change)
+    return _train(run_dir, config, tcfg, make, on_step, on_config_change, setup)
 
 
 def _check_cached_outputs(tcfg: TrainConfig, tokens, encoded, encoded_train) -> None:

@@ -174,9 +174,9 @@ class TextTask:
             return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
         frame_lists = frames.tolist() if frames is not None else [list(range(N_LABEL_FRAMES))] * bsz
         clip_indices = [int(i) for i in batch["index"]]
-        sentences = [
-            self.sentence(ci, f, int(t)) for ci, t, fl in zip(clip_indices, tids.tolist(), frame_lists) for f in fl
-        ]
+        # the templates the audio path used: the drawn ones, or each clip's fixed one
+        used = (tids if template_ids is None else template_ids).tolist()
+        sentences = [self.sentence(ci, f, int(t)) for ci, t, fl in zip(clip_indices, used, frame_lists) for f in fl]
         gt = self.gt_embed(sentences).to(device=device, dtype=aux["A"].dtype)
         mae = self._mae(aux["A"], gt.reshape(aux["A"].shape))
         loss = self.mae_weight * mae + self.adpit_weight * adpit
