@@ -35,8 +35,8 @@ rule pack_features:
         f"{BENCH}/pack_features/{{split}}.tsv"
     threads: 1
     resources:
-        mem_mb=mem_of("features"),
-        runtime=runtime_of("features"),
+        mem_mb=grown("features", "mem_mb"),
+        runtime=grown("features", "runtime"),
     conda:
         "../envs/textseld.yaml"
     script:
@@ -56,8 +56,8 @@ rule feature_stats:
         split=config["train"]["validation_split"],
     threads: 1
     resources:
-        mem_mb=mem_of("features"),
-        runtime=runtime_of("features"),
+        mem_mb=grown("features", "mem_mb"),
+        runtime=grown("features", "runtime"),
     conda:
         "../envs/textseld.yaml"
     script:
