@@ -111,7 +111,7 @@ def test_a_missing_figure_is_printed_as_missing(tmp_path, capsys, monkeypatch):
     assert rows["finetune"] == ["2", "missing", "missing"]
     assert rows["train_baseline"][0] == "2" and rows["train_baseline"][1] == "missing"
     assert float(rows["train_baseline"][2]) == pytest.approx(round(2 * 0.1 * 90 * 10 / 3600, 2))
-    assert "cuda-hours: " in out and "missing: finetune (1 of its systems)" in out
+    assert "cuda-hours: " in out and "missing: finetune (1 system unrecorded)" in out
     assert "cuda missing" in out  # wall time needs every training job's figure
     assert "training on cpu: missing (no record of models size paper)" in out
 
