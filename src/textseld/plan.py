@@ -422,7 +422,10 @@ def _h(value: float | None) -> str:
 
 
 def _missing(rules: Mapping[str, list[str]]) -> str:
-    return ", ".join(f"{r} ({len(s)} system{'s' if len(s) > 1 else ''} unrecorded)" if s else r for r, s in rules.items())
+    return ", ".join(
+        f"{rule} ({len(systems)} system{'s' if len(systems) > 1 else ''} unrecorded)" if systems else rule
+        for rule, systems in rules.items()
+    )
 
 
 def format_plan(p: Mapping, *, header: str = "") -> str:
