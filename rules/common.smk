@@ -99,10 +99,19 @@ wildcard_constraints:
 
 
 # --------------------------------------------------------------- per-rule config
+def grown(section, key):
+    """resources.<section>.<key> times the attempt (1x, 2x, 3x, ...): a job that Slurm killed
+    at its time limit (TIMEOUT) or for memory comes back with more when the profile's
+    `retries` resubmit it (a training job then resumes from its last.pt)."""
+    base = config["resources"][section][key]
+    return lambda wildcards, attempt: base * attempt
+
+
 def gpu_resources(section):
-    """Portable resources of a GPU-capable rule: mem_mb, runtime and, only when the
-    config asks for GPUs, `gpu` (CPU sites must not send a GPU request to Slurm)."""
-    res = {k: v for k, v in config["resources"][section].items() if k in ("mem_mb", "runtime")}
+    """Portable resources of a GPU-capable rule: mem_mb and runtime growing with the
+    attempt and, only when the config asks for GPUs, `gpu` (CPU sites must not send a
+    GPU request to Slurm)."""
+    res = {k: grown(section, k) for k in ("mem_mb", "runtime")}
     if config["resources"][section].get("gpu", 0):
         res["gpu"] = config["resources"][section]["gpu"]
     return res

@@ -36,8 +36,8 @@ rule pack_features:
         f"{BENCH}/pack_features/{{split}}.tsv"
     threads: 1
     resources:
-        mem_mb=mem_of("features"),
-        runtime=runtime_of("features"),
+        mem_mb=grown("features", "mem_mb"),
+        runtime=grown("features", "runtime"),
     conda:
         "../envs/textseld.yaml"
     script:
@@ -57,8 +57,8 @@ rule feature_stats:
         split=config["train"]["validation_split"],
     threads: 1
     resources:
-        mem_mb=mem_of("features"),
-        runtime=runtime_of("features"),
+        mem_mb=grown("features", "mem_mb"),
+        runtime=grown("features", "runtime"),
     conda:
         "../envs/textseld.yaml"
     script:
