@@ -417,7 +417,7 @@ def test_validation_records_the_fraction_of_dead_distance_units(tmp_path):
             return out.flatten(2)
 
     torch.manual_seed(0)
-    cfg = TrainConfig.from_dict({"progress": False}, preset="pretrain")
+    cfg = TrainConfig.from_dict({"progress": False})
     val = ToyData(6, offset=100)
     metrics = validate(HalfDead(), val, val.refs(), cfg, torch.device("cpu"), 0)
     assert metrics["dead_distance"] == pytest.approx(1 / 3)
