@@ -87,32 +87,35 @@ rule encode_tokens:
 
 
 # ... and what the frozen text encoder makes of them under each clip's fixed template is the
-# same too: all that validation and test prediction compute before the head.
+# same too: all that validation and test prediction compute before the head. One job per part
+# ({part}: validation, train, test), so that an edit of the test split reruns only the test
+# clips' outputs and the predictions that read them, never a finetuning.
 rule encode_sentences:
     input:
-        train=packed("train"),
-        test=packed("test"),
+        # the validation and training clips are both in the training split's file
+        features=lambda wildcards: packed("test" if wildcards.part == "test" else "train"),
         stats=STATS,
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
         weights=lambda wildcards: fetched([wildcards.txt]),
     output:
-        # the training clips too when the finetunings keep their templates fixed
-        **({"train": encoded_file("{src}", "{txt}", "train")} if ENCODED_TRAINING else {}),
-        validation=encoded_file("{src}", "{txt}", "validation"),
-        test=encoded_file("{src}", "{txt}", "test"),
+        encoded=encoded_file("{src}", "{txt}", "{part}"),
     log:
-        f"{LOGS}/encode_sentences/{{src}}-{{txt}}.log",
+        f"{LOGS}/encode_sentences/{{src}}-{{txt}}-{{part}}.log",
     benchmark:
-        f"{BENCH}/encode_sentences/{{src}}-{{txt}}.tsv"
+        f"{BENCH}/encode_sentences/{{src}}-{{txt}}-{{part}}.tsv"
     params:
         pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
         text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
-        split=config["train"]["validation_split"],
+        # the validation split picks the clips of the other two parts only
+        split=lambda wildcards: None if wildcards.part == "test" else config["train"]["validation_split"],
         templates=TEMPLATES_SHA256,
         device=config["train"]["finetune"].get("device", "cpu"),
     threads: threads_of("train")
     resources:
         **gpu_resources("train"),
+    wildcard_constraints:
+        # training clips' outputs only for finetunings that keep their templates fixed
+        part="validation|train|test" if ENCODED_TRAINING else "validation|test",
     conda:
         "../envs/textseld.yaml"
     script:

@@ -827,6 +827,56 @@ def _encode_sentences(data, pre_dir, tmp_path, text: str, **kw):
     )
 
 
+def _h5_contents(path) -> dict:
+    """Every dataset (as an array) and every attribute of an HDF5 file, by name."""
+    import h5py
+
+    found: dict = {}
+    with h5py.File(path, "r") as f:
+        found["/attrs"] = dict(f.attrs)
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def test_encode_sentences_writes_each_part_alone_as_all_together(data, pretrained, tmp_path):
+    """The workflow writes one part per job (a test-split edit must not rerun the finetunings,
+    which read only the validation and training parts): each part written alone is the file
+    written with the others, array for array and attribute for attribute."""
+    pre_dir, _ = pretrained
+    together = _encode_sentences(data, pre_dir, tmp_path, "bert", train_out=tmp_path / "train.h5")
+    common = {"pretrained_dir": pre_dir, "text": "bert", "text_cfg": TEXT_CFG, "stats_h5": data["stats"]}
+    from textseld.train.encode import encode_sentences
+
+    alone = [
+        *encode_sentences(**common, train_h5=data["train_h5"], validation_out=tmp_path / "a" / "val.h5"),
+        *encode_sentences(**common, test_h5=data["train_h5"], test_out=tmp_path / "a" / "test.h5"),
+        *encode_sentences(**common, train_h5=data["train_h5"], train_out=tmp_path / "a" / "train.h5"),
+    ]
+    for one, other in zip(together, alone, strict=True):
+        a, b = _h5_contents(one), _h5_contents(other)
+        assert a.keys() == b.keys() and len(a) > 2
+        for key in a:
+            if key == "/attrs":
+                assert {k: str(v) for k, v in a[key].items()} == {k: str(v) for k, v in b[key].items()}
+            else:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{one.name}: {key}")
+
+
+def test_encode_sentences_refuses_a_call_without_a_part_or_with_an_input_missing(tmp_path):
+    from textseld.train.encode import encode_sentences
+
+    common = {"pretrained_dir": tmp_path, "text": "bert", "text_cfg": None, "stats_h5": tmp_path / "s.h5"}
+    with pytest.raises(ValueError, match="no part to write"):
+        encode_sentences(**common, train_h5=tmp_path / "t.h5")
+    with pytest.raises(ValueError, match=r"train_h5 \(None\) is read for.*validation_out"):
+        encode_sentences(**common, validation_out=tmp_path / "v.h5")
+    with pytest.raises(ValueError, match="test_h5 .* and test_out .* go together"):
+        encode_sentences(**common, test_out=tmp_path / "o.h5")
+    with pytest.raises(ValueError, match="test_h5 .* and test_out .* go together"):
+        encode_sentences(**common, train_h5=tmp_path / "t.h5", train_out=tmp_path / "o.h5", test_h5=tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []  # refused before anything is read or written
+
+
 def test_cached_tokenizer_outputs_train_and_predict_like_the_fixed_tokenizer(data, pretrained, tmp_path):
     """encode_tokens stores the fixed tokenizer's tokens, encode_sentences the text encoder's
     fixed-template outputs of the validation and test clips; a finetuning that reads them trains

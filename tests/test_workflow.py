@@ -174,8 +174,9 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     assert counts["finetune"] == 8 * 3 and counts["train_baseline"] == 3  # three seeds, as the paper
     assert counts["pretrain_tokenizer"] == 2
     # fixed tokenizers and fixed training templates: each text encoder's outputs of every
-    # clip once per source; the tokens alone are not needed then
-    assert counts["encode_sentences"] == 4 and "encode_tokens" not in counts
+    # clip once per source, one job per part (validation, training, test clips); the tokens
+    # alone are not needed then
+    assert counts["encode_sentences"] == 4 * 3 and "encode_tokens" not in counts
 
 
 def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf, tmp_path):
@@ -193,7 +194,7 @@ def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf,
     from workflow_helpers import parse_dry_run
 
     counts = job_counts(parse_dry_run(proc.stdout + proc.stderr))
-    assert counts["encode_tokens"] == 2 and counts["encode_sentences"] == 4 and counts["finetune"] == 24
+    assert counts["encode_tokens"] == 2 and counts["encode_sentences"] == 4 * 2 and counts["finetune"] == 24
     assert "encoded/rcc-bert/validation.h5" in proc.stdout
     assert "encoded/rcc-bert/train.h5" not in proc.stdout
     default = snakemake(wf, "--dry-run", "--cores", "1").stdout  # fixed templates: they are
@@ -303,7 +304,7 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "feature_stats": 1,
         "make_texts": 1,
         "pretrain_tokenizer": 2,
-        "encode_sentences": 4,
+        "encode_sentences": 12,  # 4 source-text pairs x 3 parts
         "train_baseline": 1,
         "finetune": 8,
         "predict": 9,
@@ -325,7 +326,7 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
     counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
     assert counts == {
         "make_texts": 1,
-        "encode_sentences": 4,  # the fixed templates' outputs
+        "encode_sentences": 12,  # the fixed templates' outputs: 4 source-text pairs x 3 parts
         "finetune": 8,
         "predict": 8,
         "evaluate": 16,

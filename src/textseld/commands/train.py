@@ -201,6 +201,14 @@ def _encode_sentences(args) -> int:
     for key, value in (("fraction", args.val_fraction), ("seed", args.split_seed)):
         if value is not None:
             split[key] = value
+    if args.out is None and args.train_out is None and args.test_out is None:
+        raise ValueError("nothing to write: give --out and/or --train-out (with --features), and/or --test-out")
+    for flag, given, needs, needed in (
+        ("--features", args.features, "--out or --train-out", args.out or args.train_out),
+        ("--test-features", args.test_features, "--test-out", args.test_out),
+    ):
+        if bool(given) != bool(needed):
+            raise ValueError(f"{flag} is read for {needs}, and only for it: give them together")
     paths = encode_sentences(
         pretrained_dir=args.pretrained,
         text=args.text,
@@ -320,16 +328,18 @@ def register(sub) -> None:
     p = add_command(
         sub,
         "encode-sentences",
-        help="store the frozen text encoder's fixed-template outputs of the validation and test clips "
-        "(for fixed-tokenizer runs)",
+        help="store the frozen text encoder's fixed-template outputs of the validation, test and/or "
+        "training clips (for fixed-tokenizer runs; each part its own file, at least one)",
     )
     p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the pretraining")
     p.add_argument("--text", required=True, choices=TEXTS, help="frozen text encoder")
-    p.add_argument("--features", required=True, help="packed features of the training split (its validation clips)")
+    p.add_argument(
+        "--features", default=None, help="packed features of the training split (its validation and training clips)"
+    )
     p.add_argument("--stats", required=True, help="stats.h5 of the training split")
-    p.add_argument("--out", required=True, help="file to write for the validation clips (HDF5)")
-    p.add_argument("--test-features", required=True, help="packed features of the test split")
-    p.add_argument("--test-out", required=True, help="file to write for the test clips (HDF5)")
+    p.add_argument("--out", default=None, help="file to write for the validation clips (HDF5)")
+    p.add_argument("--test-features", default=None, help="packed features of the test split")
+    p.add_argument("--test-out", default=None, help="file to write for the test clips (HDF5)")
     p.add_argument(
         "--train-out",
         default=None,

@@ -140,11 +140,11 @@ def encode_sentences(
     text: str,
     text_cfg: dict | None,
     stats_h5: str | os.PathLike,
-    train_h5: str | os.PathLike,
-    split,
-    validation_out: str | os.PathLike,
-    test_h5: str | os.PathLike,
-    test_out: str | os.PathLike,
+    train_h5: str | os.PathLike | None = None,
+    split=None,
+    validation_out: str | os.PathLike | None = None,
+    test_h5: str | os.PathLike | None = None,
+    test_out: str | os.PathLike | None = None,
     train_out: str | os.PathLike | None = None,
     batch_size: int = 8,
     threads: int | None = None,
@@ -152,12 +152,15 @@ def encode_sentences(
     progress: bool = True,
 ) -> tuple[Path, ...]:
     """Write what a finetuning with the fixed tokenizer of `pretrained_dir` and the frozen text
-    encoder `text` (`text_cfg`) computes before its head for the validation clips of `train_h5`
-    (`split`: the shared validation split) and every clip of `test_h5`: each frame's A and
-    placeholder states under the clip's fixed template (see textseld.train.tokens).
-    train_out: also those of the training clips (the others of `train_h5`), for finetunings
-    that keep each training clip's template fixed (train_templates "fixed").
-    Returns the written paths: validation, test[, train]."""
+    encoder `text` (`text_cfg`) computes before its head for each part asked for: each frame's A
+    and placeholder states under the clip's fixed template (see textseld.train.tokens).
+    validation_out: those of the validation clips of `train_h5` (`split`: the shared validation
+    split); test_out: those of every clip of `test_h5`; train_out: those of the training clips (the
+    others of `train_h5`), for finetunings that keep each training clip's template fixed
+    (train_templates "fixed"). At least one part; each its own file, the same whichever parts
+    one call writes (the workflow writes one part per job: a test-split edit leaves the others).
+    Returns the written paths: validation, test, train (those asked for, in this order)."""
+    _check_parts(train_h5, validation_out, train_out, test_h5, test_out)
     if threads:
         torch.set_num_threads(threads)
     pcfg, record = _pretrain_run(pretrained_dir)
@@ -172,8 +175,6 @@ def encode_sentences(
         # what a run reading these outputs needs of the encoder instead of building it
         ENCODER_SHAPE_ATTR: {"width": encoder.width, "embed_dim": encoder.embed_dim, "weights": encoder.weights_info},
     }
-    full = PackedDataset(train_h5, stats_h5)
-    train_idx, val_idx = SplitConfig.from_dict(split).indices(full.names)
     lengths = encoder.template_lengths()
 
     def by_template_length(features_h5, names, indices):
@@ -183,18 +184,38 @@ def encode_sentences(
         order = sorted(indices, key=lambda i: lengths[fixed_template(names[i])])
         return PackedDataset(features_h5, stats_h5, indices=order)
 
-    test_names = PackedDataset(test_h5).names
-    parts = [
-        (by_template_length(train_h5, full.names, val_idx.tolist()), train_h5, validation_out),
-        (by_template_length(test_h5, test_names, range(len(test_names))), test_h5, test_out),
-    ]
-    if train_out is not None:
-        parts.append((by_template_length(train_h5, full.names, train_idx.tolist()), train_h5, train_out))
+    parts = []
+    if train_h5 is not None:
+        names = PackedDataset(train_h5).names
+        train_idx, val_idx = SplitConfig.from_dict(split).indices(names)
+        if validation_out is not None:
+            parts.append((by_template_length(train_h5, names, val_idx.tolist()), train_h5, validation_out))
+    if test_h5 is not None and test_out is not None:
+        test_names = PackedDataset(test_h5).names
+        parts.append((by_template_length(test_h5, test_names, range(len(test_names))), test_h5, test_out))
+    if train_h5 is not None and train_out is not None:
+        parts.append((by_template_length(train_h5, names, train_idx.tolist()), train_h5, train_out))
     written = []
     for dataset, features_h5, out in parts:
         attrs = {**record, **_inputs_record(features_h5, stats_h5)}
         written.append(_write_encoded(model, dataset, features_h5, out, attrs, text, batch_size, dev, progress))
     return tuple(written)
+
+
+def _check_parts(train_h5, validation_out, train_out, test_h5, test_out) -> None:
+    """Each part's output with its input, and at least one part (else ValueError, naming them)."""
+    if validation_out is None and train_out is None and test_out is None:
+        raise ValueError(
+            "encode_sentences: no part to write; give validation_out and/or train_out (with train_h5), "
+            "and/or test_out (with test_h5)"
+        )
+    if (validation_out is not None or train_out is not None) != (train_h5 is not None):
+        raise ValueError(
+            f"encode_sentences: train_h5 ({train_h5}) is read for, and only for, validation_out "
+            f"({validation_out}) and train_out ({train_out}): give it with at least one of them"
+        )
+    if (test_out is None) != (test_h5 is None):
+        raise ValueError(f"encode_sentences: test_h5 ({test_h5}) and test_out ({test_out}) go together")
 
 
 def _fixed_tokenizer_model(pretrained_dir, pcfg: dict, text: str, encoder_record: dict, dev: torch.device):
