@@ -152,7 +152,10 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "make_texts": 1 if finetuned else 0,  # the training split's sentences
         "pretrain_tokenizer": sources_used,
         "encode_tokens": sources_used if fixed_tokenizer and not encoded_training else 0,
-        "encode_sentences": (len(grid["sources"]) * len(grid["texts"])) if fixed_tokenizer and finetuned else 0,
+        # one job per part (validation, test, and train with fixed training templates)
+        "encode_sentences": (len(grid["sources"]) * len(grid["texts"]) * (3 if encoded_training else 2))
+        if fixed_tokenizer and finetuned
+        else 0,
         "train_baseline": seeds if grid["baseline"] else 0,
         "finetune": finetuned * seeds,
         "collect_references": 1,
