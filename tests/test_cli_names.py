@@ -161,3 +161,34 @@ def test_training_curves_command(tmp_path, capsys):
         == 1
     )
     assert "label 'A' given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command, option, function, parameter",
+    [
+        ("evaluate", "--n-boot", "textseld.metrics.evaluate.evaluate", "n_boot"),
+        ("evaluate", "--seed", "textseld.metrics.evaluate.evaluate", "seed"),
+        ("aggregate", "--n-boot", "textseld.results.aggregate", "n_boot"),
+        ("extract-features", "--batch-size", "textseld.features.pipeline.extract_shard", "batch_size"),
+        ("pack-features", "--batch-size", "textseld.data.hdf5.merge_shards", "batch_size"),
+        ("feature-stats", "--batch-size", "textseld.data.splits.compute_training_stats", "batch_size"),
+        ("encode-tokens", "--batch-size", "textseld.train.encode.encode_tokens", "batch_size"),
+        ("encode-sentences", "--batch-size", "textseld.train.encode.encode_sentences", "batch_size"),
+    ],
+)
+def test_option_defaults_are_the_library_functions(command, option, function, parameter):
+    """An option the library function also defaults is left unset (None) by the parser, so
+    the call leaves it out and the function's default, its one owner, applies."""
+    import importlib
+    import inspect
+
+    from textseld.commands import given
+
+    module, name = function.rsplit(".", 1)
+    default = inspect.signature(getattr(importlib.import_module(module), name)).parameters[parameter].default
+    assert default is not inspect.Parameter.empty  # the library owns a default
+    (action,) = [a for a in _subparsers()[command]._actions if option in a.option_strings]
+    assert action.default is None, (command, option, action.default)
+    args = argparse.Namespace(**{parameter: None})
+    assert given(args, parameter) == {}
+    assert given(argparse.Namespace(**{parameter: 3}), parameter) == {parameter: 3}

@@ -38,6 +38,12 @@ def add_command(sub, name: str, *, help: str, description: str | None = None) ->
     )
 
 
+def given(args: argparse.Namespace, *names: str) -> dict:
+    """The options among `names` that were given on the command line (not None): the rest are
+    left to the library function's defaults, their one owner."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def add_threads(
     p: argparse.ArgumentParser,
     *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textseld.commands import add_command
+from textseld.commands import add_command, given
 from textseld.constants import AVERAGES, PROTOCOLS
 
 
@@ -16,9 +16,8 @@ def run_evaluate(args) -> int:
         protocol=args.protocol,
         average=args.average,
         ci=args.ci,
-        n_boot=args.n_boot,
-        seed=args.seed,
         clip_stats=args.clip_stats,
+        **given(args, "n_boot", "seed"),
     )
     print(format_report(result))
     return 0
@@ -44,8 +43,8 @@ def register(sub) -> None:
     )
     p.add_argument("--average", choices=AVERAGES, default=AVERAGES[0], help="class averaging")
     p.add_argument("--ci", action="store_true", help="add 95%% bootstrap intervals (clips resampled)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default: the library function's)")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the library function's)")
     p.add_argument(
         "--out",
         metavar="FILE.json",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textseld.commands import add_command, add_threads
+from textseld.commands import add_command, add_threads, given
 from textseld.constants import WPE_DELAY, WPE_ITERATIONS, WPE_TAPS
 
 
@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output HDF5 shard")
     p.add_argument("--shard", default="0/1", metavar="I/N", help="block I of N of the sorted clips")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    p.add_argument("--batch-size", type=int, default=None, help="clips per batch (default: the library function's)")
     p.add_argument("--wpe-taps", type=int, default=WPE_TAPS, help="WPE filter taps")
     p.add_argument("--wpe-delay", type=int, default=WPE_DELAY, help="WPE prediction delay in frames")
     p.add_argument("--wpe-iterations", type=int, default=WPE_ITERATIONS, help="WPE iterations")
@@ -42,7 +42,9 @@ def register(sub) -> None:
     )
     q.add_argument("--shards", nargs="+", required=True, metavar="FILE", help="shard files from extract-features")
     q.add_argument("--out", required=True, help="packed HDF5 file")
-    q.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch")
+    q.add_argument(
+        "--batch-size", type=int, default=None, help="clips per streamed batch (default: the library function's)"
+    )
     q.set_defaults(func=_pack)
 
     s = add_command(
@@ -56,7 +58,9 @@ def register(sub) -> None:
     )
     s.add_argument("--features", required=True, help="packed training features (HDF5)")
     s.add_argument("--out", required=True, metavar="STATS.h5", help="statistics file (HDF5)")
-    s.add_argument("--batch-size", type=int, default=64, help="clips per streamed batch")
+    s.add_argument(
+        "--batch-size", type=int, default=None, help="clips per streamed batch (default: the library function's)"
+    )
     add_split_arguments(s)
     s.set_defaults(func=_stats)
 
@@ -70,7 +74,7 @@ def _features(args) -> int:
         out=args.out,
         shard=parse_shard(args.shard),
         device=args.device,
-        batch_size=args.batch_size,
+        **given(args, "batch_size"),
         wpe={"taps": args.wpe_taps, "delay": args.wpe_delay, "iterations": args.wpe_iterations},
         threads=args.threads,
     )
@@ -84,12 +88,12 @@ def _split(args) -> dict:
 def _pack(args) -> int:
     from textseld.data.hdf5 import merge_shards
 
-    merge_shards(shards=args.shards, out=args.out, batch_size=args.batch_size)
+    merge_shards(shards=args.shards, out=args.out, **given(args, "batch_size"))
     return 0
 
 
 def _stats(args) -> int:
     from textseld.data.splits import compute_training_stats
 
-    compute_training_stats(packed=args.features, out=args.out, split=_split(args), batch_size=args.batch_size)
+    compute_training_stats(packed=args.features, out=args.out, split=_split(args), **given(args, "batch_size"))
     return 0

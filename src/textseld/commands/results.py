@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from textseld.commands import add_command
+from textseld.commands import add_command, given
 
 
 def register(sub) -> None:
@@ -36,8 +36,18 @@ def register(sub) -> None:
         metavar="DIR",
         help="folder for comparison.csv/.md/.png and runs.csv",
     )
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the paired differences")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired differences")
+    p.add_argument(
+        "--n-boot",
+        type=int,
+        default=None,
+        help="bootstrap replicates of the paired differences (default: the library function's)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="bootstrap seed of the paired differences (default: the library function's)",
+    )
     p.add_argument(
         "--allow-mixed",
         action="store_true",
@@ -86,8 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         comparison_md=out / "comparison.md",
         figure=out / "comparison.png",
         runs_csv=out / "runs.csv",
-        n_boot=args.n_boot,
-        seed=args.seed,
+        **given(args, "n_boot", "seed"),
         allow_mixed=args.allow_mixed,
     )
     print((out / "comparison.md").read_text(encoding="utf-8"), end="")

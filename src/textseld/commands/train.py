@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from textseld.commands import add_command, add_threads
+from textseld.commands import add_command, add_threads, given
 from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 from textseld.models.config import SIZES
 from textseld.recipes import RECIPES
@@ -185,9 +185,9 @@ def _encode_tokens(args) -> int:
         features_h5=args.features,
         stats_h5=args.stats,
         out=args.out,
-        batch_size=args.batch_size,
         threads=args.threads,
         device=args.device,
+        **given(args, "batch_size"),
     )
     print(f"wrote the tokens of {args.features} to {path}")
     return 0
@@ -203,11 +203,11 @@ def _encode_sentences(args) -> int:
             split[key] = value
     if args.out is None and args.train_out is None and args.test_out is None:
         raise ValueError("nothing to write: give --out and/or --train-out (with --features), and/or --test-out")
-    for flag, given, needs, needed in (
+    for flag, value, needs, needed in (
         ("--features", args.features, "--out or --train-out", args.out or args.train_out),
         ("--test-features", args.test_features, "--test-out", args.test_out),
     ):
-        if bool(given) != bool(needed):
+        if bool(value) != bool(needed):
             raise ValueError(f"{flag} is read for {needs}, and only for it: give them together")
     paths = encode_sentences(
         pretrained_dir=args.pretrained,
@@ -220,9 +220,9 @@ def _encode_sentences(args) -> int:
         test_h5=args.test_features,
         test_out=args.test_out,
         train_out=args.train_out,
-        batch_size=args.batch_size,
         threads=args.threads,
         device=args.device,
+        **given(args, "batch_size"),
     )
     print("wrote " + " and ".join(str(p) for p in paths))
     return 0
@@ -320,7 +320,9 @@ def register(sub) -> None:
     p.add_argument("--features", required=True, help="packed features of the split (HDF5)")
     p.add_argument("--stats", required=True, help="stats.h5 of the training split")
     p.add_argument("--out", required=True, help="token file to write (HDF5)")
-    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="clips per forward pass (default: the library function's)"
+    )
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device")
     add_threads(p)
     p.set_defaults(func=_encode_tokens)
@@ -348,7 +350,9 @@ def register(sub) -> None:
     p.add_argument("--config", default=None, help="YAML/JSON with a text_encoders section (and train.validation_split)")
     p.add_argument("--val-fraction", type=float, default=None, help="validation fraction (default: the split's)")
     p.add_argument("--split-seed", type=int, default=None, help="validation split seed (default: the split's)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="clips per forward pass (default: the library function's)"
+    )
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device")
     add_threads(p)
     p.set_defaults(func=_encode_sentences)
