@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -124,10 +124,7 @@ def typed_overrides(entries: Iterable[str] | None, parsed: Mapping[str, Any]) ->
 
 def apply_overrides(config: MutableMapping[str, Any], overrides: Mapping[str, Any]) -> None:
     """Merge `overrides` into `config` in place, mapping by mapping, as Snakemake merges
-    `--config` (so the keys an override leaves out keep their values)."""
-    for key, value in overrides.items():
-        current = config.get(key)
-        if isinstance(value, Mapping) and isinstance(current, MutableMapping):
-            apply_overrides(current, value)
-        else:
-            config[key] = value
+    `--config` (so the keys an override leaves out keep their values; textseld.recipes.merge)."""
+    from textseld.recipes import merge
+
+    merge(cast(dict, config), overrides)

@@ -45,6 +45,7 @@ from textseld.constants import (
     N_MELS,
     PROTOCOLS,
 )
+from textseld.recipes import merge
 from textseld.setups import TRAIN_KINDS, resolve_grid
 
 DEVICES = ("cpu", "cuda")
@@ -60,17 +61,6 @@ class PlanError(ValueError):
 
 
 # ------------------------------------------------------------------ the config
-def merge_into(base: dict, update: Mapping) -> dict:
-    """Merge `update` into `base` key by key (mappings recursively, anything else replaced),
-    as Snakemake merges --configfile files over the workflow's configfile."""
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge_into(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 def _schema_defaults(node: Mapping, value: Any, definitions: Mapping) -> Any:
     """`value` with the schema's defaults filled in (what Snakemake's validate(set_default=True) does)."""
     if "$ref" in node:
@@ -102,7 +92,7 @@ def load_config(paths: Sequence[str | Path], schema: str | Path) -> dict:
             raise PlanError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise PlanError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-        merge_into(config, data)
+        merge(config, data)  # as Snakemake merges --configfile files
     from textseld.recipes import RecipeError, apply_recipe
 
     try:  # the chosen recipe under the files' keys, as rules/common.smk resolves it
