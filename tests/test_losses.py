@@ -118,3 +118,26 @@ def test_embedding_mae():
     assert embedding_mae(a, b).item() == pytest.approx(0.75)
     with pytest.raises(ValueError):
         embedding_mae(a, b[:1])
+
+
+def test_relative_distance_loss_hand_computed_and_free_when_inactive():
+    # one active class-2 event at 2 m (scaled 0.2 -> 0.4); every track predicts its direction
+    # and 0.5 (scaled): relative error (0.5 - 0.4) / 0.4 = 0.25 on each of 3 tracks
+    tgt = empty_target()
+    put(tgt, 0, 2, 1.0, 0.0, 2.0)
+    pred = pred_from_tracks({(k, 2): (1.0, 0.0, 0.5) for k in range(K)})
+    expected = (3 * 0.25**2 / 9.0) / C
+    assert adpit_loss(pred, tgt, 0.2, "relative").item() == pytest.approx(expected, rel=1e-5)
+    # the same relative error at 4 m costs the same (the MSE would cost 4 times as much)
+    far = empty_target()
+    put(far, 0, 2, 1.0, 0.0, 4.0)
+    pred_far = pred_from_tracks({(k, 2): (1.0, 0.0, 1.0) for k in range(K)})
+    assert adpit_loss(pred_far, far, 0.2, "relative").item() == pytest.approx(expected, rel=1e-5)
+    mse = adpit_loss(pred_far, far, 0.2).item() / adpit_loss(pred, tgt, 0.2).item()
+    assert mse == pytest.approx(4.0, rel=1e-5)
+    # an inactive class's distance is free under "relative", pulled to 0 under "mse"
+    stray = pred_from_tracks({**{(k, 2): (1.0, 0.0, 0.4) for k in range(K)}, (0, 7): (0.0, 0.0, 3.0)})
+    assert adpit_loss(stray, tgt, 0.2, "relative").item() == pytest.approx(0.0, abs=1e-12)
+    assert adpit_loss(stray, tgt, 0.2).item() == pytest.approx((9.0 / 9.0) / C, rel=1e-6)
+    with pytest.raises(ValueError, match="distance_loss"):
+        adpit_loss(pred, tgt, 0.2, "l1")

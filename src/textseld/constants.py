@@ -73,6 +73,8 @@ META_ROOT = "metadata_dev"
 # grid (config `grid`, rules/common.smk) lists the same names.
 SOURCES = ("rcc", "beats")  # source (audio) encoders of the tokenizer
 TEXTS = ("clip", "bert")  # frozen text encoders
+# the distance term of the ADPIT loss (textseld.losses.adpit_loss)
+DISTANCE_LOSSES = ("mse", "relative")
 HEAD_NAMES = ("grep", "trep")  # output heads of the finetuned models
 PROTOCOLS = ("dcase2025", "strict")  # scoring protocols (textseld.metrics.seld); the first is the main one
 AVERAGES = ("macro", "micro")  # class averaging of the scores

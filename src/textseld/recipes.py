@@ -70,6 +70,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "schedule": {"name": "cosine"},
                 # distances enter the loss in units of 5 m (predictions are scaled back)
                 "distance_scale": 0.2,
+                "distance_loss": "mse",
                 "channel_swap": 0.0,
             },
             "finetune": {
@@ -85,6 +86,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "mae_weight": 0.01,
                 "adpit_weight": 1.0,
                 "distance_scale": 0.2,
+                "distance_loss": "mse",
                 "channel_swap": 0.0,
             },
             "baseline": {
@@ -93,6 +95,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "lr": 3.0e-3,
                 "schedule": {"name": "cosine"},
                 "distance_scale": 0.2,
+                "distance_loss": "mse",
                 "channel_swap": 0.0,
             },
         },
@@ -104,9 +107,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "train": {
             "validation_split": {"fraction": 0.1},
             # no stereo channel swap (textseld.train.augment): the paper trains without it
-            "pretrain": {**_PAPER_PRETRAIN, "distance_scale": 1.0, "channel_swap": 0.0},
-            "finetune": {**_PAPER_FINETUNE, "distance_scale": 1.0, "channel_swap": 0.0},
-            "baseline": {**DCASE2025_BASELINE, "distance_scale": 1.0, "channel_swap": 0.0},
+            "pretrain": {**_PAPER_PRETRAIN, "distance_scale": 1.0, "distance_loss": "mse", "channel_swap": 0.0},
+            "finetune": {**_PAPER_FINETUNE, "distance_scale": 1.0, "distance_loss": "mse", "channel_swap": 0.0},
+            "baseline": {**DCASE2025_BASELINE, "distance_scale": 1.0, "distance_loss": "mse", "channel_swap": 0.0},
         },
     },
 }

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from textseld.constants import HEAD_NAMES, PROTOCOLS
+from textseld.constants import DISTANCE_LOSSES, HEAD_NAMES, PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep", "constant")
 TRAIN_TEMPLATES = ("random", "fixed")
@@ -65,6 +65,9 @@ class TrainConfig:
     mae_weight: float = 0.01
     adpit_weight: float = 1.0
     distance_scale: float = 1.0
+    # The distance term of the ADPIT loss (textseld.losses.DISTANCE_LOSSES): "mse" (the
+    # paper's) or "relative" (squared relative error on active tracks only).
+    distance_loss: str = "mse"
     val_batch_size: int | None = None  # None: same as batch_size
     val_protocol: str = "dcase2025"
     num_workers: int = 0
@@ -163,6 +166,7 @@ class TrainConfig:
             "distance_scale",
             "a positive number",
         )
+        need(self.distance_loss in DISTANCE_LOSSES, "distance_loss", f"one of {', '.join(DISTANCE_LOSSES)}")
         need(isinstance(self.freeze_tokenizer, bool), "freeze_tokenizer", "true or false")
         by_head = self.lr_new_by_head
         need(

@@ -119,7 +119,7 @@ def build_run_model(
 def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=None, gt_embed=None):
     """The loop's Task for a run's kind (predict-only when sentence/gt_embed are None)."""
     if config["kind"] != "finetune":
-        return AudioTask(model, train_cfg.distance_scale, train_cfg.adpit_weight)
+        return AudioTask(model, train_cfg.distance_scale, train_cfg.adpit_weight, train_cfg.distance_loss)
     from textseld.text.templates import TEMPLATES
 
     return TextTask(
@@ -132,6 +132,7 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
         train_cfg.distance_scale,
         train_cfg.text_frames_per_clip,
         train_cfg.train_templates,
+        train_cfg.distance_loss,
     )
 
 

@@ -62,17 +62,20 @@ def run_audio_model(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
 class AudioTask:
     """ADPIT on the network output of every frame (baseline, pretraining)."""
 
-    def __init__(self, model: nn.Module, distance_scale: float = 1.0, adpit_weight: float = 1.0):
+    def __init__(
+        self, model: nn.Module, distance_scale: float = 1.0, adpit_weight: float = 1.0, distance_loss: str = "mse"
+    ):
         from textseld.losses import adpit_loss
 
         self.model = model
         self.distance_scale = float(distance_scale)
         self.adpit_weight = float(adpit_weight)
+        self.distance_loss = distance_loss
         self._adpit = adpit_loss
 
     def losses(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         out, _ = run_audio_model(self.model, batch)
-        adpit = self._adpit(out, batch["target"], distance_scale=self.distance_scale)
+        adpit = self._adpit(out, batch["target"], self.distance_scale, self.distance_loss)
         return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
 
     def predict(self, batch: dict) -> torch.Tensor:
@@ -107,6 +110,7 @@ class TextTask:
         distance_scale: float = 1.0,
         frames_per_clip: int | None = None,
         templates: str = "random",
+        distance_loss: str = "mse",
     ):
         from textseld.losses import adpit_loss, embedding_mae
 
@@ -117,6 +121,7 @@ class TextTask:
         self.mae_weight = float(mae_weight)
         self.adpit_weight = float(adpit_weight)
         self.distance_scale = float(distance_scale)
+        self.distance_loss = distance_loss
         self.frames_per_clip = frames_per_clip if frames_per_clip and frames_per_clip < N_LABEL_FRAMES else None
         if templates not in TRAIN_TEMPLATES:
             raise ValueError(f"templates: expected one of {TRAIN_TEMPLATES}, got {templates!r}")
@@ -166,7 +171,7 @@ class TextTask:
             target = torch.gather(target, 1, idx.expand(-1, -1, *target.shape[2:]))
         ids_dev = None if template_ids is None else template_ids.to(device)
         out, aux = _model_output(self.model(batch, ids_dev, frames_dev))
-        adpit = self._adpit(out, target, distance_scale=self.distance_scale)
+        adpit = self._adpit(out, target, self.distance_scale, self.distance_loss)
         if not aux["A"].requires_grad:
             # A depends on no trainable parameter (fixed tokenizer, frozen text encoder): the
             # MAE term is a constant that adds no gradient, so its ground-truth sentences are
