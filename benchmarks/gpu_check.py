@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. feature extraction
     feat_budget = args.budget_s * FEATURES_SHARE
-    feat_out = out / "features"
-    cmd = [sys.executable, str(HERE / "bench_features_cuda.py"), "--device", args.device, "--out", str(feat_out)]
+    feat_out = out.resolve() / "features"
+    cmd = [sys.executable, "benchmarks/bench_features_cuda.py", "--device", args.device, "--out", str(feat_out)]
     cmd += ["--budget-s", f"{max(feat_budget - 2 * MARGIN_S, 1):.0f}"]
     cmd += QUICK_FEATURES if args.quick else ["--clips", "1000", "--clip-time-cap-s", f"{feat_budget / 4:.0f}"]
     rc = run_step(cmd, out / "features.log", min(feat_budget, deadline - time.monotonic() - MARGIN_S))
@@ -129,12 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     if any(row.get("clips_per_s") for row in rec.get("throughput", [])):
         from textseld.atomic import write_text_atomic
 
+        def portable(text: str) -> str:  # records are committed: no paths of this machine
+            return text.replace(str(feat_out), "OUT")
+
         rec["device_name"] = name
         target = records / f"features_{tag}.json"
-        write_text_atomic(target, json.dumps(rec, indent=2) + "\n")
+        write_text_atomic(target, portable(json.dumps(rec, indent=2) + "\n"))
         written.append(target)
         if (feat_out / "bench_features_cuda.log").is_file():
-            shutil.copyfile(feat_out / "bench_features_cuda.log", records / f"features_{tag}.log")
+            log = (feat_out / "bench_features_cuda.log").read_text()
+            write_text_atomic(records / f"features_{tag}.log", portable(log))
     if rc != 0 or rec.get("result") != "PASS":
         print(f"!! features: exit status {rc}, result {rec.get('result', 'none')}", flush=True)
         status = 1
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. paper-size training, in the time that is left
     target = records / f"paper_size_{tag}.json"
     left = deadline - time.monotonic() - MARGIN_S
-    cmd = [sys.executable, str(HERE / "bench_paper_size.py"), "--device", args.device, "--out", str(target)]
+    cmd = [sys.executable, "benchmarks/bench_paper_size.py", "--device", args.device, "--out", str(target.resolve())]
     cmd += ["--budget-s", f"{max(left - MARGIN_S, 1):.0f}", "--threads", str(train_threads(args.device))]
     cmd += QUICK_TRAINING if args.quick else ["--systems", *SYSTEMS, "--steps", str(args.steps), "--batch", "paper"]
     rc = run_step(cmd, out / "training.log", left)
