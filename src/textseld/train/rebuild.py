@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from textseld.jsonfile import read_json_object
 from textseld.train.checkpoint import load_full_state, load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
 from textseld.train.loop import resolve_device
@@ -137,15 +138,7 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
 
 def read_run_config(path: Path) -> dict:
     """A run's config.json; a damaged one is a RunConfigError naming it."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunConfigError(
-            f"{path}: damaged run configuration ({exc}); expected the JSON object a run writes"
-        ) from None
-    if not isinstance(config, dict):
-        raise RunConfigError(f"{path}: damaged run configuration: expected a JSON object, got {type(config).__name__}")
-    return config
+    return read_json_object(path, "damaged run configuration", "the JSON object a run writes", RunConfigError)
 
 
 def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:
