@@ -253,15 +253,9 @@ def device_name(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+    from textseld.features.wpe_kernel import cpu_model
 
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def batch_arg(value: str) -> int | str:
