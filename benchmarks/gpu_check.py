@@ -120,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     # 1. feature extraction
     feat_budget = args.budget_s * FEATURES_SHARE
     feat_out = out.resolve() / "features"
+    result = feat_out / "bench_features_cuda.json"
+    result.unlink(missing_ok=True)  # an earlier run's result is not this run's
     cmd = [sys.executable, "benchmarks/bench_features_cuda.py", "--device", args.device, "--out", str(feat_out)]
     cmd += ["--budget-s", f"{max(feat_budget - 2 * MARGIN_S, 1):.0f}"]
     cmd += QUICK_FEATURES if args.quick else ["--clips", "1000", "--clip-time-cap-s", f"{feat_budget / 4:.0f}"]
     rc = run_step(cmd, out / "features.log", min(feat_budget, deadline - time.monotonic() - MARGIN_S))
-    result = feat_out / "bench_features_cuda.json"
     rec = json.loads(result.read_text()) if result.is_file() else {}
     if any(row.get("clips_per_s") for row in rec.get("throughput", [])):
         from textseld.atomic import write_text_atomic
@@ -146,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     # 2. paper-size training, in the time that is left
     target = records / f"paper_size_{tag}.json"
     left = deadline - time.monotonic() - MARGIN_S
+    started = time.time() - 1  # file times may be coarser than the clock
     cmd = [sys.executable, "benchmarks/bench_paper_size.py", "--device", args.device, "--out", str(target.resolve())]
     cmd += ["--budget-s", f"{max(left - MARGIN_S, 1):.0f}", "--threads", str(train_threads(args.device))]
     cmd += QUICK_TRAINING if args.quick else ["--systems", *SYSTEMS, "--steps", str(args.steps), "--batch", "paper"]
     rc = run_step(cmd, out / "training.log", left)
-    if target.is_file():
+    if target.is_file() and target.stat().st_mtime >= started:  # not an earlier run's record
         written.append(target)
     if rc != 0:
         print(f"!! training: exit status {rc}", flush=True)
