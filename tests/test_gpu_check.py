@@ -39,7 +39,7 @@ def test_the_quick_check_on_cpu_fills_the_plan_s_cpu_figures(tmp_path):
     p = plan(config, rec, gpus=1, train_clips=100, test_clips=10)
     assert p["hours"]["train_baseline"]["cpu"] == pytest.approx(3 * row["s_per_step"] / 2 * 90 * 200 / 3600)
     assert p["hours"]["extract_features"]["cpu"] > 0 and p["hours"]["finetune"]["cpu"] is None
-    assert f"training on cpu on {name}: 1 systems, s per clip at batch 2" in format_plan(p)
+    assert f"training on cpu: 1 systems on {name}, s per clip at batch 2" in format_plan(p)
 
 
 def test_the_training_step_stops_at_its_budget(tmp_path, capsys):

@@ -106,7 +106,7 @@ def test_a_result_s_own_batch_and_the_device_name(tmp_path):
     assert p["hours"]["pretrain_tokenizer"]["cuda"] == pytest.approx(0.1 * 90 * 4 / 3600)
     assert p["hours"]["train_baseline"]["cuda"] == pytest.approx(2 * 0.01 * 90 * 10 / 3600)
     assert p["hours"]["finetune"]["cuda"] == pytest.approx(2 * 0.2 * 90 * 2 / 3600)
-    assert "training on cuda on NVIDIA H100 80GB HBM3: 3 systems, s per clip at batch 8/256" in format_plan(p)
+    assert "training on cuda: 3 systems on NVIDIA H100 80GB HBM3, s per clip at batch 8/256" in format_plan(p)
     record["results"][1]["batch"] = "many"
     (tmp_path / "rec/paper_size_cuda_nvidia-h100.json").write_text(json.dumps(record))
     with pytest.raises(PlanError, match=r"paper_size_cuda_nvidia-h100\.json: results\[1\] \(baseline\): key batch"):

@@ -483,7 +483,7 @@ def format_plan(p: Mapping, *, header: str = "") -> str:
             batches = "/".join(str(b) for b in sorted({f["batch"] for f in figs.values()}))
             where = "".join(f" on {on}" for on in sorted({f["on"] for f in figs.values() if f.get("on")}))
             lines.append(
-                f"  training on {device}{where}: {len(figs)} systems, s per clip at batch {batches}"
+                f"  training on {device}: {len(figs)} systems{where}, s per clip at batch {batches}"
                 f"{', ' + str(some['threads']) + ' threads' if some.get('threads') else ''} ({', '.join(srcs)})"
             )
         else:
