@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -28,19 +27,10 @@ import time
 from pathlib import Path
 
 from textseld.data.fingerprint import hash_cache_path, write_fingerprint
+from textseld.features.wpe_kernel import cpu_model
 
 FOLDER = "dev-train-bench"
 WAV_BYTES = 2048  # small files: the benchmark measures the per-file cost, not the disk
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_split(root: Path, clips: int) -> None:
@@ -78,7 +68,7 @@ def main() -> None:
         root, out = Path(tmp) / "data", Path(tmp) / "results" / "train.json"
         start = time.perf_counter()
         make_split(root, args.clips)
-        print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); {args.clips} clips = {2 * args.clips} files")
+        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); {args.clips} clips = {2 * args.clips} files")
         print(f"generated in {time.perf_counter() - start:.1f} s")
         first = timed(lambda: write_fingerprint(out, root, [FOLDER]))
         print(f"first (all hashed):        {first:.2f} s")

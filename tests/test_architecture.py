@@ -1,5 +1,6 @@
 """The house rules of docs/ARCHITECTURE.md that code can check: no import cycles in the
-package, the library never imports snakemake, and every rule reaches its library
+package, the library never imports snakemake, no module imports another's private
+(underscore) names, and every rule reaches its library
 function in one hop (rule -> workflow_scripts/<rule>.py -> textseld, never through the CLI)."""
 
 from __future__ import annotations
@@ -96,6 +97,18 @@ def test_the_library_never_imports_snakemake():
         for m, p in _modules().items()
         if any(n.split(".")[0] == "snakemake" for n in _imported(ast.parse(p.read_text(encoding="utf-8"))))
     ]
+    assert offenders == []
+
+
+def test_no_module_imports_another_module_s_private_names():
+    """What one module uses of another is that module's public interface: a name a second
+    module needs is made public (or moved), never imported with its underscore."""
+    offenders = []
+    for m, p in _modules().items():
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("textseld"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                offenders += [f"{m}:{node.lineno} imports {node.module}.{name}" for name in private]
     assert offenders == []
 
 

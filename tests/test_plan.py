@@ -13,6 +13,7 @@ from textseld.cli import main
 from textseld.plan import (
     PlanError,
     feature_bytes_per_clip,
+    format_plan,
     list_schedule,
     load_config,
     load_records,
@@ -83,6 +84,33 @@ def test_hours_and_wall_time_follow_from_the_record(tmp_path):
     # checkpoints: 16 bytes per trainable parameter, 5 training runs
     assert p["disk_gb"]["checkpoints"] == pytest.approx(5 * 1000 * 16 / 1e9)
     assert p["disk_gb"]["features"] == pytest.approx(2 * 120 * feature_bytes_per_clip() / 1e9)
+
+
+def test_a_result_s_own_batch_and_the_device_name(tmp_path):
+    """benchmarks/gpu_check.py's records: each kind at its own batch size, the GPU named."""
+    config = load_config([REPO / "config/config.yaml", write_setup(tmp_path)], SCHEMA)
+    record = {
+        "device": "cuda",
+        "device_name": "NVIDIA H100 80GB HBM3",
+        "batch": "paper",
+        "results": [
+            {"system": "pretrain-rcc", "batch": 8, "s_per_step": 0.8, "params_trainable": 10},
+            {"system": "baseline", "batch": 256, "s_per_step": 2.56, "params_trainable": 10},
+            {"system": "rcc-bert-grep", "batch": 8, "s_per_step": 1.6, "params_trainable": 10},
+        ],
+    }
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec/paper_size_cuda_nvidia-h100.json").write_text(json.dumps(record))
+    records = load_records(tmp_path / "rec", models_size="paper", finetune_mode=PAPER_FINETUNE)
+    p = plan(config, records, gpus=1, train_clips=100, test_clips=20)
+    assert p["hours"]["pretrain_tokenizer"]["cuda"] == pytest.approx(0.1 * 90 * 4 / 3600)
+    assert p["hours"]["train_baseline"]["cuda"] == pytest.approx(2 * 0.01 * 90 * 10 / 3600)
+    assert p["hours"]["finetune"]["cuda"] == pytest.approx(2 * 0.2 * 90 * 2 / 3600)
+    assert "training on cuda: 3 systems on NVIDIA H100 80GB HBM3, s per clip at batch 8/256" in format_plan(p)
+    record["results"][1]["batch"] = "many"
+    (tmp_path / "rec/paper_size_cuda_nvidia-h100.json").write_text(json.dumps(record))
+    with pytest.raises(PlanError, match=r"paper_size_cuda_nvidia-h100\.json: results\[1\] \(baseline\): key batch"):
+        load_records(tmp_path / "rec", models_size="paper", finetune_mode=PAPER_FINETUNE)
 
 
 def test_list_schedule_waits_for_dependencies():

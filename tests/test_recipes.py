@@ -12,26 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import update_config, validate
 
 from textseld import recipes
 from textseld.recipes import RecipeError, apply_recipe
 from textseld.setups import resolve_setup
 from textseld.train.config import TrainConfig
+from workflow_helpers import merged_config
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("pretrain", "finetune", "baseline")
-
-
-def resolved(*files: str, extra: dict | None = None) -> dict:
-    config: dict = {}
-    for name in ("config/config.yaml", *files):
-        update_config(config, yaml.safe_load((REPO / name).read_text()))
-    if extra:
-        update_config(config, copy.deepcopy(extra))
-    config = apply_recipe(config)
-    validate(config, str(REPO / "config/schema.yaml"), set_default=True)
-    return config
 
 
 # The paper's training as the method describes it (docs/METHOD.md section 6), written out
@@ -75,7 +64,7 @@ def _paper_setup_is_the_papers_recipe(config: dict) -> None:
 
 
 def test_the_paper_setup_resolves_to_the_papers_recipe():
-    _paper_setup_is_the_papers_recipe(resolved("config/paper.yaml"))
+    _paper_setup_is_the_papers_recipe(merged_config("config/paper.yaml"))
 
 
 def test_a_departure_of_the_embedded_default_cannot_reach_the_paper_setup(monkeypatch):
@@ -88,9 +77,9 @@ def test_a_departure_of_the_embedded_default_cannot_reach_the_paper_setup(monkey
         changed["train"][kind]["text_frames_per_clip"] = 5
     changed["train"]["finetune"].update(mae_weight=0.5, lr_new_by_head={"grep": 0.1, "trep": 0.2})
     monkeypatch.setitem(recipes.RECIPES, "default", changed)
-    default = resolved()
+    default = merged_config()
     assert default["train"]["finetune"]["epochs"] == 2 and default["models"]["d_model"] == 32  # it did change
-    _paper_setup_is_the_papers_recipe(resolved("config/paper.yaml"))
+    _paper_setup_is_the_papers_recipe(merged_config("config/paper.yaml"))
 
 
 def test_the_paper_recipe_uses_the_official_baseline_recipe():
@@ -118,7 +107,7 @@ def test_every_recipe_states_the_same_keys():
 
 
 def test_the_config_files_overrides_apply_on_top_of_the_recipe():
-    tiny = resolved("config/tiny.yaml", extra={"train": {"finetune": {"lr_new_by_head": None, "epochs": 3}}})
+    tiny = merged_config("config/tiny.yaml", extra={"train": {"finetune": {"lr_new_by_head": None, "epochs": 3}}})
     fin = tiny["train"]["finetune"]
     recipe = recipes.RECIPES["default"]["train"]["finetune"]
     assert fin["epochs"] == 3 and fin["batch_size"] == 4 and fin["lr_new_by_head"] is None  # files, --config

@@ -14,28 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
 from textseld.models.config import ModelConfig
 from textseld.models.text_clip import clip_text_cfg
 from textseld.models.text_config import BERT_PRESETS, TextEncoderConfig
-from textseld.recipes import apply_recipe
 from textseld.setups import SetupError, resolve_setup
+from workflow_helpers import merged_config, resolved_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def merged(*setup_files: str, extra: dict | None = None) -> dict:
-    """config.yaml with the setup files layered over it as Snakemake does, merged over their
-    recipe, schema defaults filled (as rules/common.smk does)."""
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    for name in setup_files:
-        update_config(config, yaml.safe_load((REPO / name).read_text()))
-    if extra:
-        update_config(config, copy.deepcopy(extra))
-    config = apply_recipe(config)
-    validate(config, str(REPO / "config/schema.yaml"), set_default=True)
-    return config
 
 
 def shapes(config: dict) -> dict:
@@ -54,10 +41,10 @@ def shapes(config: dict) -> dict:
 
 
 def test_paper_setup_has_the_paper_shapes():
-    s = shapes(merged("config/paper.yaml"))
+    s = shapes(merged_config("config/paper.yaml"))
     assert s["D"] == 512 and s["model"].token_width == 512
     # the split and the training are the paper's (docs/METHOD.md section 6), not the embedded default's
-    train = _effective(merged("config/paper.yaml"))["train"]
+    train = _effective(merged_config("config/paper.yaml"))["train"]
     assert train["validation_split"] == {"fraction": 0.1, "seed": 0}
     paper = {"distance_scale": 1.0, "max_steps_per_epoch": None, "text_frames_per_clip": None, "device": "cuda"}
     expected = {
@@ -90,11 +77,11 @@ def test_paper_setup_has_the_paper_shapes():
 
 
 def test_default_and_tiny_setups_have_their_documented_shapes():
-    s = shapes(merged())
+    s = shapes(merged_config())
     assert s["D"] == 384 and s["clip"][:4] == (384, 4, 6, 384) and s["clip"][5] is None
     assert s["bert"][0] == "all-MiniLM-L6-v2" and s["bert"][1]["hidden_size"] == 384 and not s["bert"][3]
     assert s["model"].beats_arch == "small" and s["model"].d_model == 64
-    t = shapes(merged("config/tiny.yaml"))
+    t = shapes(merged_config("config/tiny.yaml"))
     assert t["D"] == 64 and t["clip"][:4] == (64, 2, 2, 64) and t["bert"][1]["hidden_size"] == 64
     assert t["bert"][3] and t["model"].beats_arch == "tiny"
 
@@ -107,9 +94,9 @@ def test_a_setup_cannot_inherit_another_setups_shapes():
         match=r"text_encoders.clip \('random-64x2'\): .*'clip_weights': the clip "
         r"preset 'random-64x2' is randomly initialised and takes no weights",
     ):
-        resolve_setup(merged("config/paper.yaml", "config/tiny.yaml"))
+        resolve_setup(merged_config("config/paper.yaml", "config/tiny.yaml"))
     extra = {"text_encoders": {"clip_weights": None, "bert_path": None}}
-    p = shapes(merged("config/paper.yaml", "config/tiny.yaml", extra=extra))
+    p = shapes(merged_config("config/paper.yaml", "config/tiny.yaml", extra=extra))
     assert p["D"] == 64 and p["clip"][:4] == (64, 2, 2, 64) and p["model"].beats_arch == "tiny"
 
 
@@ -119,28 +106,30 @@ def test_setup_errors_name_the_config_key():
         match=r"text_encoders.clip = 'ViT-B-16/openai' \(width 512\) and "
         r"text_encoders.bert = 'all-MiniLM-L6-v2' \(width 384\)",
     ):
-        resolve_setup(merged(extra={"text_encoders": {"clip": "ViT-B-16/openai", "clip_weights": "x.pt"}}))
+        resolve_setup(merged_config(extra={"text_encoders": {"clip": "ViT-B-16/openai", "clip_weights": "x.pt"}}))
     with pytest.raises(SetupError, match=r"config key text_encoders.clip \('ViT-B-16/openai'\): .*'clip_weights'"):
-        resolve_setup(merged(extra={"text_encoders": {"clip": "ViT-B-16/openai"}}))
+        resolve_setup(merged_config(extra={"text_encoders": {"clip": "ViT-B-16/openai"}}))
     with pytest.raises(SetupError, match=r"text_encoders.bert \('bert-huge'\): .*unknown preset 'bert-huge'"):
-        resolve_setup(merged(extra={"text_encoders": {"bert": "bert-huge"}}))
+        resolve_setup(merged_config(extra={"text_encoders": {"bert": "bert-huge"}}))
     with pytest.raises(SetupError, match=r"config section models: model config key 'beats_arch'"):
-        resolve_setup(merged(extra={"models": {"beats_arch": "huge"}}))
+        resolve_setup(merged_config(extra={"models": {"beats_arch": "huge"}}))
     with pytest.raises(SetupError, match=r"config section train.finetune: .*'epochs'"):
-        resolve_setup(merged(extra={"train": {"finetune": {"epochs": 0}}}))
+        resolve_setup(merged_config(extra={"train": {"finetune": {"epochs": 0}}}))
     with pytest.raises(SetupError, match=r"train.finetune.shuffle_frames: .*\(here True and 'random'\)"):
-        resolve_setup(merged(extra={"train": {"finetune": {"shuffle_frames": True, "train_templates": "random"}}}))
+        resolve_setup(
+            merged_config(extra={"train": {"finetune": {"shuffle_frames": True, "train_templates": "random"}}})
+        )
     with pytest.raises(SetupError, match=r"train.validation_split: .*'fraction'"):
-        resolve_setup(merged(extra={"train": {"validation_split": {"fraction": 2.0}}}))
+        resolve_setup(merged_config(extra={"train": {"validation_split": {"fraction": 2.0}}}))
     with pytest.raises(SetupError, match=r"config key grid.sources: expected distinct names out of rcc, beats"):
-        resolve_setup(merged(extra={"grid": {"sources": ["rcc", "bets"]}}))
+        resolve_setup(merged_config(extra={"grid": {"sources": ["rcc", "bets"]}}))
     with pytest.raises(SetupError, match=r"config key grid.heads: .*\['grep', 'grep'\]"):
-        resolve_setup(merged(extra={"grid": {"heads": ["grep", "grep"]}}))
-    grid = resolve_setup(merged(extra={"grid": {"texts": ["bert"], "baseline": False}}))["grid"]
+        resolve_setup(merged_config(extra={"grid": {"heads": ["grep", "grep"]}}))
+    grid = resolve_setup(merged_config(extra={"grid": {"texts": ["bert"], "baseline": False}}))["grid"]
     assert grid == {"sources": ["rcc", "beats"], "texts": ["bert"], "heads": ["grep", "trep"], "baseline": False}
     # the schema does not restate the dataclasses' constraints: the small preset's BEATs is accepted
-    assert resolve_setup(merged(extra={"models": {"beats_arch": "small"}}))["token_width"] == 384
-    config = merged()
+    assert resolve_setup(merged_config(extra={"models": {"beats_arch": "small"}}))["token_width"] == 384
+    config = merged_config()
     config["models"]["token_width"] = 512  # not a key of the schema either; the library names it too
     with pytest.raises(SetupError, match="models.token_width: the token width is the text encoders' width"):
         resolve_setup(config)
@@ -157,10 +146,10 @@ def test_setup_errors_name_the_config_key():
 def test_training_on_a_test_split_is_refused_naming_both_keys(train, test):
     data = {"data": {"train_splits": train, "test_splits": test}}
     with pytest.raises(SetupError, match=r"data.train_splits and data.test_splits both list '.*dev-test.*'") as info:
-        resolve_setup(merged(extra=data))
+        resolve_setup(merged_config(extra=data))
     assert "train.validation_split" in str(info.value)  # the validation clips would be test clips too
     separate = {"data": {"train_splits": ["dev-train-synth", "dev-test-synth-2"], "test_splits": ["dev-test-synth"]}}
-    assert resolve_setup(merged(extra=separate))["grid"]
+    assert resolve_setup(merged_config(extra=separate))["grid"]
 
 
 def test_a_pretrained_bert_folder_must_be_its_presets_architecture():
@@ -237,11 +226,7 @@ def test_setup_files_hold_only_what_differs_from_the_defaults(layers):
     top_yaml = yaml.safe_load((REPO / top).read_text())
 
     def resolved(top_tree: dict) -> dict:
-        config = copy.deepcopy(base)
-        update_config(config, copy.deepcopy(top_tree))
-        config = apply_recipe(config)
-        validate(config, str(REPO / "config/schema.yaml"), set_default=True)
-        return _effective(config)
+        return _effective(resolved_config(base, top_tree))
 
     full = resolved(top_yaml)
     leaves = _leaves(top_yaml)

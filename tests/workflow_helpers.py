@@ -1,15 +1,20 @@
 """Helpers for the workflow tests: a private copy of the workflow, snakemake runs,
-dry-run parsing. Not a test module (no test_ prefix)."""
+dry-run parsing, configs resolved as the workflow resolves them. Not a test module
+(no test_ prefix)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -112,3 +117,27 @@ def job_counts(jobs: list[PlannedJob]) -> dict[str, int]:
 def dry_run(workdir: Path, *args: str) -> list[PlannedJob]:
     proc = snakemake(workdir, "--dry-run", "--cores", "1", *args)
     return parse_dry_run(proc.stdout + proc.stderr)
+
+
+def resolved_config(*layers: Mapping) -> dict:
+    """`layers` (config files' trees, --config values) merged in order as Snakemake merges
+    them (snakemake.utils.update_config), over the recipe they name
+    (textseld.recipes.apply_recipe), validated with the schema's defaults filled: the config
+    rules/common.smk resolves."""
+    from snakemake.utils import update_config, validate
+
+    from textseld.recipes import apply_recipe
+
+    config: dict = {}
+    for layer in layers:
+        update_config(config, copy.deepcopy(dict(layer)))
+    config = apply_recipe(config)
+    validate(config, str(REPO / "config/schema.yaml"), set_default=True)
+    return config
+
+
+def merged_config(*setup_files: str, extra: dict | None = None) -> dict:
+    """config/config.yaml with `setup_files` (paths in the checkout) and then `extra` layered
+    over it, resolved as the workflow resolves it (resolved_config)."""
+    layers = [yaml.safe_load((REPO / name).read_text()) for name in ("config/config.yaml", *setup_files)]
+    return resolved_config(*layers, *([extra] if extra else []))

@@ -18,8 +18,9 @@ What the projections assume (printed with the plan):
   shapes, once in the shards and once in the packed file of each split.
 
 The records are JSON files of two kinds:
-- training steps (benchmarks/bench_paper_size.py): {"device", "batch", "results":
-  [{"system", "s_per_step", "params_trainable"}, ...]}, optionally "models_size"
+- training steps (benchmarks/bench_paper_size.py, benchmarks/gpu_check.py): {"device",
+  "batch", "results": [{"system", "s_per_step", "params_trainable"}, ...]}, a result's
+  own "batch" before the record's, optionally "device_name" (or "gpu"), "models_size"
   (absent: "paper", the size bench_paper_size.py measures) and "finetune"
   ({"freeze_tokenizer", "train_templates"}; absent: the paper's, false and random);
 - feature throughput (benchmarks/bench_features_cuda.py): {"throughput":
@@ -192,10 +193,6 @@ def _add_training(out: Records, rec: dict, path: Path, models_size: str, finetun
     if rec.get("models_size", DEFAULT_RECORD_SIZE) != models_size:
         return
     same_finetune = dict(rec.get("finetune", DEFAULT_RECORD_FINETUNE)) == dict(finetune_mode)
-    try:
-        batch = int(rec["batch"])
-    except (KeyError, TypeError, ValueError):
-        raise PlanError(f"{path}: key batch: expected the clips per measured step, an integer") from None
     device = str(rec["device"])
     for i, row in enumerate(rec["results"]):
         system = row.get("system")
@@ -203,6 +200,13 @@ def _add_training(out: Records, rec: dict, path: Path, models_size: str, finetun
             continue
         if not system.startswith("pretrain") and system != "baseline" and not same_finetune:
             continue  # a finetuning measured in another mode
+        try:
+            batch = int(row.get("batch", rec.get("batch")))
+        except (TypeError, ValueError):
+            raise PlanError(
+                f"{path}: results[{i}] ({system}): key batch (or the record's): expected the clips per "
+                "measured step, an integer"
+            ) from None
         try:
             s_per_clip = float(row["s_per_step"]) / batch
             params = int(row["params_trainable"]) if row.get("params_trainable") is not None else None
@@ -215,6 +219,7 @@ def _add_training(out: Records, rec: dict, path: Path, models_size: str, finetun
             "params_trainable": params,
             "batch": batch,
             "threads": rec.get("threads"),
+            "on": rec.get("device_name") or rec.get("gpu"),
             "source": path.name,
         }
 
@@ -475,8 +480,10 @@ def format_plan(p: Mapping, *, header: str = "") -> str:
         if figs:
             srcs = sorted({f["source"] for f in figs.values()})
             some = next(iter(figs.values()))
+            batches = "/".join(str(b) for b in sorted({f["batch"] for f in figs.values()}))
+            where = "".join(f" on {on}" for on in sorted({f["on"] for f in figs.values() if f.get("on")}))
             lines.append(
-                f"  training on {device}: {len(figs)} systems, s per clip at batch {some['batch']}"
+                f"  training on {device}: {len(figs)} systems{where}, s per clip at batch {batches}"
                 f"{', ' + str(some['threads']) + ' threads' if some.get('threads') else ''} ({', '.join(srcs)})"
             )
         else:

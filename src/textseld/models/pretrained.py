@@ -26,6 +26,7 @@ from typing import Any
 
 from textseld.atomic import atomic_path, write_text_atomic
 from textseld.constants import BERT_REPO, CLIP_ARCH, CLIP_TAG
+from textseld.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +147,8 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return {"entries": {}}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{path}: not a valid weights manifest ({exc}); expected the JSON written by download-pretrained"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+    data = read_json_object(path, "not a valid weights manifest", "the JSON written by download-pretrained")
+    if not isinstance(data.get("entries"), dict):
         raise ValueError(f"{path}: expected an object with an 'entries' object")
     return data
 

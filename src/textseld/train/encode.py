@@ -37,7 +37,7 @@ from textseld.train.tokens import ENCODER_SHAPE_ATTR, ClipArrays, TokenCacheErro
 log = logging.getLogger(__name__)
 
 
-def _cache_record(config: dict, features_h5, stats_h5) -> dict:
+def cache_record(config: dict, features_h5, stats_h5) -> dict:
     """What a cached file for this finetuning run must have been computed from."""
     if config.get("kind") != "finetune" or not config.get("train", {}).get("freeze_tokenizer"):
         raise RunConfigError(
@@ -56,7 +56,7 @@ def token_cache(config: dict, tokens_h5, features_h5, stats_h5):
     checked: the run keeps its tokenizer fixed, and the file holds the tokens of these clips by
     the run's pretrained tokenizer on these statistics (else RunConfigError)."""
 
-    expect = _cache_record(config, features_h5, stats_h5)
+    expect = cache_record(config, features_h5, stats_h5)
     try:
         return ClipArrays(tokens_h5, "tokens", names=read_names(features_h5), expect=expect)
     except TokenCacheError as exc:
@@ -68,7 +68,7 @@ def encoded_cache(config: dict, encoded_h5, features_h5, stats_h5, names: list[s
     finetuning run, checked like `token_cache` and against the run's text encoder."""
 
     expect = {
-        **_cache_record(config, features_h5, stats_h5),
+        **cache_record(config, features_h5, stats_h5),
         "text": config["text"],
         "text_encoder": config["text_encoder"],
         "text_encoder_seed": config.get("text_encoder_seed", -1),

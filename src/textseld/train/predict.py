@@ -137,9 +137,9 @@ def _swap_folder(new: Path, final: Path) -> None:
     """Put folder `new` in the place of `final` (whatever was there is removed)."""
     import shutil
 
-    from textseld.atomic import _umask
+    from textseld.atomic import current_umask
 
-    os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700
+    os.chmod(new, 0o777 & ~current_umask())  # mkdtemp makes 0700
     if final.exists():
         old = new.with_name(new.name[: -len(".tmp")] + ".old.tmp")
         os.replace(final, old)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from textseld.jsonfile import read_json_object
 from textseld.train.checkpoint import load_full_state, load_trainable_state, read_checkpoint
 from textseld.train.config import TrainConfig
 from textseld.train.loop import resolve_device
@@ -37,13 +38,15 @@ class RunConfigError(ValueError):
     """A run's inputs or its directory do not fit together; the message names them."""
 
 
-def _model_cfg(value):
+def model_config(value):
+    """`value` as a ModelConfig (a mapping of its fields, or one already)."""
     from textseld.models.config import ModelConfig
 
     return value if isinstance(value, ModelConfig) else ModelConfig.from_dict(value or {})
 
 
-def _text_cfg(value):
+def text_encoder_config(value):
+    """`value` as a TextEncoderConfig (a mapping of its fields, or one already)."""
     from textseld.models.text_config import TextEncoderConfig
 
     return value if isinstance(value, TextEncoderConfig) else TextEncoderConfig.from_dict(value or {})
@@ -51,14 +54,15 @@ def _text_cfg(value):
 
 def text_encoder_record(text_cfg) -> dict:
     """A run's `text_encoder` entry: the encoder config as plain values, local weight files absolute."""
-    record = _plain(_text_cfg(text_cfg))
+    record = plain_values(text_encoder_config(text_cfg))
     for key in ("clip_weights", "bert_path"):  # local weight files: absolute, like the inputs
         if record.get(key):
             record[key] = os.path.abspath(record[key])
     return record
 
 
-def _plain(cfg) -> dict:
+def plain_values(cfg) -> dict:
+    """A config (one with to_dict, a dataclass or a mapping) as JSON values, as a run records it."""
     if hasattr(cfg, "to_dict"):
         cfg = cfg.to_dict()
     elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
@@ -81,7 +85,7 @@ def build_run_model(
     from textseld.models.factory import build_baseline, build_model
 
     torch.manual_seed(int(config["seed"]))  # random-init frozen parts are rebuilt identically
-    cfg = _model_cfg(config["model"])
+    cfg = model_config(config["model"])
     kind = config["kind"]
     encoder = None
     model: nn.Module
@@ -97,9 +101,9 @@ def build_run_model(
         elif "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(config["text_encoder_seed"]))
-                encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
+                encoder = build_text_encoder(config["text"], text_encoder_config(config["text_encoder"]))
         else:  # runs written before text_encoder_seed: built under the run's seed
-            encoder = build_text_encoder(config["text"], _text_cfg(config["text_encoder"]))
+            encoder = build_text_encoder(config["text"], text_encoder_config(config["text_encoder"]))
         encoder.lock()
         if encoder.width != cfg.token_width:
             raise RunConfigError(
@@ -138,15 +142,7 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
 
 def read_run_config(path: Path) -> dict:
     """A run's config.json; a damaged one is a RunConfigError naming it."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunConfigError(
-            f"{path}: damaged run configuration ({exc}); expected the JSON object a run writes"
-        ) from None
-    if not isinstance(config, dict):
-        raise RunConfigError(f"{path}: damaged run configuration: expected a JSON object, got {type(config).__name__}")
-    return config
+    return read_json_object(path, "damaged run configuration", "the JSON object a run writes", RunConfigError)
 
 
 def pretrain_run_config(pretrained_dir: str | os.PathLike, source: str) -> dict:

@@ -29,18 +29,18 @@ from textseld.atomic import write_text_atomic
 from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
 from textseld.models.pretrained import sha256_file
 from textseld.train.config import TrainConfig
-from textseld.train.encode import _cache_record, encoded_cache, token_cache
+from textseld.train.encode import cache_record, encoded_cache, token_cache
 from textseld.train.loop import fit, resolve_device, seed_everything
 from textseld.train.rebuild import (
     TEXT_ENCODER_SEED,
     RunConfigError,
-    _model_cfg,
-    _plain,
-    _text_cfg,
     build_run_model,
     make_task,
+    model_config,
+    plain_values,
     pretrain_run_config,
     read_run_config,
+    text_encoder_config,
     text_encoder_record,
 )
 
@@ -273,7 +273,7 @@ def _train(
     encoded_train = config["inputs"].get("encoded_train")
     cache = token_cache(config, tokens, train_h5, stats_h5) if tokens else None
     if encoded or encoded_train:
-        _cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
+        cache_record(config, train_h5, stats_h5)  # fails early for a run that is not fixed
     created, resumable = not run_dir.exists(), (run_dir / "last.pt").is_file()
     try:
         return _train_in(run_dir, config, train_cfg, make, on_step, on_config_change, cache, setup)
@@ -352,8 +352,8 @@ def _base_config(kind: str, seed: int, model_cfg, train_cfg: TrainConfig, inputs
         "kind": kind,
         "seed": int(seed),
         **names,
-        "model": _plain(model_cfg),
-        "train": _plain(train_cfg),
+        "model": plain_values(model_cfg),
+        "train": plain_values(train_cfg),
         "split": SplitConfig.from_dict(split).to_dict(),
         # absolute: the run directory is used from other working directories (predict)
         "inputs": {k: os.path.abspath(v) for k, v in inputs.items()},
@@ -383,7 +383,7 @@ def pretrain(
     defaults), the one `stats_h5` was computed without. setup: the resolved workflow config, if
     any: what the run is produced with goes into run_dir/provenance.json (textseld.provenance)."""
     _choice(source, SOURCES, "source encoder")
-    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
+    mcfg, tcfg = model_config(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "pretrain",
         seed,
@@ -413,7 +413,7 @@ def train_baseline(
 ) -> dict:
     """Train the DCASE2025 audio-only baseline (ADPIT; train_cfg: its whole training section, e.g.
     a recipe's, textseld.recipes); on_config_change, split and setup as in pretrain."""
-    mcfg, tcfg = _model_cfg(model_cfg), TrainConfig.coerce(train_cfg)
+    mcfg, tcfg = model_config(model_cfg), TrainConfig.coerce(train_cfg)
     config = _base_config(
         "baseline",
         seed,
@@ -469,7 +469,7 @@ def finetune(
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
     _choice(head, HEAD_NAMES, "head")
-    mcfg, xcfg = _model_cfg(model_cfg), _text_cfg(text_cfg)
+    mcfg, xcfg = model_config(model_cfg), text_encoder_config(text_cfg)
     tcfg = TrainConfig.coerce(train_cfg).for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     _check_cached_outputs(tcfg, tokens, encoded, encoded_train)
