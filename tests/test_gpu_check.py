@@ -18,6 +18,7 @@ from workflow_helpers import REPO
 
 
 @pytest.mark.slow
+@pytest.mark.paper  # paper-size models: run by `make test-paper` (CI), not in the 10-minute `make test`
 def test_the_quick_check_on_cpu_fills_the_plan_s_cpu_figures(tmp_path):
     assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path / "out")]) == 0
     name = bench_paper_size.device_name("cpu")
