@@ -129,7 +129,8 @@ rule finetune:
     input:
         train=packed("train"),
         stats=STATS,
-        texts=texts_file("train"),
+        # the training sentences of the alignment term (none for the identity control)
+        texts=lambda wildcards: [] if wildcards.txt == IDENTITY else [texts_file("train")],
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
         tokens=finetune_tokens,
         encoded=lambda wildcards: finetune_encoded(wildcards, "validation"),

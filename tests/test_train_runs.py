@@ -86,7 +86,7 @@ def _finetune(data, pretrained_dir, run_dir, text="bert", head="grep", **kw):
         run_dir,
         data["train_h5"],
         data["stats"],
-        data["texts"],
+        kw.pop("texts", data["texts"]),
         pretrained_dir,
         "rcc",
         text,
@@ -1024,9 +1024,8 @@ def test_an_identity_control_trains_its_head_on_the_cached_tokens_without_an_ali
         m.setattr(textseld.models.text_encoders.GroundTruthCache, "embed", never)
         plain = _finetune(data, pre_dir, tmp_path / "plain", "identity", "grep", train_cfg=cfg)
         setup = apply_recipe({"recipe": "default"})
-        cached = _finetune(
-            data, pre_dir, tmp_path / "cached", "identity", "grep", train_cfg=cfg, tokens=tokens, setup=setup
-        )
+        kw = {"train_cfg": cfg, "tokens": tokens, "setup": setup, "texts": None}  # no sentences: no text store
+        cached = _finetune(data, pre_dir, tmp_path / "cached", "identity", "grep", **kw)
         shuffled = _finetune(
             data, pre_dir, tmp_path / "s", "identity", "trep", train_cfg={**cfg, "shuffle_frames": True}, tokens=tokens
         )
@@ -1051,6 +1050,9 @@ def test_an_identity_control_trains_its_head_on_the_cached_tokens_without_an_ali
     assert len(paths) == len(read_names_of(data["train_h5"]))
     with pytest.raises(RunConfigError, match="identity control has no text encoder whose outputs are cached"):
         _finetune(data, pre_dir, tmp_path / "e", "identity", "grep", train_cfg=cfg, tokens=tokens, encoded=tokens)
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(RunConfigError, match="alignment term needs the training split's sentences"):
+        _finetune(data, pre_dir, tmp_path / "e", "bert", "grep", train_cfg=cfg, texts=None)
     assert not (tmp_path / "e").exists()
 
 

@@ -143,7 +143,8 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "extract_features": 2 * config["features"]["shards"],  # train and test splits
         "pack_features": 2,
         "feature_stats": 1,
-        "make_texts": 1 if finetuned else 0,  # the training split's sentences
+        # the training split's sentences, for the text systems' alignment term (not the controls')
+        "make_texts": 1 if finetuned and encoders else 0,
         "pretrain_tokenizer": sources_used,
         "encode_tokens": sources_used if fixed_tokenizer and (controls or not encoded_training) else 0,
         # one job per part (validation, test, and train with fixed training templates)

@@ -463,7 +463,8 @@ def finetune(
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
-    texts: the TextStore file of the training split. cache_gt=False embeds
+    texts: the TextStore file of the training split (None: only for the identity control, which
+    reads no sentence). cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
     on_config_change, split and setup as in `pretrain`; the pretraining must have used the same split.
     tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.encode.encode_tokens`),
@@ -486,6 +487,11 @@ def finetune(
     tcfg = TrainConfig.coerce(train_cfg).for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
     _check_cached_outputs(tcfg, tokens, encoded, encoded_train, text)
+    if texts is None and text != IDENTITY:
+        raise RunConfigError(
+            f"finetuning {source}-{text}-{head}: its alignment term needs the training split's sentences: "
+            "give texts (a text store from `textseld make-texts`); only the identity control has none"
+        )
     config = _base_config(
         "finetune",
         seed,
@@ -494,7 +500,7 @@ def finetune(
         {
             "train_h5": train_h5,
             "stats_h5": stats_h5,
-            "texts": texts,
+            **({"texts": texts} if texts is not None else {}),
             "pretrained_dir": pretrained_dir,
             **({"tokens": tokens} if tokens else {}),
             **({"encoded_validation": encoded} if encoded else {}),
@@ -557,10 +563,10 @@ def _make_text_task(config: dict, tcfg: TrainConfig, texts, train_h5, cache_gt: 
     from textseld.models.text_encoders import GroundTruthCache
     from textseld.text.store import TextStore
 
+    if config.get("alignment_loss") is False:  # the identity control: no sentence is read or embedded
+        return make_task(config, model, tcfg)
     store = TextStore(texts)
     _check_store_names(store, train_h5)
-    if config.get("alignment_loss") is False:  # the identity control: no sentence is embedded
-        return make_task(config, model, tcfg, store.sentence, None)
     if cache_gt:
         gt_embed = GroundTruthCache(encoder).embed
     else:
