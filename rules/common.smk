@@ -177,9 +177,10 @@ def texts_file(split):
     return f"{RESULTS}/texts/{split}.h5"
 
 
-def tokens_file(src):
-    """The fixed pretrained tokenizer's tokens of the training split (encode_tokens)."""
-    return f"{RESULTS}/tokens/{src}/train.h5"
+def tokens_file(src, split="train"):
+    """The fixed pretrained tokenizer's tokens of a split (encode_tokens): the training split's,
+    and the test split's for the identity controls' predictions."""
+    return f"{RESULTS}/tokens/{src}/{split}.h5"
 
 
 def encoded_file(src, txt, part):
@@ -188,12 +189,12 @@ def encoded_file(src, txt, part):
 
 
 def encoded_test_file(model):
-    """[the test clips' encoded file] of a finetuned system with a fixed tokenizer, else [] (also
-    for an identity control: its prediction computes the tokens, all there is before its head)."""
+    """[the test clips' encoded file] of a finetuned system with a fixed tokenizer, else []; for an
+    identity control the test clips' tokens, all there is before its head."""
     if not FIXED_TOKENIZER or model not in FINETUNED:
         return []
     src, txt, _ = model.split("-")
-    return [] if txt == IDENTITY else [encoded_file(src, txt, "test")]
+    return [tokens_file(src, "test")] if txt == IDENTITY else [encoded_file(src, txt, "test")]
 
 
 def finetune_tokens(wildcards):

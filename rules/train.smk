@@ -63,18 +63,19 @@ rule train_baseline:
 
 # With a fixed tokenizer (train.finetune.freeze_tokenizer), its tokens of the training
 # clips are the same in every finetuning of that source: computed once here. They are also all
-# that the identity control computes before its head (its validation and training "outputs").
+# that the identity control computes before its head (its validation and training "outputs", and
+# with the test split's tokens its test "outputs").
 rule encode_tokens:
     input:
-        train=packed("train"),
+        features=packed("{split}"),
         stats=STATS,
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
     output:
-        tokens=tokens_file("{src}"),
+        tokens=tokens_file("{src}", "{split}"),
     log:
-        f"{LOGS}/encode_tokens/{{src}}.log",
+        f"{LOGS}/encode_tokens/{{src}}-{{split}}.log",
     benchmark:
-        f"{BENCH}/encode_tokens/{{src}}.tsv"
+        f"{BENCH}/encode_tokens/{{src}}-{{split}}.tsv"
     params:
         pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
         device=config["train"]["finetune"].get("device", "cpu"),

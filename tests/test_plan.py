@@ -145,7 +145,7 @@ def test_identity_controls_add_finetunings_and_the_token_jobs_but_no_sentence_en
     assert with_controls.get("encode_sentences") == without.get("encode_sentences")
     assert "encode_sentences" not in only and "make_texts" not in only and only["finetune"] == 12
     assert with_controls["make_texts"] == 1
-    tokens = {"encoded": 2, "tokens": 2, "paper": None}[mode]
+    tokens = {"encoded": 4, "tokens": 4, "paper": None}[mode]  # the training and the test split's, per source
     assert with_controls.get("encode_tokens") == only.get("encode_tokens") == tokens
     assert without.get("encode_tokens") == (2 if mode == "tokens" else None)
 

@@ -250,7 +250,7 @@ def test_tiny_workflow_through_the_slurm_profile(interrupted_run):
     # one planned job per (rule, wildcards): 12 finetunings (8 text systems, 4 controls), 2 pretrainings, ...
     per_rule = {r: sum(1 for c in last if c.startswith(f"rule_{r}")) for r in CLUSTER_RULES}
     assert per_rule["finetune"] == 12 and per_rule["pretrain_tokenizer"] == 2 and per_rule["train_baseline"] == 1
-    assert per_rule["encode_tokens"] == 2 and per_rule["predict"] == 13 and per_rule["evaluate"] == 26
+    assert per_rule["encode_tokens"] == 4 and per_rule["predict"] == 13 and per_rule["evaluate"] == 26
     print(f"tiny workflow through Slurm (baseline interrupted): {len(jobs)} Slurm jobs in {run['seconds']:.0f} s")
 
 

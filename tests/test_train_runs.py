@@ -1048,6 +1048,28 @@ def test_an_identity_control_trains_its_head_on_the_cached_tokens_without_an_ali
     assert json.loads((tmp_path / "cached" / "provenance.json").read_text())["alignment_loss"] == NO_ALIGNMENT
     paths = predict_split(tmp_path / "cached", data["train_h5"], data["stats"], tmp_path / "pred")
     assert len(paths) == len(read_names_of(data["train_h5"]))
+    # the split's cached tokens are the control's outputs at prediction too: the same network outputs
+    from_tokens = predict_split(
+        tmp_path / "cached", data["train_h5"], data["stats"], tmp_path / "pred2", encoded_h5=tokens
+    )
+    assert [p.name for p in from_tokens] == [p.name for p in paths]
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.models.text_identity import IdentityTextEncoder
+    from textseld.train.encode import token_cache
+    from textseld.train.rebuild import load_run
+
+    config, task, _, _ = load_run(tmp_path / "cached")
+    dataset = PackedDataset(data["train_h5"], data["stats"])
+    view = token_cache(config, tokens, data["train_h5"], data["stats"]).as_encoded(
+        IdentityTextEncoder.encoded_from_tokens
+    )
+    loader = torch.utils.data.DataLoader
+    with torch.no_grad():
+        cached_batch = next(iter(loader(view.wrap(dataset), batch_size=4)))
+        assert "src" not in cached_batch  # nothing before the head runs
+        out_cached = task.predict(cached_batch)
+        out_features = task.predict(next(iter(loader(dataset, batch_size=4))))
+    torch.testing.assert_close(out_cached, out_features, rtol=1e-4, atol=1e-5)
     with pytest.raises(RunConfigError, match="identity control has no text encoder whose outputs are cached"):
         _finetune(data, pre_dir, tmp_path / "e", "identity", "grep", train_cfg=cfg, tokens=tokens, encoded=tokens)
     assert not (tmp_path / "e").exists()

@@ -177,7 +177,7 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     # fixed tokenizers and fixed training templates: each text encoder's outputs of every
     # clip once per source, one job per part (validation, training, test clips); the tokens
     # alone only for the identity controls (they are their outputs)
-    assert counts["encode_sentences"] == 4 * 3 and counts["encode_tokens"] == 2
+    assert counts["encode_sentences"] == 4 * 3 and counts["encode_tokens"] == 2 * 2  # training and test split
 
 
 def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf, tmp_path):
@@ -195,7 +195,7 @@ def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf,
     from workflow_helpers import parse_dry_run
 
     counts = job_counts(parse_dry_run(proc.stdout + proc.stderr))
-    assert counts["encode_tokens"] == 2 and counts["encode_sentences"] == 4 * 2 and counts["finetune"] == 36
+    assert counts["encode_tokens"] == 2 * 2 and counts["encode_sentences"] == 4 * 2 and counts["finetune"] == 36
     assert "encoded/rcc-bert/validation.h5" in proc.stdout
     assert "encoded/rcc-bert/train.h5" not in proc.stdout
     default = snakemake(wf, "--dry-run", "--cores", "1").stdout  # fixed templates: they are
@@ -263,9 +263,9 @@ def test_tiny_run_writes_the_results_table(tiny_run):
     for r in rows:  # the text systems' differences to their controls; the controls have none
         control = "Identity" in r["system"] or r["system"] == "Baseline"
         assert (r["dcase2025_F20_1_pct_vs_control"] == "") == control, r["system"]
-        assert (r["dcase2025_RDE_pct_vs_control_ci_low"] == "") == control, r["system"]
-        if "Identity" in r["system"]:
-            assert r["text_weights"] == "identity (no text encoder)"
+        assert (r["strict_F20_1_pct_vs_control_ci_low"] == "") == control, r["system"]
+        if "Identity" in r["system"]:  # no text encoder, and that is no departure from the recipe
+            assert r["text_weights"] == "identity (no text encoder)" and "text_encoders" not in r["departures"]
     for r in rows:
         assert r["n_seeds"] == "1"
         assert 0.0 <= float(r["dcase2025_F20_1_pct_mean"]) <= 100.0
@@ -315,7 +315,7 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "feature_stats": 1,
         "make_texts": 1,
         "pretrain_tokenizer": 2,
-        "encode_tokens": 2,  # the identity controls' outputs
+        "encode_tokens": 4,  # the identity controls' outputs: training and test split, per source
         "encode_sentences": 12,  # 4 source-text pairs x 3 parts
         "train_baseline": 1,
         "finetune": 12,

@@ -215,7 +215,8 @@ TEST_CHAIN = {  # the test split's features, references and what reads them; no 
     # the text encoders' outputs of the test clips have their own job (one per source-text pair);
     # the finetunings read only the validation and training clips' outputs: none reruns
     "encode_sentences": 4,
-    "predict": 13,  # the identity controls' too: they compute their test tokens
+    "encode_tokens": 2,  # the test clips' tokens, the identity controls' test outputs
+    "predict": 13,
     "evaluate": 26,
     "aggregate": 1,  # (the training curves read only the runs' logs: left alone)
 }
@@ -226,7 +227,7 @@ TRAIN_CHAIN = {  # the training split's features and everything trained on them;
     "make_texts": 1,
     "pretrain_tokenizer": 2,
     "train_baseline": 1,
-    "encode_tokens": 2,  # the identity controls' outputs
+    "encode_tokens": 4,  # the identity controls' outputs (the test clips' too: new statistics)
     "encode_sentences": 12,  # every part: the test clips' outputs are standardised with the new statistics
     "finetune": 12,
     "predict": 13,

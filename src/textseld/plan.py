@@ -146,7 +146,11 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         # the training split's sentences, for the text systems' alignment term (not the controls')
         "make_texts": 1 if finetuned and encoders else 0,
         "pretrain_tokenizer": sources_used,
-        "encode_tokens": sources_used if fixed_tokenizer and (controls or not encoded_training) else 0,
+        # the training split's tokens (random training templates, or the controls) and the test
+        # split's (the controls' predictions)
+        "encode_tokens": (int(controls or not encoded_training) + int(controls)) * sources_used
+        if fixed_tokenizer
+        else 0,
         # one job per part (validation, test, and train with fixed training templates)
         "encode_sentences": (len(grid["sources"]) * encoders * (3 if encoded_training else 2))
         if fixed_tokenizer and finetuned

@@ -76,7 +76,9 @@ def run_sections(setup: Mapping, kind: str, text: str | None = None) -> dict[str
         "models": dict(setup.get("models") or {}),
         "train": {k: train.get(k) or {} for k in (*kinds, "validation_split")},
     }
-    if text is not None:
+    from textseld.constants import IDENTITY
+
+    if text is not None and text != IDENTITY:  # the identity control has no text encoder section
         encoders = setup.get("text_encoders") or {}
         sections["text_encoders"] = {k: v for k, v in encoders.items() if k == text or k.startswith(f"{text}_")}
     return sections
