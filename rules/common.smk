@@ -41,6 +41,7 @@ for _key in list(config):
 # bad value fails here, naming its key) and derives the token width from the chosen
 # text encoders: rules hand MODEL_CONFIG (models + token_width) to the jobs.
 from textseld.constants import PROTOCOLS  # scoring protocols: every run is evaluated under each
+from textseld.constants import IDENTITY  # the control "text encoder": its outputs are its tokens
 from textseld.setups import encoder_section, resolve_setup
 from textseld.train.config import section_for_head
 
@@ -72,6 +73,8 @@ GRID = SETUP["grid"]  # config's grid with the library's defaults, checked
 SOURCES = GRID["sources"]
 TEXTS = GRID["texts"]
 HEADS = GRID["heads"]
+# the text encoders whose outputs encode_sentences computes (the identity control's are its tokens)
+ENCODERS = [t for t in TEXTS if t != IDENTITY]
 SEEDS = config["seeds"]
 FINETUNED = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEADS]
 MODELS = (["baseline"] if GRID["baseline"] else []) + FINETUNED
@@ -174,9 +177,10 @@ def texts_file(split):
     return f"{RESULTS}/texts/{split}.h5"
 
 
-def tokens_file(src):
-    """The fixed pretrained tokenizer's tokens of the training split (encode_tokens)."""
-    return f"{RESULTS}/tokens/{src}/train.h5"
+def tokens_file(src, split="train"):
+    """The fixed pretrained tokenizer's tokens of a split (encode_tokens): the training split's,
+    and the test split's for the identity controls' predictions."""
+    return f"{RESULTS}/tokens/{src}/{split}.h5"
 
 
 def encoded_file(src, txt, part):
@@ -185,11 +189,27 @@ def encoded_file(src, txt, part):
 
 
 def encoded_test_file(model):
-    """[the test clips' encoded file] of a finetuned system with a fixed tokenizer, else []."""
+    """[the test clips' encoded file] of a finetuned system with a fixed tokenizer, else []; for an
+    identity control the test clips' tokens, all there is before its head."""
     if not FIXED_TOKENIZER or model not in FINETUNED:
         return []
     src, txt, _ = model.split("-")
-    return [encoded_file(src, txt, "test")]
+    return [tokens_file(src, "test")] if txt == IDENTITY else [encoded_file(src, txt, "test")]
+
+
+def finetune_tokens(wildcards):
+    """[the fixed tokenizer's tokens of the training split] where a finetuning reads them: with
+    random training templates, and for the identity control (its outputs are its tokens), else []."""
+    if not FIXED_TOKENIZER:
+        return []
+    return [tokens_file(wildcards.src)] if wildcards.txt == IDENTITY or not ENCODED_TRAINING else []
+
+
+def finetune_encoded(wildcards, part):
+    """[the text encoder's outputs of the validation or training clips] that a finetuning reads
+    (none for the identity control, which reads its tokens)."""
+    wanted = FIXED_TOKENIZER if part == "validation" else ENCODED_TRAINING
+    return [encoded_file(wildcards.src, wildcards.txt, part)] if wanted and wildcards.txt != IDENTITY else []
 
 
 def weight_marker(name):

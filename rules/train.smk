@@ -62,18 +62,20 @@ rule train_baseline:
 
 
 # With a fixed tokenizer (train.finetune.freeze_tokenizer), its tokens of the training
-# clips are the same in every finetuning of that source: computed once here.
+# clips are the same in every finetuning of that source: computed once here. They are also all
+# that the identity control computes before its head (its validation and training "outputs", and
+# with the test split's tokens its test "outputs").
 rule encode_tokens:
     input:
-        train=packed("train"),
+        features=packed("{split}"),
         stats=STATS,
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
     output:
-        tokens=tokens_file("{src}"),
+        tokens=tokens_file("{src}", "{split}"),
     log:
-        f"{LOGS}/encode_tokens/{{src}}.log",
+        f"{LOGS}/encode_tokens/{{src}}-{{split}}.log",
     benchmark:
-        f"{BENCH}/encode_tokens/{{src}}.tsv"
+        f"{BENCH}/encode_tokens/{{src}}-{{split}}.tsv"
     params:
         pretrained_dir=lambda wildcards: pretrain_dir(wildcards.src),
         device=config["train"]["finetune"].get("device", "cpu"),
@@ -116,6 +118,8 @@ rule encode_sentences:
     wildcard_constraints:
         # training clips' outputs only for finetunings that keep their templates fixed
         part="validation|train|test" if ENCODED_TRAINING else "validation|test",
+        # no job for the identity control: its outputs are the tokens (encode_tokens)
+        txt=_one_of(ENCODERS),
     conda:
         "../envs/textseld.yaml"
     script:
@@ -126,15 +130,12 @@ rule finetune:
     input:
         train=packed("train"),
         stats=STATS,
-        texts=texts_file("train"),
+        # the training sentences of the alignment term (none for the identity control)
+        texts=lambda wildcards: [] if wildcards.txt == IDENTITY else [texts_file("train")],
         pretrained=f"{pretrain_dir('{src}')}/best.pt",
-        tokens=lambda wildcards: [tokens_file(wildcards.src)] if FIXED_TOKENIZER and not ENCODED_TRAINING else [],
-        encoded=lambda wildcards: (
-            [encoded_file(wildcards.src, wildcards.txt, "validation")] if FIXED_TOKENIZER else []
-        ),
-        encoded_train=lambda wildcards: (
-            [encoded_file(wildcards.src, wildcards.txt, "train")] if ENCODED_TRAINING else []
-        ),
+        tokens=finetune_tokens,
+        encoded=lambda wildcards: finetune_encoded(wildcards, "validation"),
+        encoded_train=lambda wildcards: finetune_encoded(wildcards, "train"),
         weights=lambda wildcards: fetched([wildcards.txt] + (["beats"] if wildcards.src == "beats" else [])),
     output:
         model=f"{run_dir('{src}-{txt}-{head}', '{seed}')}/best.pt",

@@ -152,6 +152,32 @@ def test_unknown_clip_counts_are_missing_not_guessed(tmp_path):
     assert p["jobs"]["finetune"] == 24 and sum(p["jobs"].values()) == 188  # 186 + the two splits' content fingerprints
 
 
+@pytest.mark.parametrize("mode", ["encoded", "tokens", "paper"])
+def test_identity_controls_add_finetunings_and_the_token_jobs_but_no_sentence_encodings(tmp_path, mode):
+    """The identity control reads the fixed tokenizer's tokens (encode_tokens, once per source)
+    and has no text-encoder outputs to encode (no encode_sentences job)."""
+    fin = {
+        "encoded": {"freeze_tokenizer": True, "train_templates": "fixed"},
+        "tokens": {"freeze_tokenizer": True, "train_templates": "random", "shuffle_frames": False},
+        "paper": {"freeze_tokenizer": False, "train_templates": "random", "shuffle_frames": False},
+    }[mode]
+    jobs = {}
+    for texts in (["clip", "bert"], ["clip", "bert", "identity"], ["identity"]):
+        path = tmp_path / f"{mode}-{len(texts)}.yaml"
+        path.write_text(yaml.safe_dump({"grid": {"texts": texts}, "seeds": [0, 1, 2], "train": {"finetune": fin}}))
+        jobs[len(texts)] = planned_jobs(load_config([REPO / "config/config.yaml", path], SCHEMA))
+    without, with_controls, only = jobs[2], jobs[3], jobs[1]
+    assert with_controls["finetune"] == without["finetune"] + 2 * 2 * 3  # 2 sources x 2 heads x 3 seeds
+    assert with_controls["predict"] == without["predict"] + 12
+    assert with_controls["evaluate"] == without["evaluate"] + 24
+    assert with_controls.get("encode_sentences") == without.get("encode_sentences")
+    assert "encode_sentences" not in only and "make_texts" not in only and only["finetune"] == 12
+    assert with_controls["make_texts"] == 1
+    tokens = {"encoded": 4, "tokens": 4, "paper": None}[mode]  # the training and the test split's, per source
+    assert with_controls.get("encode_tokens") == only.get("encode_tokens") == tokens
+    assert without.get("encode_tokens") == (2 if mode == "tokens" else None)
+
+
 def test_bad_input_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n")

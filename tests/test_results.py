@@ -243,6 +243,64 @@ def test_paired_difference_to_the_baseline(tmp_path):
         build_tables(runs + [bad], n_boot=10)
 
 
+def test_paired_difference_to_the_control(tmp_path):
+    """Each text system against its control (same source and head, the identity for its text
+    encoder), the paired bootstrap of the Baseline's differences; controls and systems whose
+    control has no runs get none."""
+    from textseld.results import control_system
+
+    assert system_name("beats-identity-grep") == "BEATs-Identity-GREP"
+    assert control_system("BEATs-CLIP-GREP") == "BEATs-Identity-GREP"
+    assert control_system("RCC-BERT-TREP") == "RCC-Identity-TREP"
+    assert control_system("RCC-Identity-TREP") is None and control_system("Baseline") is None
+    rng = np.random.default_rng(2)
+    names = [f"clip{i}" for i in range(30)]
+    base = rng.integers(0, 6, (30, 13, 7)).astype(float)
+    control = base.copy()
+    control[..., 0] += 1
+    better = control.copy()
+    better[..., 0] += 2  # more true positives than the control on every clip and class
+    made = [
+        ("baseline", base),
+        ("rcc-identity-trep", control),
+        ("rcc-bert-trep", better),
+        ("rcc-clip-trep", control),
+        ("rcc-bert-grep", better),  # its control, RCC-Identity-GREP, has no runs
+    ]
+    runs = [
+        _with_clip_stats(make_run(tmp_path, model, s, 0.3, 20.0, 0.4), stats, names)
+        for model, stats in made
+        for s in (0, 1)
+    ]
+    _, sys_rows = build_tables(runs, n_boot=200)
+    rows = {r["system"]: r for r in sys_rows}
+    for system in ("Baseline", "RCC-Identity-TREP", "RCC-BERT-GREP"):
+        assert all(rows[system][f"{p}_{m}_vs_control"] is None for p in PROTOCOLS for m in ("F20_1_pct", "RDE_pct"))
+    assert rows["RCC-Identity-TREP"]["dcase2025_F20_1_pct_vs_baseline"] > 0  # a control has its Δ to the Baseline
+    same = rows["RCC-CLIP-TREP"]
+    for m in ("F20_1_pct", "DOAE_deg", "RDE_pct"):
+        assert same[f"dcase2025_{m}_vs_control"] == 0.0
+        assert same[f"dcase2025_{m}_vs_control_ci_low"] == same[f"dcase2025_{m}_vs_control_ci_high"] == 0.0
+    up = rows["RCC-BERT-TREP"]
+    assert up["dcase2025_F20_1_pct_vs_control"] > 0 and up["dcase2025_F20_1_pct_vs_control_ci_low"] > 0
+    assert up["dcase2025_F20_1_pct_vs_control"] < up["dcase2025_F20_1_pct_vs_baseline"]  # against another system
+    assert up["strict_F20_1_pct_vs_control"] is not None
+    out = tmp_path / "out"
+    aggregate(runs, out / "c.csv", out / "c.md", out / "c.png", n_boot=200)
+    table = {r["system"]: r for r in csv.DictReader(open(out / "c.csv"))}
+    assert float(table["RCC-BERT-TREP"]["dcase2025_F20_1_pct_vs_control"]) == pytest.approx(
+        up["dcase2025_F20_1_pct_vs_control"], abs=1e-4
+    )
+    assert table["RCC-Identity-TREP"]["dcase2025_F20_1_pct_vs_control"] == ""
+    md = (out / "c.md").read_text()
+    assert "ΔF20°/1 vs control (points)" in md and "Δ vs control" in md
+    header = md.splitlines()[0].split(" | ")
+    cells = next(x for x in md.splitlines() if x.startswith("| RCC-CLIP-TREP |")).split(" | ")
+    at = header.index("ΔF20°/1 vs control (points)")
+    assert header[at + 1 : at + 3] == ["ΔDOAE vs control (°)", "ΔRDE vs control (points)"]
+    assert cells[at : at + 3] == ["+0.00 [+0.00, +0.00]"] * 3  # F20°/1, DOAE and RDE against its control
+
+
 def test_aggregate_says_why_the_differences_to_the_baseline_are_empty(tmp_path, capsys, caplog):
     """Metrics without per-clip statistics, or no Baseline run: the Δ columns stay empty, and
     the table (and a warning) says why, naming a file."""

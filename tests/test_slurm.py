@@ -38,7 +38,8 @@ CLUSTER_RULES = {  # every rule that is not a localrule and that the tiny workfl
     "pack_features",
     "feature_stats",
     "make_texts",
-    "pretrain_tokenizer",  # (encode_tokens: only for finetunings that draw templates at random)
+    "pretrain_tokenizer",
+    "encode_tokens",  # the identity controls' outputs
     "encode_sentences",
     "train_baseline",
     "finetune",
@@ -246,10 +247,10 @@ def test_tiny_workflow_through_the_slurm_profile(interrupted_run):
     assert all(j["state"] == "COMPLETED" for j in last.values()), [
         j for j in last.values() if j["state"] != "COMPLETED"
     ]
-    # one planned job per (rule, wildcards): 8 finetunings, 2 pretrainings, 1 baseline, ...
+    # one planned job per (rule, wildcards): 12 finetunings (8 text systems, 4 controls), 2 pretrainings, ...
     per_rule = {r: sum(1 for c in last if c.startswith(f"rule_{r}")) for r in CLUSTER_RULES}
-    assert per_rule["finetune"] == 8 and per_rule["pretrain_tokenizer"] == 2 and per_rule["train_baseline"] == 1
-    assert per_rule["predict"] == 9 and per_rule["evaluate"] == 18
+    assert per_rule["finetune"] == 12 and per_rule["pretrain_tokenizer"] == 2 and per_rule["train_baseline"] == 1
+    assert per_rule["encode_tokens"] == 4 and per_rule["predict"] == 13 and per_rule["evaluate"] == 26
     print(f"tiny workflow through Slurm (baseline interrupted): {len(jobs)} Slurm jobs in {run['seconds']:.0f} s")
 
 

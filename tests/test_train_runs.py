@@ -86,7 +86,7 @@ def _finetune(data, pretrained_dir, run_dir, text="bert", head="grep", **kw):
         run_dir,
         data["train_h5"],
         data["stats"],
-        data["texts"],
+        kw.pop("texts", data["texts"]),
         pretrained_dir,
         "rcc",
         text,
@@ -993,6 +993,95 @@ def test_cached_training_encodings_train_like_the_fixed_tokenizer_with_fixed_tem
     assert [r["step"] for r in rows] == [r["step"] for r in plain_rows]  # as many steps, other batches
     assert float(rows[0]["loss"]) != pytest.approx(float(plain_rows[0]["loss"]), rel=1e-6)
     assert shuffled["epoch"] in (0, 1)
+
+
+def test_an_identity_control_trains_its_head_on_the_cached_tokens_without_an_alignment_term(
+    data, pretrained, tmp_path, monkeypatch
+):
+    """The identity control (docs/METHOD.md section 5): with a fixed tokenizer and fixed training
+    templates it trains its head on the cached tokens alone (they are its validation and training
+    outputs: no encode_sentences file), takes the steps and selects the epoch of a run that
+    computes them itself, embeds no sentence, has no MAE term (config.json and provenance say so),
+    records "identity (no text encoder)" as its text encoder, and predicts from the features."""
+    import textseld.models.text_encoders
+    from textseld.models.text_identity import NO_ALIGNMENT, NO_TEXT_ENCODER
+    from textseld.recipes import apply_recipe
+    from textseld.train.checkpoint import read_checkpoint
+    from textseld.train.encode import encode_tokens
+    from textseld.train.predict import predict_split
+    from textseld.train.rebuild import RunConfigError
+
+    pre_dir, _ = pretrained
+    tokens = encode_tokens(
+        pretrained_dir=pre_dir, features_h5=data["train_h5"], stats_h5=data["stats"], out=tmp_path / "tok.h5"
+    )
+    cfg = {**TRAIN_CFG, "epochs": 2, "freeze_tokenizer": True, "train_templates": "fixed", "lr_new": 3e-3}
+    with monkeypatch.context() as m:  # no ground-truth sentence is embedded for the control
+
+        def never(*args, **kwargs):
+            raise AssertionError("a sentence was embedded for the identity control")
+
+        m.setattr(textseld.models.text_encoders.GroundTruthCache, "embed", never)
+        plain = _finetune(data, pre_dir, tmp_path / "plain", "identity", "grep", train_cfg=cfg)
+        setup = apply_recipe({"recipe": "default"})
+        kw = {"train_cfg": cfg, "tokens": tokens, "setup": setup, "texts": None}  # no sentences: no text store
+        cached = _finetune(data, pre_dir, tmp_path / "cached", "identity", "grep", **kw)
+        shuffled = _finetune(
+            data, pre_dir, tmp_path / "s", "identity", "trep", train_cfg={**cfg, "shuffle_frames": True}, tokens=tokens
+        )
+    for key in ("epoch", "F", "DOAE", "RDE"):
+        assert cached[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-4, nan_ok=True), key
+    a, b = (read_checkpoint(tmp_path / r / "best.pt")["model"] for r in ("plain", "cached"))
+    assert (
+        any(k.startswith("head.net.0") for k in a) and a["head.net.0.weight"].shape[1] == 3 * MODEL_CFG["token_width"]
+    )
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
+    assert shuffled["epoch"] in (0, 1)
+    for run in ("plain", "cached", "s"):
+        config = json.loads((tmp_path / run / "config.json").read_text())
+        assert config["text"] == "identity" and config["alignment_loss"] is False
+        weights = json.loads((tmp_path / run / "weights.json").read_text())
+        assert weights["text_encoder"]["source"] == NO_TEXT_ENCODER
+        rows = list(csv.DictReader(open(tmp_path / run / "log.csv")))
+        assert rows and all(r["adpit"] != "nan" and r["mae"] == "nan" for r in rows)  # no step had an MAE term
+    assert json.loads((tmp_path / "cached" / "provenance.json").read_text())["alignment_loss"] == NO_ALIGNMENT
+    paths = predict_split(tmp_path / "cached", data["train_h5"], data["stats"], tmp_path / "pred")
+    assert len(paths) == len(read_names_of(data["train_h5"]))
+    # the split's cached tokens are the control's outputs at prediction too: the same network outputs
+    from_tokens = predict_split(
+        tmp_path / "cached", data["train_h5"], data["stats"], tmp_path / "pred2", encoded_h5=tokens
+    )
+    assert [p.name for p in from_tokens] == [p.name for p in paths]
+    from textseld.data.hdf5 import PackedDataset
+    from textseld.models.text_identity import IdentityTextEncoder
+    from textseld.train.encode import token_cache
+    from textseld.train.rebuild import load_run
+
+    config, task, _, _ = load_run(tmp_path / "cached")
+    dataset = PackedDataset(data["train_h5"], data["stats"])
+    view = token_cache(config, tokens, data["train_h5"], data["stats"]).as_encoded(
+        IdentityTextEncoder.encoded_from_tokens
+    )
+    loader = torch.utils.data.DataLoader
+    with torch.no_grad():
+        cached_batch = next(iter(loader(view.wrap(dataset), batch_size=4)))
+        assert "src" not in cached_batch  # nothing before the head runs
+        out_cached = task.predict(cached_batch)
+        out_features = task.predict(next(iter(loader(dataset, batch_size=4))))
+    torch.testing.assert_close(out_cached, out_features, rtol=1e-4, atol=1e-5)
+    with pytest.raises(RunConfigError, match="identity control has no text encoder whose outputs are cached"):
+        _finetune(data, pre_dir, tmp_path / "e", "identity", "grep", train_cfg=cfg, tokens=tokens, encoded=tokens)
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(RunConfigError, match="alignment term needs the training split's sentences"):
+        _finetune(data, pre_dir, tmp_path / "e", "bert", "grep", train_cfg=cfg, texts=None)
+    assert not (tmp_path / "e").exists()
+
+
+def read_names_of(path) -> list[str]:
+    from textseld.data.hdf5 import read_names
+
+    return list(read_names(path))
 
 
 def test_cached_tokens_are_refused_when_they_do_not_belong_to_the_run(data, pretrained, tmp_path):

@@ -47,7 +47,7 @@ def test_config_overrides_set_nested_keys_with_their_types(wf):
     jobs = dry_run(
         wf, "--configfile", "config/tiny.yaml", "--config", "seeds=[0, 1]", "train={finetune: {lr_new: 1.0e-3}}"
     )
-    assert job_counts(jobs)["finetune"] == 8 * 2 and {j.wildcards["seed"] for j in jobs if j.rule == "finetune"} == {
+    assert job_counts(jobs)["finetune"] == 12 * 2 and {j.wildcards["seed"] for j in jobs if j.rule == "finetune"} == {
         "0",
         "1",
     }
@@ -171,12 +171,13 @@ def test_default_dry_run_is_offline_and_synthetic(wf):
     counts = job_counts(dry_run(wf))
     assert counts["synthesize_dataset"] == 1
     assert "download_dataset" not in counts and "download_pretrained" not in counts
-    assert counts["finetune"] == 8 * 3 and counts["train_baseline"] == 3  # three seeds, as the paper
+    # 2 sources x 3 texts (CLIP, BERT, the identity control) x 2 heads, three seeds as the paper
+    assert counts["finetune"] == 12 * 3 and counts["train_baseline"] == 3
     assert counts["pretrain_tokenizer"] == 2
     # fixed tokenizers and fixed training templates: each text encoder's outputs of every
     # clip once per source, one job per part (validation, training, test clips); the tokens
-    # alone are not needed then
-    assert counts["encode_sentences"] == 4 * 3 and "encode_tokens" not in counts
+    # alone only for the identity controls (they are their outputs)
+    assert counts["encode_sentences"] == 4 * 3 and counts["encode_tokens"] == 2 * 2  # training and test split
 
 
 def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf, tmp_path):
@@ -194,7 +195,7 @@ def test_random_training_templates_plan_the_tokens_and_no_training_encodings(wf,
     from workflow_helpers import parse_dry_run
 
     counts = job_counts(parse_dry_run(proc.stdout + proc.stderr))
-    assert counts["encode_tokens"] == 2 and counts["encode_sentences"] == 4 * 2 and counts["finetune"] == 24
+    assert counts["encode_tokens"] == 2 * 2 and counts["encode_sentences"] == 4 * 2 and counts["finetune"] == 36
     assert "encoded/rcc-bert/validation.h5" in proc.stdout
     assert "encoded/rcc-bert/train.h5" not in proc.stdout
     default = snakemake(wf, "--dry-run", "--cores", "1").stdout  # fixed templates: they are
@@ -254,7 +255,17 @@ def test_tiny_run_writes_the_results_table(tiny_run):
         "BEATs-BERT-TREP",
         "RCC-CLIP-TREP",
         "RCC-BERT-TREP",
+        "BEATs-Identity-GREP",  # the controls, after the paper's rows
+        "BEATs-Identity-TREP",
+        "RCC-Identity-GREP",
+        "RCC-Identity-TREP",
     ]
+    for r in rows:  # the text systems' differences to their controls; the controls have none
+        control = "Identity" in r["system"] or r["system"] == "Baseline"
+        assert (r["dcase2025_F20_1_pct_vs_control"] == "") == control, r["system"]
+        assert (r["strict_F20_1_pct_vs_control_ci_low"] == "") == control, r["system"]
+        if "Identity" in r["system"]:  # no text encoder, and that is no departure from the recipe
+            assert r["text_weights"] == "identity (no text encoder)" and "text_encoders" not in r["departures"]
     for r in rows:
         assert r["n_seeds"] == "1"
         assert 0.0 <= float(r["dcase2025_F20_1_pct_mean"]) <= 100.0
@@ -284,10 +295,10 @@ def test_nothing_is_planned_after_a_complete_run(tiny_run):
 )
 def test_finetuning_lr_change_reruns_only_the_changed_heads_finetunings_and_downstream(tiny_run, change):
     cfg = _override(tiny_run, "lr", {"train": {"finetune": change}})
-    assert _planned(tiny_run, cfg) == {  # the 4 finetunings (2 sources x 2 text encoders) of one head
-        "finetune": 4,
-        "predict": 4,
-        "evaluate": 8,
+    assert _planned(tiny_run, cfg) == {  # the 6 finetunings (2 sources x CLIP, BERT, identity) of one head
+        "finetune": 6,
+        "predict": 6,
+        "evaluate": 12,
         "aggregate": 1,
         "training_curves": 1,
     }
@@ -304,11 +315,12 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "feature_stats": 1,
         "make_texts": 1,
         "pretrain_tokenizer": 2,
+        "encode_tokens": 4,  # the identity controls' outputs: training and test split, per source
         "encode_sentences": 12,  # 4 source-text pairs x 3 parts
         "train_baseline": 1,
-        "finetune": 8,
-        "predict": 9,
-        "evaluate": 18,
+        "finetune": 12,
+        "predict": 13,
+        "evaluate": 26,
         "aggregate": 1,
         "training_curves": 1,
     }.items():
@@ -327,7 +339,7 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
     assert counts == {
         "make_texts": 1,
         "encode_sentences": 12,  # the fixed templates' outputs: 4 source-text pairs x 3 parts
-        "finetune": 8,
+        "finetune": 8,  # not the identity controls: they read no sentence and apply no template
         "predict": 8,
         "evaluate": 16,
         "aggregate": 1,

@@ -215,8 +215,9 @@ TEST_CHAIN = {  # the test split's features, references and what reads them; no 
     # the text encoders' outputs of the test clips have their own job (one per source-text pair);
     # the finetunings read only the validation and training clips' outputs: none reruns
     "encode_sentences": 4,
-    "predict": 9,
-    "evaluate": 18,
+    "encode_tokens": 2,  # the test clips' tokens, the identity controls' test outputs
+    "predict": 13,
+    "evaluate": 26,
     "aggregate": 1,  # (the training curves read only the runs' logs: left alone)
 }
 TRAIN_CHAIN = {  # the training split's features and everything trained on them; not the test split's
@@ -226,10 +227,11 @@ TRAIN_CHAIN = {  # the training split's features and everything trained on them;
     "make_texts": 1,
     "pretrain_tokenizer": 2,
     "train_baseline": 1,
+    "encode_tokens": 4,  # the identity controls' outputs (the test clips' too: new statistics)
     "encode_sentences": 12,  # every part: the test clips' outputs are standardised with the new statistics
-    "finetune": 8,
-    "predict": 9,
-    "evaluate": 18,
+    "finetune": 12,
+    "predict": 13,
+    "evaluate": 26,
     "aggregate": 1,
     "training_curves": 1,
 }
@@ -261,7 +263,7 @@ def test_data_edits_rerun_exactly_the_affected_split_and_downstream(tiny_workflo
     header = test_csvs[0].read_text().splitlines()[0]
 
     trained = sorted((wd / "results/runs").glob("**/best.pt"))  # pretrainings, baseline, finetunings
-    assert len(trained) == 2 + 1 + 8
+    assert len(trained) == 2 + 1 + 12
     trained_at = [p.stat().st_mtime_ns for p in trained]
 
     def rerun_after_test_edit() -> None:
@@ -299,12 +301,12 @@ def test_lr_new_given_with_config_reruns_only_the_grep_finetunings_and_downstrea
     override = ("--config", "train={finetune: {lr_new: 1.0e-3}}")
     proc = snakemake(wd, "--cores", "2", *TINY, *override, timeout=900)
     jobs = parse_dry_run(proc.stdout + proc.stderr)
-    assert job_counts(jobs) == {"finetune": 4, "predict": 4, "evaluate": 8, "aggregate": 1, "training_curves": 1}
+    assert job_counts(jobs) == {"finetune": 6, "predict": 6, "evaluate": 12, "aggregate": 1, "training_curves": 1}
     assert {j.wildcards["head"] for j in jobs if j.rule == "finetune"} == {"grep"}
     for src in ("rcc", "beats"):
         for txt in ("clip", "bert"):
             config = json.loads((wd / f"results/runs/{src}-{txt}-grep/seed0/config.json").read_text())
             assert config["train"]["lr_new"] == 1.0e-3  # a number, not the string "1.0e-3"
-    # the same override again: nothing; without it, the 4 finetunings go back to the file's rate
+    # the same override again: nothing; without it, the 6 finetunings go back to the file's rate
     assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY, *override)) == {}
-    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY))["finetune"] == 4
+    assert _executed(snakemake(wd, "--dry-run", "--cores", "1", *TINY))["finetune"] == 6

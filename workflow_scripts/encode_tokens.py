@@ -1,4 +1,4 @@
-"""Rule encode_tokens: the fixed pretrained tokenizer's tokens of the training split."""
+"""Rule encode_tokens: the fixed pretrained tokenizer's tokens of one split."""
 
 from textseld.logsetup import log_to_file
 
@@ -8,7 +8,7 @@ from textseld.train.encode import encode_tokens
 
 encode_tokens(
     pretrained_dir=snakemake.params.pretrained_dir,
-    features_h5=snakemake.input.train,
+    features_h5=snakemake.input.features,
     stats_h5=snakemake.input.stats,
     out=snakemake.output.tokens,
     threads=snakemake.threads,

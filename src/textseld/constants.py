@@ -72,7 +72,8 @@ META_ROOT = "metadata_dev"
 # command-line choices and the checks of every entry point use these; the workflow's
 # grid (config `grid`, rules/common.smk) lists the same names.
 SOURCES = ("rcc", "beats")  # source (audio) encoders of the tokenizer
-TEXTS = ("clip", "bert")  # frozen text encoders
+IDENTITY = "identity"  # the control: no text encoder, the heads read the tokens (docs/METHOD.md section 5)
+TEXTS = ("clip", "bert", IDENTITY)  # frozen text encoders, and the control without one
 # the distance term of the ADPIT loss (textseld.losses.adpit_loss)
 DISTANCE_LOSSES = ("mse", "relative")
 HEAD_NAMES = ("grep", "trep")  # output heads of the finetuned models

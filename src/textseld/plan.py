@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from textseld.constants import (
+    IDENTITY,
     N_ADPIT_SLOTS,
     N_CLASSES,
     N_FEAT_FRAMES,
@@ -132,6 +133,9 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
     encoded_training = fixed_tokenizer and fin.train_templates == "fixed"
     synthetic = config["data"]["source"] == "synthetic"
     sources_used = len(grid["sources"]) if finetuned else 0
+    # the identity control reads the tokens (encode_tokens) and has no text-encoder outputs to encode
+    controls = finetuned and IDENTITY in grid["texts"]
+    encoders = len([t for t in grid["texts"] if t != IDENTITY])
     jobs = {
         "synthesize_dataset": 1 if synthetic else 0,
         "download_dataset": 0 if synthetic else 1,
@@ -140,11 +144,16 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "extract_features": 2 * config["features"]["shards"],  # train and test splits
         "pack_features": 2,
         "feature_stats": 1,
-        "make_texts": 1 if finetuned else 0,  # the training split's sentences
+        # the training split's sentences, for the text systems' alignment term (not the controls')
+        "make_texts": 1 if finetuned and encoders else 0,
         "pretrain_tokenizer": sources_used,
-        "encode_tokens": sources_used if fixed_tokenizer and not encoded_training else 0,
+        # the training split's tokens (random training templates, or the controls) and the test
+        # split's (the controls' predictions)
+        "encode_tokens": (int(controls or not encoded_training) + int(controls)) * sources_used
+        if fixed_tokenizer
+        else 0,
         # one job per part (validation, test, and train with fixed training templates)
-        "encode_sentences": (len(grid["sources"]) * len(grid["texts"]) * (3 if encoded_training else 2))
+        "encode_sentences": (len(grid["sources"]) * encoders * (3 if encoded_training else 2))
         if fixed_tokenizer and finetuned
         else 0,
         "train_baseline": seeds if grid["baseline"] else 0,

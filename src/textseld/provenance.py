@@ -6,7 +6,8 @@ settings that depart from the recipe (dotted keys of the run's own sections:
 models, its text encoder, its training sections, the validation split), the
 code version (git commit and whether tracked files differed from it, as `git
 describe --dirty` counts; the package version when the code is not a git
-checkout) and the SHA-256 of the resolved workflow config. The results tables
+checkout) and the SHA-256 of the resolved workflow config; an identity control's also
+"alignment_loss": that its loss has no alignment (MAE) term. The results tables
 join these files (textseld.results); nothing is recomputed there.
 
 Nothing here is a rule parameter: a new commit does not make a finished run stale.
@@ -75,7 +76,9 @@ def run_sections(setup: Mapping, kind: str, text: str | None = None) -> dict[str
         "models": dict(setup.get("models") or {}),
         "train": {k: train.get(k) or {} for k in (*kinds, "validation_split")},
     }
-    if text is not None:
+    from textseld.constants import IDENTITY
+
+    if text is not None and text != IDENTITY:  # the identity control has no text encoder section
         encoders = setup.get("text_encoders") or {}
         sections["text_encoders"] = {k: v for k, v in encoders.items() if k == text or k.startswith(f"{text}_")}
     return sections
@@ -89,7 +92,16 @@ def run_provenance(
 
     name = setup.get("recipe")
     data = setup.get("data") or {}
+    from textseld.constants import IDENTITY
+
+    if kind == "finetune" and text == IDENTITY:  # the control's loss lacks the recipe's alignment term
+        from textseld.models.text_identity import NO_ALIGNMENT
+
+        control = {"alignment_loss": NO_ALIGNMENT}
+    else:
+        control = {}
     return {
+        **control,
         "recipe": name,
         "data": {
             "source": data.get("source"),

@@ -11,7 +11,9 @@ Output:
   DOAE in degrees, RDE in %): mean and standard deviation over seeds (ddof=1;
   empty with one seed) and the interval (mean over seeds of each run's
   bootstrap interval bounds); for every system but the Baseline its difference
-  to the Baseline (seed means) with a paired bootstrap interval over the test
+  to the Baseline (seed means) and, for every text system whose control (same
+  source and head, text encoder "identity") is in the table, its difference to
+  that control, each with a paired bootstrap interval over the test
   clips (one resample of clips applied to every run of both systems; needs the
   per-clip statistics that `textseld evaluate --clip-stats` writes, else left
   empty, and `comparison.md` says why); number of seeds; in words, the weights each encoder started from;
@@ -47,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from textseld.atomic import atomic_path, write_text_atomic
-from textseld.constants import HEAD_NAMES, PROTOCOLS, SOURCES, TEXTS
+from textseld.constants import HEAD_NAMES, IDENTITY, PROTOCOLS, SOURCES, TEXTS
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,15 @@ METRICS = (
     ("RDE", "RDE_pct", 100.0, "RDE (%)"),
 )
 # How the tables spell each model name (a name without its spelling fails here).
-_LABELS = {"beats": "BEATs", "rcc": "RCC", "clip": "CLIP", "bert": "BERT", "grep": "GREP", "trep": "TREP"}
+_LABELS = {
+    "beats": "BEATs",
+    "rcc": "RCC",
+    "clip": "CLIP",
+    "bert": "BERT",
+    "identity": "Identity",
+    "grep": "GREP",
+    "trep": "TREP",
+}
 SOURCE_LABELS = {name: _LABELS[name] for name in SOURCES}
 TEXT_LABELS = {name: _LABELS[name] for name in TEXTS}
 HEAD_LABELS = {name: _LABELS[name] for name in HEAD_NAMES}
@@ -201,6 +211,8 @@ def _describe_text(info, preset: str | None) -> str:
     if not isinstance(info, dict):
         return "" if info is None else str(info)
     kind = info.get("kind")
+    if kind == IDENTITY:  # the control: "identity (no text encoder)"
+        return str(info.get("source") or IDENTITY)
     shape = f"{info['width']}x{info['layers']}" if "width" in info and "layers" in info else ""
     if info.get("source") == "random init":
         what = "CLIP text tower" if kind == "clip" else "BERT" if kind == "bert" else str(kind or "text encoder")
@@ -337,39 +349,64 @@ def read_clip_stats(path: Path) -> tuple[list[str], np.ndarray] | None:
     return names, stats
 
 
+def control_system(system: str) -> str | None:
+    """A text system's control, same source and head with the identity for its text encoder
+    ("BEATs-CLIP-GREP" -> "BEATs-Identity-GREP"); None for the Baseline, the controls and other names."""
+    parts = system.split("-")
+    text_names = {label: name for name, label in TEXT_LABELS.items()}
+    if len(parts) != 3 or text_names.get(parts[1]) in (None, IDENTITY):
+        return None
+    return "-".join([parts[0], TEXT_LABELS[IDENTITY], parts[2]])
+
+
+def control_differences(
+    runs: list[RunRecord], n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, dict[str, tuple[float, float, float]]]]:
+    """As `paired_differences`, each text system against its control (`control_system`) where
+    that control has runs: what the frozen text encoder adds over the same tokens read directly."""
+    systems = {r.system for r in runs}
+    pairs = {s: c for s in systems if (c := control_system(s)) is not None and c in systems}
+    return paired_differences(runs, n_boot=n_boot, seed=seed, reference=pairs)
+
+
 def paired_differences(
-    runs: list[RunRecord], baseline: str = "Baseline", n_boot: int = 1000, seed: int = 0
+    runs: list[RunRecord],
+    baseline: str = "Baseline",
+    n_boot: int = 1000,
+    seed: int = 0,
+    reference: dict[str, str] | None = None,
 ) -> dict[str, dict[str, dict[str, tuple[float, float, float]]]]:
     """{system: {protocol: {metric key: (diff, ci_low, ci_high)}}} in reported units: each
     system's seed-mean score minus the Baseline's, with a paired bootstrap interval over
     the test clips (same clips, same resamples for both). Systems, or protocols, whose
-    runs lack per-clip statistics are left out (never invented)."""
+    runs lack per-clip statistics are left out (never invented). reference: system -> the
+    system it is compared with instead (None: every other system with `baseline`)."""
     from textseld.metrics.bootstrap import paired_bootstrap_difference
 
     by_system: dict[str, list[RunRecord]] = {}
     for run in runs:
         by_system.setdefault(run.system, []).append(run)
-    if baseline not in by_system:
-        return {}
+    if reference is None:
+        reference = {s: baseline for s in by_system if s != baseline}
+    pairs = {s: r for s, r in reference.items() if s in by_system and r in by_system and s != r}
     out: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
     for proto in PROTOCOLS:
-        base_found = [read_clip_stats(r.metrics[proto]) for r in by_system[baseline] if proto in r.metrics]
-        base = [b for b in base_found if b is not None]
-        if not base or len(base) < len(base_found):
-            continue
-        names = base[0][0]
-        for system, sys_runs in by_system.items():
-            if system == baseline:
+        for system, ref in pairs.items():
+            base_found = [read_clip_stats(r.metrics[proto]) for r in by_system[ref] if proto in r.metrics]
+            base = [b for b in base_found if b is not None]
+            if not base or len(base) < len(base_found):
                 continue
+            names = base[0][0]
+            sys_runs = by_system[system]
             other_found = [read_clip_stats(r.metrics[proto]) for r in sys_runs if proto in r.metrics]
             other = [o for o in other_found if o is not None]
             if not other or len(other) < len(other_found):
                 continue
-            for run, (run_names, _) in zip(by_system[baseline] + sys_runs, base + other):
+            for run, (run_names, _) in zip(by_system[ref] + sys_runs, base + other):
                 if run_names != names:
                     raise ResultsError(
                         f"{run.metrics[proto]}: scored other test clips than "
-                        f"{by_system[baseline][0].metrics[proto]}; a paired comparison needs "
+                        f"{by_system[ref][0].metrics[proto]}; a paired comparison needs "
                         f"the same clips"
                     )
             res = paired_bootstrap_difference([b[1] for b in base], [o[1] for o in other], n_boot=n_boot, seed=seed)
@@ -428,6 +465,9 @@ def _columns() -> tuple[list[str], list[str]]:
                 f"{proto}_{stem}_vs_baseline",
                 f"{proto}_{stem}_vs_baseline_ci_low",
                 f"{proto}_{stem}_vs_baseline_ci_high",
+                f"{proto}_{stem}_vs_control",
+                f"{proto}_{stem}_vs_control_ci_low",
+                f"{proto}_{stem}_vs_control_ci_high",
             ]
     run_cols += ["source_weights", "text_weights", *PROVENANCE_COLUMNS]
     sys_cols += ["source_weights", "text_weights", *PROVENANCE_COLUMNS]
@@ -462,7 +502,10 @@ def build_tables(
     order = _order({r["system"] for r in run_rows})
     run_rows.sort(key=lambda r: (order.index(r["system"]), r["seed"]))
 
-    diffs = paired_differences(runs, n_boot=n_boot, seed=seed)
+    diffs = {
+        "baseline": paired_differences(runs, n_boot=n_boot, seed=seed),
+        "control": control_differences(runs, n_boot=n_boot, seed=seed),
+    }
     sys_rows = []
     for system in order:
         rows = [r for r in run_rows if r["system"] == system]
@@ -477,9 +520,10 @@ def build_tables(
                     out[f"{proto}_{stem}_{side}"] = None if any(b is None for b in bounds) else _mean_std(bounds)[0]
         for proto in PROTOCOLS:
             for key, stem, _, _ in METRICS:
-                diff = diffs.get(system, {}).get(proto, {}).get(key)
-                for i, suffix in enumerate(("", "_ci_low", "_ci_high")):
-                    out[f"{proto}_{stem}_vs_baseline{suffix}"] = None if diff is None else diff[i]
+                for against, found in diffs.items():
+                    diff = found.get(system, {}).get(proto, {}).get(key)
+                    for i, suffix in enumerate(("", "_ci_low", "_ci_high")):
+                        out[f"{proto}_{stem}_vs_{against}{suffix}"] = None if diff is None else diff[i]
         for col in ("source_weights", "text_weights"):
             out[col] = "; ".join(sorted({r[col] for r in rows if r[col]}))
         for col in PROVENANCE_COLUMNS:
@@ -516,11 +560,11 @@ def _cell(row: dict, proto: str, stem: str) -> str:
     return cell
 
 
-def _diff_cell(row: dict, proto: str, stem: str) -> str:
-    diff = row.get(f"{proto}_{stem}_vs_baseline")
+def _diff_cell(row: dict, proto: str, stem: str, against: str = "baseline") -> str:
+    diff = row.get(f"{proto}_{stem}_vs_{against}")
     if diff is None or (isinstance(diff, float) and math.isnan(diff)):
         return "-"
-    low, high = row[f"{proto}_{stem}_vs_baseline_ci_low"], row[f"{proto}_{stem}_vs_baseline_ci_high"]
+    low, high = row[f"{proto}_{stem}_vs_{against}_ci_low"], row[f"{proto}_{stem}_vs_{against}_ci_high"]
     return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
@@ -531,6 +575,7 @@ def markdown_table(sys_rows: list[dict]) -> str:
     main, strict = PROTOCOLS
     header = ["System", "Seeds"] + [f"{label}" for _, _, _, label in METRICS]
     header += ["ΔF20°/1 vs Baseline (points)", "ΔDOAE vs Baseline (°)"]
+    header += ["ΔF20°/1 vs control (points)", "ΔDOAE vs control (°)", "ΔRDE vs control (points)"]
     header += [f"{label} {strict}" for _, _, _, label in METRICS]
     header += ["Source weights", "Text weights"]
     header += ["Data (train/validation/test clips)", "Recipe", "Model size", "Departures from the recipe"]
@@ -540,6 +585,7 @@ def markdown_table(sys_rows: list[dict]) -> str:
         cells = [row["system"], str(row["n_seeds"])]
         cells += [_cell(row, main, stem) for _, stem, _, _ in METRICS]
         cells += [_diff_cell(row, main, "F20_1_pct"), _diff_cell(row, main, "DOAE_deg")]
+        cells += [_diff_cell(row, main, stem, "control") for _, stem, _, _ in METRICS]
         cells += [_cell(row, strict, stem) for _, stem, _, _ in METRICS]
         cells += [row["source_weights"] or "-", row["text_weights"] or "-"]
         clips = "/".join(str(row[c]) or "?" for c in ("train_clips", "validation_clips", "test_clips"))
@@ -551,10 +597,12 @@ def markdown_table(sys_rows: list[dict]) -> str:
         "(with one seed: the run's 95 % bootstrap interval over clips in brackets). Δ: the system's "
         "seed mean minus the Baseline's, in brackets its 95 % paired bootstrap interval over the test "
         "clips (the same clips and resamples for both systems); an interval that excludes 0 is a "
-        "difference these clips resolve. F20°/1 and RDE in %, DOAE in degrees. Each row says what "
-        "produced it: the data and its clips per split, the recipe (textseld.recipes) and the training "
-        "settings that depart from it, the model size, the code version (git commit) and the SHA-256 "
-        "of the resolved workflow config (first 16 hex digits).\n"
+        "difference these clips resolve. Δ vs control: the same for a text system against its control "
+        "(same source, same head, the frozen text encoder replaced by the identity: the -Identity- "
+        "rows), i.e. what the text encoder adds; controls have none. F20°/1 and RDE in %, DOAE in "
+        "degrees. Each row says what produced it: the data and its clips per split, the recipe "
+        "(textseld.recipes) and the training settings that depart from it, the model size, the code "
+        "version (git commit) and the SHA-256 of the resolved workflow config (first 16 hex digits).\n"
     )
     return "\n".join(lines) + "\n" + note
 

@@ -26,7 +26,12 @@ class SetupError(ValueError):
 def encoder_section(text_encoders: Mapping[str, Any], txt: str) -> dict[str, Any]:
     """The keys of `text_encoders` that concern encoder `txt` ("clip" or "bert"): its preset
     name, its `<txt>_*` keys (e.g. clip_weights) and random_init. A finetuning's params carry only these,
-    so changing the CLIP setting leaves the BERT runs alone."""
+    so changing the CLIP setting leaves the BERT runs alone. The identity control has no text
+    encoder and no keys: {}."""
+    from textseld.constants import IDENTITY
+
+    if txt == IDENTITY:
+        return {}
     return {k: v for k, v in text_encoders.items() if k in (txt, "random_init") or k.startswith(f"{txt}_")}
 
 
@@ -77,12 +82,13 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
 
     config: the workflow config (schema defaults filled). Returns
     {"grid": resolve_grid's, "token_width": D, "models": the models section with token_width = D,
-    "text_encoders": {txt: encoder section} for the encoders of grid.texts,
+    "text_encoders": {txt: encoder section} for the encoders of grid.texts ({} for the identity control),
     "widths": {txt: D_txt}, "fixed_tokenizer": whether finetunings keep the pretrained tokenizer
     fixed (train.finetune.freeze_tokenizer), "encoded_training": whether they also keep each
     training clip's template fixed (train.finetune.train_templates), so that they train their
     heads on the text encoder's outputs computed once}. Raises SetupError naming the key.
     """
+    from textseld.constants import IDENTITY
     from textseld.data.splits import SplitConfig
     from textseld.models.config import ModelConfig
     from textseld.models.text_config import TextEncoderConfig, preset_width
@@ -95,6 +101,9 @@ def resolve_setup(config: Mapping[str, Any]) -> dict[str, Any]:
     sections, widths, presets = {}, {}, {}
     for txt in texts:
         section = encoder_section(text_encoders, txt)
+        if txt == IDENTITY:  # the control takes the tokens' width, whatever it is
+            sections[txt] = section
+            continue
         if section.get(txt) is None:
             raise SetupError(
                 f"config key text_encoders.{txt}: grid.texts uses the {txt} encoder, so choose it "

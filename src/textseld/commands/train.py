@@ -292,7 +292,11 @@ def register(sub) -> None:
     p.add_argument("--source", required=True, choices=SOURCES, help="source encoder")
     p.add_argument("--text", required=True, choices=TEXTS, help="frozen text encoder")
     p.add_argument("--head", required=True, choices=HEAD_NAMES, help="output head")
-    p.add_argument("--texts", required=True, help="text store (HDF5) of the training split, from make-texts")
+    p.add_argument(
+        "--texts",
+        default=None,
+        help="text store (HDF5) of the training split, from make-texts (required but for --text identity)",
+    )
     p.add_argument("--pretrained", required=True, metavar="RUN_DIR", help="run directory of the matching pretraining")
     p.add_argument(
         "--tokens",

@@ -4,6 +4,7 @@
     build_model("beats", "clip", "grep", cfg, text_encoder)  -> SeldTextModel
     build_baseline(cfg)                                      -> BaselineCRNN
     build_text_encoder("bert", text_cfg)                     -> BertTextEncoder (frozen)
+    build_text_encoder("identity", width=D)                  -> IdentityTextEncoder (the control)
     encoder_width("clip", text_cfg)                          -> D, without building
 
 The model classes live in `systems.py` and `baseline.py`, the text encoders in
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
-from textseld.constants import SOURCES, TEXTS
+from textseld.constants import IDENTITY, SOURCES, TEXTS
 from textseld.models.baseline import BaselineCRNN
 from textseld.models.config import ModelConfig
 from textseld.models.systems import HEADS, PretrainModel, SeldTextModel
@@ -61,20 +62,28 @@ def build_baseline(cfg: ModelConfig) -> BaselineCRNN:
     return BaselineCRNN(cfg)
 
 
-def build_text_encoder(kind: str = "clip", cfg: Any = None) -> TextEncoder:
+def build_text_encoder(kind: str = "clip", cfg: Any = None, width: int | None = None) -> TextEncoder:
     """Build the "clip" or "bert" text encoder from a TextEncoderConfig (or a
-    dict of its fields). Locked unless cfg.lock is False."""
+    dict of its fields). Locked unless cfg.lock is False. "identity" builds the control
+    (textseld.models.text_identity: no text encoder, no weights) for tokens of `width` D,
+    which it needs (the others' width is their own)."""
     config = TextEncoderConfig.coerce(cfg)
-    if kind == "clip":
+    if kind == IDENTITY:
+        from textseld.models.text_identity import IdentityTextEncoder
+
+        if width is None:
+            raise ValueError("the identity control needs the token width: build_text_encoder('identity', width=D)")
+        enc = cast(TextEncoder, IdentityTextEncoder(width))
+    elif kind == "clip":
         from textseld.models.text_clip import CLIPTextEncoder
 
-        enc: TextEncoder = CLIPTextEncoder(config)
+        enc = CLIPTextEncoder(config)
     elif kind == "bert":
         from textseld.models.text_bert import BertTextEncoder
 
         enc = BertTextEncoder(config)
     else:
-        raise ValueError(f"text encoder kind must be 'clip' or 'bert', got {kind!r}")
+        raise ValueError(f"text encoder kind must be one of {', '.join(TEXTS)}, got {kind!r}")
     if config.lock:
         enc.lock()
     return enc

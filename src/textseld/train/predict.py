@@ -19,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 from textseld.atomic import write_text_atomic
-from textseld.constants import CLIP_SAMPLES, N_CHANNELS, N_LABEL_FRAMES, SAMPLE_RATE
-from textseld.train.encode import encoded_cache
+from textseld.constants import CLIP_SAMPLES, IDENTITY, N_CHANNELS, N_LABEL_FRAMES, SAMPLE_RATE
+from textseld.train.encode import encoded_cache, token_cache
 from textseld.train.loop import make_loader, to_device
 from textseld.train.rebuild import load_run, run_config
 
@@ -53,7 +53,8 @@ def predict_split(
     and nothing else (other tools, e.g. the official DCASE evaluation, read
     every file in it), and an interrupted call leaves the previous folder.
     encoded_h5: the fixed-template text-encoder outputs of these clips (`encode_sentences`), for
-    a finetuning run with a fixed tokenizer: only its head then runs (checked against the run).
+    a finetuning run with a fixed tokenizer: only its head then runs (checked against the run);
+    for an identity control, the fixed tokenizer's tokens of these clips (`encode_tokens`).
     """
     from textseld.data.hdf5 import PackedDataset
     from textseld.metrics.predictions import write_outputs
@@ -64,7 +65,13 @@ def predict_split(
     stats = run_stats(run_dir, config, stats_h5)
     dataset: Any = PackedDataset(features_h5, stats)
     cache = None
-    if encoded_h5 is not None:
+    if encoded_h5 is not None and config.get("text") == IDENTITY:  # the control's outputs: its tokens
+        from textseld.models.text_identity import IdentityTextEncoder
+
+        tokens = token_cache(config, encoded_h5, features_h5, stats)
+        cache = tokens.as_encoded(IdentityTextEncoder.encoded_from_tokens)
+        dataset = cache.wrap(dataset)
+    elif encoded_h5 is not None:
         cache = encoded_cache(config, encoded_h5, features_h5, stats, dataset.names)
         dataset = cache.wrap(dataset)
     # with every text-encoder output cached, the encoder is not built (its record stands in)

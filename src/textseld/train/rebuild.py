@@ -101,9 +101,11 @@ def build_run_model(
         elif "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(config["text_encoder_seed"]))
-                encoder = build_text_encoder(config["text"], text_encoder_config(config["text_encoder"]))
+                encoder = build_text_encoder(
+                    config["text"], text_encoder_config(config["text_encoder"]), cfg.token_width
+                )
         else:  # runs written before text_encoder_seed: built under the run's seed
-            encoder = build_text_encoder(config["text"], text_encoder_config(config["text_encoder"]))
+            encoder = build_text_encoder(config["text"], text_encoder_config(config["text_encoder"]), cfg.token_width)
         encoder.lock()
         if encoder.width != cfg.token_width:
             raise RunConfigError(
@@ -137,7 +139,18 @@ def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=N
         train_cfg.text_frames_per_clip,
         train_cfg.train_templates,
         train_cfg.distance_loss,
+        alignment=alignment_loss(config),
     )
+
+
+def alignment_loss(config: dict) -> bool:
+    """Whether a finetuning's loss has the alignment (MAE) term: every text system's does; an
+    identity control's does not (config key "alignment_loss": false, written by
+    textseld.train.runs.finetune): it has no sentence embedding."""
+    value = config.get("alignment_loss", True)
+    if not isinstance(value, bool):
+        raise RunConfigError(f"run config key alignment_loss: expected true or false, got {value!r}")
+    return value
 
 
 def read_run_config(path: Path) -> dict:

@@ -26,7 +26,7 @@ from torch import nn
 
 from textseld import __version__
 from textseld.atomic import write_text_atomic
-from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
+from textseld.constants import HEAD_NAMES, IDENTITY, SOURCES, TEXTS
 from textseld.models.pretrained import sha256_file
 from textseld.train.config import TrainConfig
 from textseld.train.encode import cache_record, encoded_cache, token_cache
@@ -324,6 +324,15 @@ def _train_in(
     train_cache = (
         encoded_cache(config, encoded_train, train_h5, stats_h5, train_set.item_names()) if encoded_train else None
     )
+    if cache is not None and config["text"] == IDENTITY:
+        # the identity control's outputs under any template are its tokens: the token cache is
+        # its encoded cache, of the validation clips and, with fixed training templates, the
+        # training clips (nothing to compute before the head, no encode_sentences)
+        from textseld.models.text_identity import IdentityTextEncoder
+
+        val_cache = cache.as_encoded(IdentityTextEncoder.encoded_from_tokens)
+        if train_cfg.train_templates == "fixed":
+            train_cache, cache = val_cache, None
     # When training and validation read every text-encoder output from files, the encoder is
     # not built: its record in those files stands in for it (see RecordedTextEncoder).
     recorded = train_cache.text_encoder() if train_cache is not None and val_cache is not None else None
@@ -333,7 +342,8 @@ def _train_in(
     model.to(device)
     optimizer = make_optimizer(model, train_cfg, config["kind"])
     if cache is not None:
-        train_set, val_set = cache.wrap(train_set), cache.wrap(val_set)
+        train_set = cache.wrap(train_set)
+        val_set = val_set if val_cache is not None else cache.wrap(val_set)
     if val_cache is not None:  # validation needs nothing before the head
         val_set = val_cache.wrap(val_set)
     if train_cache is not None:  # nor does training, with fixed templates
@@ -453,7 +463,8 @@ def finetune(
 ) -> dict:
     """Finetune `source`-`text`-`head` from the pretrained tokenizer in `pretrained_dir`.
 
-    texts: the TextStore file of the training split. cache_gt=False embeds
+    texts: the TextStore file of the training split (None: only for the identity control, which
+    reads no sentence). cache_gt=False embeds
     the ground-truth sentences anew every step (for benchmarks only).
     on_config_change, split and setup as in `pretrain`; the pretraining must have used the same split.
     tokens: the fixed tokenizer's tokens of `train_h5` (`textseld.train.encode.encode_tokens`),
@@ -465,6 +476,9 @@ def finetune(
     frames of every clip then train the head (text_frames_per_clip does not apply), in batches of
     whole clips or, with train_cfg's shuffle_frames (which needs encoded_train), of frames
     dealt across clips.
+    text "identity": the control (textseld.models.text_identity), whose outputs are its tokens:
+    `tokens` stand in for encoded and encoded_train (which it refuses), and its loss has no
+    alignment term (config.json: "alignment_loss": false).
     """
     _choice(source, SOURCES, "source encoder")
     _choice(text, TEXTS, "text encoder")
@@ -472,7 +486,12 @@ def finetune(
     mcfg, xcfg = model_config(model_cfg), text_encoder_config(text_cfg)
     tcfg = TrainConfig.coerce(train_cfg).for_head(head)
     pcfg = pretrain_run_config(pretrained_dir, source)  # fail before touching the run directory
-    _check_cached_outputs(tcfg, tokens, encoded, encoded_train)
+    _check_cached_outputs(tcfg, tokens, encoded, encoded_train, text)
+    if texts is None and text != IDENTITY:
+        raise RunConfigError(
+            f"finetuning {source}-{text}-{head}: its alignment term needs the training split's sentences: "
+            "give texts (a text store from `textseld make-texts`); only the identity control has none"
+        )
     config = _base_config(
         "finetune",
         seed,
@@ -481,7 +500,7 @@ def finetune(
         {
             "train_h5": train_h5,
             "stats_h5": stats_h5,
-            "texts": texts,
+            **({"texts": texts} if texts is not None else {}),
             "pretrained_dir": pretrained_dir,
             **({"tokens": tokens} if tokens else {}),
             **({"encoded_validation": encoded} if encoded else {}),
@@ -500,12 +519,22 @@ def finetune(
         )
     config["text_encoder"] = text_encoder_record(xcfg)
     config["text_encoder_seed"] = TEXT_ENCODER_SEED
+    if text == IDENTITY:  # the control: no sentence embedding, so no alignment (MAE) term
+        config["alignment_loss"] = False
     make = functools.partial(_make_text_task, config, tcfg, texts, train_h5, cache_gt)
     return _train(run_dir, config, tcfg, make, on_step, on_config_change, setup)
 
 
-def _check_cached_outputs(tcfg: TrainConfig, tokens, encoded, encoded_train) -> None:
-    """A finetuning's cached tokenizer / text-encoder outputs fit its training settings."""
+def _check_cached_outputs(tcfg: TrainConfig, tokens, encoded, encoded_train, text: str | None = None) -> None:
+    """A finetuning's cached tokenizer / text-encoder outputs fit its training settings (and its
+    text encoder: the identity control's outputs are its tokens, read from `tokens` only)."""
+    if text == IDENTITY and (encoded or encoded_train):
+        raise RunConfigError(
+            f"{encoded or encoded_train}: the identity control has no text encoder whose outputs are cached; "
+            "its outputs are the fixed tokenizer's tokens: give those (tokens) instead"
+        )
+    if text == IDENTITY and tokens and tcfg.train_templates == "fixed":
+        encoded_train = tokens  # its training clips' outputs under their templates are these tokens
     if (tokens or encoded or encoded_train) and not tcfg.freeze_tokenizer:
         raise RunConfigError(
             f"{tokens or encoded or encoded_train}: cached tokenizer outputs stand in for a fixed tokenizer; "
@@ -534,6 +563,8 @@ def _make_text_task(config: dict, tcfg: TrainConfig, texts, train_h5, cache_gt: 
     from textseld.models.text_encoders import GroundTruthCache
     from textseld.text.store import TextStore
 
+    if config.get("alignment_loss") is False:  # the identity control: no sentence is read or embedded
+        return make_task(config, model, tcfg)
     store = TextStore(texts)
     _check_store_names(store, train_h5)
     if cache_gt:

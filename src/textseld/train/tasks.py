@@ -9,7 +9,8 @@
   the text encoder; loss = mae_weight * MAE(A, GT sentence embedding) +
   adpit_weight * ADPIT on those frames (ADPIT only when nothing before A is
   trained: with a fixed tokenizer the MAE term is a constant without
-  gradient). Evaluation uses the clip's fixed template (derived from its
+  gradient; never for the identity control, which has no sentence
+  embedding). Evaluation uses the clip's fixed template (derived from its
   name) and all frames.
 
 Distances: packed targets are in metres; the network learns metres *
@@ -96,7 +97,8 @@ class TextTask:
     sentence(clip_index, frame, template_id) -> str gives the ground-truth
     sentence (a TextStore's `.sentence`); gt_embed(list[str]) -> (n, D)
     embeds them without gradient (a GroundTruthCache's `.embed`). Both may
-    be None for a task that only predicts.
+    be None for a task that only predicts, or that has no alignment term
+    (alignment=False: the identity control, whose loss is ADPIT only).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class TextTask:
         frames_per_clip: int | None = None,
         templates: str = "random",
         distance_loss: str = "mse",
+        alignment: bool = True,
     ):
         from textseld.losses import adpit_loss, embedding_mae
 
@@ -126,6 +129,7 @@ class TextTask:
         if templates not in TRAIN_TEMPLATES:
             raise ValueError(f"templates: expected one of {TRAIN_TEMPLATES}, got {templates!r}")
         self.templates = templates
+        self.alignment = bool(alignment)
         self._adpit, self._mae = adpit_loss, embedding_mae
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -149,7 +153,7 @@ class TextTask:
                 "cached fixed-template encodings train only with fixed training templates "
                 "(train_templates: fixed); this task draws random templates"
             )
-        if self.sentence is None or self.gt_embed is None:
+        if self.alignment and (self.sentence is None or self.gt_embed is None):
             raise RuntimeError("this TextTask was built for prediction only (no texts / ground-truth embedder)")
         device = batch["target"].device
         bsz = batch["target"].shape[0]
@@ -172,11 +176,16 @@ class TextTask:
         ids_dev = None if template_ids is None else template_ids.to(device)
         out, aux = _model_output(self.model(batch, ids_dev, frames_dev))
         adpit = self._adpit(out, target, self.distance_scale, self.distance_loss)
+        if not self.alignment:
+            # the identity control (textseld.models.text_identity): no sentence embedding, so
+            # no alignment term, whatever is trained before A; no sentence is embedded
+            return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
         if not aux["A"].requires_grad:
             # A depends on no trainable parameter (fixed tokenizer, frozen text encoder): the
             # MAE term is a constant that adds no gradient, so its ground-truth sentences are
             # not embedded; the log records no "mae" for such a step.
             return {"loss": self.adpit_weight * adpit, "adpit": adpit.detach()}
+        assert self.sentence is not None and self.gt_embed is not None  # checked above, with the alignment term
         frame_lists = frames.tolist() if frames is not None else [list(range(N_LABEL_FRAMES))] * bsz
         clip_indices = [int(i) for i in batch["index"]]
         # the templates the audio path used: the drawn ones, or each clip's fixed one

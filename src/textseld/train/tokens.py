@@ -121,6 +121,18 @@ class ClipArrays:
         b = self._built
         return RecordedTextEncoder(str(self.text), b["width"], b["embed_dim"], b["weights"])
 
+    def as_encoded(self, outputs) -> ClipArrays:
+        """This "tokens" file as an "encoded" one, for a text encoder whose outputs are a function
+        of the tokens alone under any template (the identity control): `outputs(tokens (N, L, 3, D))`
+        -> {"A", "hidden"}. Same clips and rows; nothing read again."""
+        if self.kind != "tokens":
+            raise TokenCacheError(f"{self.path}: holds {self.kind}, not tokens")
+        view = object.__new__(ClipArrays)
+        view.path, view.kind, view.row, view.text, view._built = self.path, "encoded", self.row, None, None
+        made = outputs(self.arrays["tokens"])
+        view.arrays = {key: made[key] for key in KEYS["encoded"]}
+        return view
+
     def wrap(self, dataset):
         """`dataset` (items with a "name") with this file's arrays of the item's clip added."""
         return _WithArrays(dataset, self)
