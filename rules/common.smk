@@ -254,6 +254,7 @@ def aggregate_inputs():
         "metrics": [metrics_file(m, s, p) for m, s in all_runs() for p in PROTOCOLS],
         "weights": [f"{run_dir(m, s)}/weights.json" for m, s in all_runs()],
         "provenance": [f"{run_dir(m, s)}/provenance.json" for m, s in all_runs()],
+        "alignment": [alignment_file(m, s) for m, s in aligned_runs()],
     }
 
 
@@ -268,9 +269,48 @@ def aggregate_runs():
             "metrics": {p: metrics_file(model, seed, p) for p in PROTOCOLS},
             "weights": f"{run_dir(model, seed)}/weights.json",
             "provenance": f"{run_dir(model, seed)}/provenance.json",
+            "alignment": alignment_file(model, seed) if (model, seed) in aligned_runs() else None,
         }
         for model, seed in all_runs()
     ]
+
+
+def alignment_file(model, seed):
+    """One text run's alignment diagnostics on the test split (rule alignment)."""
+    return f"{RESULTS}/alignment/{model}/seed{seed}.json"
+
+
+def sentence_embeddings_file(txt):
+    """The text encoder's A of every distinct ground-truth sentence of the test split."""
+    return f"{RESULTS}/alignment/sentences-{txt}.h5"
+
+
+def aligned_runs():
+    """(model id, seed) of every run whose text encoder embeds sentences (textseld.models.text_config
+    .embeds_sentences): the runs with alignment diagnostics; not the Baseline, nor a text choice
+    without a text encoder."""
+    from textseld.models.text_config import embeds_sentences
+
+    return [(m, s) for m, s in all_runs() if m in FINETUNED and embeds_sentences(m.split("-")[1])]
+
+
+# The systems whose test clips are drawn over time in the report (rule timelines), chosen from the
+# grid without looking at any score: the Baseline and the grid's first text system of each head.
+TIMELINE_MODELS = (["baseline"] if GRID["baseline"] else []) + [
+    next(m for m in FINETUNED if m.endswith(f"-{h}")) for h in HEADS if FINETUNED
+]
+TIMELINE_CLIPS = 3  # the first clips by name that hold an event (textseld.timelines.choose_clips)
+
+
+def timeline_title(model):
+    from textseld.results import system_name
+
+    return f"{system_name(model)} seed {SEEDS[0]}"
+
+
+def timeline_figures():
+    """The timelines' figures: one per system of TIMELINE_MODELS, its first seed."""
+    return [f"{RESULTS}/timelines/{m}.png" for m in TIMELINE_MODELS]
 
 
 def all_runs():
@@ -285,6 +325,7 @@ def results_table():
         "runs": f"{RESULTS}/runs.csv",
         "figure": f"{RESULTS}/comparison.png",
         "curves": f"{RESULTS}/training_curves.png",
+        "alignment": f"{RESULTS}/alignment.png",
     }
 
 
