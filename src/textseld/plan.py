@@ -45,6 +45,7 @@ from textseld.constants import (
     N_MELS,
     PROTOCOLS,
 )
+from textseld.models.text_config import embeds_sentences
 from textseld.recipes import merge
 from textseld.setups import TRAIN_KINDS, resolve_grid
 
@@ -131,6 +132,9 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
     encoded_training = fixed_tokenizer and fin.train_templates == "fixed"
     synthetic = config["data"]["source"] == "synthetic"
     sources_used = len(grid["sources"]) if finetuned else 0
+    # the text encoders that embed sentences have alignment diagnostics (rules embed_test_sentences, alignment)
+    aligned_texts = len([t for t in grid["texts"] if embeds_sentences(t)]) if finetuned else 0
+    aligned = len(grid["sources"]) * aligned_texts * len(grid["heads"])
     jobs = {
         "synthesize_dataset": 1 if synthetic else 0,
         "download_dataset": 0 if synthetic else 1,
@@ -139,7 +143,8 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "extract_features": 2 * config["features"]["shards"],  # train and test splits
         "pack_features": 2,
         "feature_stats": 1,
-        "make_texts": 1 if finetuned else 0,  # the training split's sentences
+        # the training split's sentences; the test split's for the alignment diagnostics
+        "make_texts": (1 if finetuned else 0) + (1 if aligned else 0),
         "pretrain_tokenizer": sources_used,
         "encode_tokens": sources_used if fixed_tokenizer and not encoded_training else 0,
         # one job per part (validation, test, and train with fixed training templates)
@@ -153,6 +158,10 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "evaluate": models * seeds * len(PROTOCOLS),
         "aggregate": 1,
         "training_curves": 1,
+        "embed_test_sentences": aligned_texts,
+        "alignment": aligned * seeds,
+        # the Baseline and the grid's first text system of each head (rules/common.smk TIMELINE_MODELS)
+        "timelines": (1 if grid["baseline"] else 0) + (len(grid["heads"]) if finetuned else 0),
         "all": 1,
     }
     return {rule: n for rule, n in jobs.items() if n}
@@ -346,7 +355,7 @@ def plan(
         )
         if hours["extract_features"][device] is None:
             missing[device]["extract_features"] = []
-        for rule in ("encode_tokens", "encode_sentences", "predict"):
+        for rule in ("encode_tokens", "encode_sentences", "predict", "embed_test_sentences", "alignment"):
             if rule in jobs:
                 hours.setdefault(rule, {})[device] = None
                 missing[device][rule] = []

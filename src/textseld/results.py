@@ -688,7 +688,8 @@ def plot_alignment(sys_rows: list[dict], path: str | os.PathLike) -> None:
 
     rows = [r for r in sys_rows if r.get("alignment_cosine_mean") is not None]
     panels = [a for a in ALIGNMENT if a[0] != "median_rank"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 + 1.0 * max(len(rows), 2) * len(panels), 4.2), squeeze=False)
+    width = len(panels) * (1.5 + 0.6 * max(len(rows), 2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), squeeze=False)
     x = np.arange(len(rows))
     for ax, (key, stem, _, label) in zip(axes[0], panels):
         ax.set_title(label)
