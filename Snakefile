@@ -30,9 +30,11 @@ localrules:
     fingerprint_split,
     aggregate,
     training_curves,
+    timelines,
 
 
 rule all:
     default_target: True
     input:
         **results_table(),
+        timelines=timeline_figures(),

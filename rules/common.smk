@@ -42,6 +42,7 @@ for _key in list(config):
 # text encoders: rules hand MODEL_CONFIG (models + token_width) to the jobs.
 from textseld.constants import PROTOCOLS  # scoring protocols: every run is evaluated under each
 from textseld.constants import IDENTITY  # the control "text encoder": its outputs are its tokens
+from textseld.models.text_config import embeds_sentences  # the text encoders that embed sentences
 from textseld.setups import encoder_section, resolve_setup
 from textseld.train.config import section_for_head
 
@@ -73,8 +74,9 @@ GRID = SETUP["grid"]  # config's grid with the library's defaults, checked
 SOURCES = GRID["sources"]
 TEXTS = GRID["texts"]
 HEADS = GRID["heads"]
-# the text encoders whose outputs encode_sentences computes (the identity control's are its tokens)
-ENCODERS = [t for t in TEXTS if t != IDENTITY]
+# the text encoders whose outputs encode_sentences computes (the identity control embeds no
+# sentence: its outputs are its tokens)
+ENCODERS = [t for t in TEXTS if embeds_sentences(t)]
 SEEDS = config["seeds"]
 FINETUNED = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEADS]
 MODELS = (["baseline"] if GRID["baseline"] else []) + FINETUNED
@@ -274,6 +276,7 @@ def aggregate_inputs():
         "metrics": [metrics_file(m, s, p) for m, s in all_runs() for p in PROTOCOLS],
         "weights": [f"{run_dir(m, s)}/weights.json" for m, s in all_runs()],
         "provenance": [f"{run_dir(m, s)}/provenance.json" for m, s in all_runs()],
+        "alignment": [alignment_file(m, s) for m, s in aligned_runs()],
     }
 
 
@@ -288,9 +291,48 @@ def aggregate_runs():
             "metrics": {p: metrics_file(model, seed, p) for p in PROTOCOLS},
             "weights": f"{run_dir(model, seed)}/weights.json",
             "provenance": f"{run_dir(model, seed)}/provenance.json",
+            "alignment": alignment_file(model, seed) if (model, seed) in aligned_runs() else None,
         }
         for model, seed in all_runs()
     ]
+
+
+def alignment_file(model, seed):
+    """One text run's alignment diagnostics on the test split (rule alignment)."""
+    return f"{RESULTS}/alignment/{model}/seed{seed}.json"
+
+
+def sentence_embeddings_file(txt):
+    """The text encoder's A of every distinct ground-truth sentence of the test split."""
+    return f"{RESULTS}/alignment/sentences-{txt}.h5"
+
+
+def aligned_runs():
+    """(model id, seed) of every run whose text encoder embeds sentences (textseld.models.text_config
+    .embeds_sentences): the runs with alignment diagnostics; not the Baseline, nor a text choice
+    without a text encoder."""
+    from textseld.models.text_config import embeds_sentences
+
+    return [(m, s) for m, s in all_runs() if m in FINETUNED and embeds_sentences(m.split("-")[1])]
+
+
+# The systems whose test clips are drawn over time in the report (rule timelines), chosen from the
+# grid without looking at any score: the Baseline and the grid's first text system of each head.
+TIMELINE_MODELS = (["baseline"] if GRID["baseline"] else []) + [
+    next(m for m in FINETUNED if m.endswith(f"-{h}")) for h in HEADS if FINETUNED
+]
+TIMELINE_CLIPS = 3  # the first clips by name that hold an event (textseld.timelines.choose_clips)
+
+
+def timeline_title(model):
+    from textseld.results import system_name
+
+    return f"{system_name(model)} seed {SEEDS[0]}"
+
+
+def timeline_figures():
+    """The timelines' figures: one per system of TIMELINE_MODELS, its first seed."""
+    return [f"{RESULTS}/timelines/{m}.png" for m in TIMELINE_MODELS]
 
 
 def all_runs():
@@ -305,6 +347,7 @@ def results_table():
         "runs": f"{RESULTS}/runs.csv",
         "figure": f"{RESULTS}/comparison.png",
         "curves": f"{RESULTS}/training_curves.png",
+        "alignment": f"{RESULTS}/alignment.png",
     }
 
 

@@ -76,6 +76,7 @@ rule aggregate:
         md=results_table()["md"],
         runs=results_table()["runs"],
         figure=report(results_table()["figure"], caption="../report/figure.rst", category="Results"),
+        alignment=report(results_table()["alignment"], caption="../report/alignment.rst", category="Alignment"),
     log:
         f"{LOGS}/aggregate.log",
     params:
@@ -105,3 +106,84 @@ rule training_curves:
         "../envs/textseld.yaml"
     script:
         "../workflow_scripts/training_curves.py"
+
+
+# The frozen text encoder's A of every distinct ground-truth sentence of the test split, each
+# clip's fixed template: the same for every run of a text encoder (it is frozen), so once per
+# text encoder.
+rule embed_test_sentences:
+    input:
+        texts=texts_file("test"),
+        weights=lambda wildcards: fetched([wildcards.txt]),
+    output:
+        sentences=sentence_embeddings_file("{txt}"),
+    log:
+        f"{LOGS}/embed_test_sentences/{{txt}}.log",
+    benchmark:
+        f"{BENCH}/embed_test_sentences/{{txt}}.tsv"
+    params:
+        text_encoder=lambda wildcards: text_encoder_section(wildcards.txt),
+    threads: threads_of("predict")
+    resources:
+        **gpu_resources("predict"),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/embed_test_sentences.py"
+
+
+# Alignment diagnostics of one text run (docs/METHOD.md section 8): A from audio (the cached test
+# outputs of a fixed tokenizer, else recomputed from best.pt) against A of the frame's sentence.
+rule alignment:
+    input:
+        model=f"{run_dir('{model}', '{seed}')}/best.pt",
+        test=packed("test"),
+        stats=STATS,
+        texts=texts_file("test"),
+        sentences=lambda wildcards: sentence_embeddings_file(wildcards.model.split("-")[1]),
+        encoded=lambda wildcards: encoded_test_file(wildcards.model),
+    output:
+        alignment=alignment_file("{model}", "{seed}"),
+    log:
+        f"{LOGS}/alignment/{{model}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/alignment/{{model}}-seed{{seed}}.tsv"
+    params:
+        run_dir=lambda wildcards: run_dir(wildcards.model, wildcards.seed),
+    threads: threads_of("predict")
+    resources:
+        **gpu_resources("predict"),
+    wildcard_constraints:
+        model=_one_of(sorted({m for m, _ in aligned_runs()})),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/alignment.py"
+
+
+# Reference against prediction over time for a few test clips (the first TIMELINE_CLIPS by name
+# that hold an event), for the systems of TIMELINE_MODELS, their first seed.
+rule timelines:
+    input:
+        manifest=lambda wildcards: predictions_manifest(wildcards.model, SEEDS[0]),
+        refs=f"{RESULTS}/references/test",
+    output:
+        figure=report(
+            f"{RESULTS}/timelines/{{model}}.png",
+            caption="../report/timelines.rst",
+            category="Timelines",
+            labels={"system": "{model}"},
+        ),
+    log:
+        f"{LOGS}/timelines/{{model}}.log",
+    params:
+        predictions=lambda wildcards: predictions_dir(wildcards.model, SEEDS[0]),
+        n_clips=TIMELINE_CLIPS,
+        title=lambda wildcards: timeline_title(wildcards.model),
+    threads: 1
+    wildcard_constraints:
+        model=_one_of(TIMELINE_MODELS),
+    conda:
+        "../envs/textseld.yaml"
+    script:
+        "../workflow_scripts/timelines.py"

@@ -1,5 +1,6 @@
-# Ground-truth sentences of the training split (validation is carved out of it;
-# the test split needs none: prediction uses a fixed template per clip).
+# Ground-truth sentences of the training split (validation is carved out of it) and of the
+# test split (prediction needs none: it uses a fixed template per clip; the alignment
+# diagnostics compare A from audio with the A of these sentences).
 
 
 rule make_texts:

@@ -149,7 +149,10 @@ def test_unknown_clip_counts_are_missing_not_guessed(tmp_path):
     records = load_records(REPO / "benchmarks/records", models_size="paper", finetune_mode=PAPER_FINETUNE)
     p = plan(config, records, gpus=8, train_clips=None, test_clips=None)
     assert p["hours"]["finetune"]["cpu"] is None and p["disk_gb"]["features"] is None
-    assert p["jobs"]["finetune"] == 24 and sum(p["jobs"].values()) == 188  # 186 + the two splits' content fingerprints
+    assert p["jobs"]["finetune"] == 24 and sum(p["jobs"].values()) == 218  # 186 + the two splits' content fingerprints
+    # + the alignment diagnostics (the test split's sentences, their embeddings per text encoder,
+    # one per text run) and the clips over time (the Baseline and one text system per head)
+    assert p["jobs"]["alignment"] == 24 and p["jobs"]["embed_test_sentences"] == 2 and p["jobs"]["timelines"] == 3
 
 
 @pytest.mark.parametrize("mode", ["encoded", "tokens", "paper"])

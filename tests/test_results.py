@@ -323,3 +323,47 @@ def test_aggregate_says_why_the_differences_to_the_baseline_are_empty(tmp_path, 
     both = [_with_clip_stats(r, stats, names) for r in (base, other)]
     assert main(argv([(both[0], "baseline"), (both[1], "rcc-clip-grep")], tmp_path / "c")) == 0
     assert "Note:" not in (tmp_path / "c" / "comparison.md").read_text()
+
+
+def _with_alignment(run, cosine, r1, r10, median, n=40):
+    path = run.metrics["dcase2025"].with_name("alignment.json")
+    chance = {"R1": 1 / n, "R10": 10 / n, "median_rank": (n + 1) / 2}
+    data = {"cosine_mean": cosine, "cosine_to_all_mean": 0.5, "R1": r1, "R10": r10, "median_rank": median}
+    path.write_text(json.dumps({**data, "n_sentences": n, "chance": chance}))
+    return RunRecord(run.system, run.seed, run.metrics, run.weights, alignment=path)
+
+
+def test_alignment_columns_figure_and_markdown(tmp_path):
+    """The text systems' alignment diagnostics: mean and sd over seeds in reported units (R@k in %),
+    N and chance levels; the Baseline's left empty; their own figure; bad files name the key."""
+    runs = [
+        _with_alignment(make_run(tmp_path, "rcc-bert-trep", 0, 0.3, 20.0, 0.4), 0.80, 0.10, 0.50, 9.0),
+        _with_alignment(make_run(tmp_path, "rcc-bert-trep", 1, 0.3, 20.0, 0.4), 0.90, 0.20, 0.70, 5.0),
+        make_run(tmp_path, "baseline", 0, 0.2, 25.0, 0.5),
+    ]
+    run_rows, sys_rows = build_tables(runs)
+    base, text = sys_rows
+    assert text["alignment_cosine_mean"] == pytest.approx(0.85)
+    assert text["alignment_cosine_std"] == pytest.approx(math.sqrt(2 * 0.05**2))
+    assert text["alignment_R1_pct_mean"] == pytest.approx(15.0) and text["alignment_R10_pct_mean"] == pytest.approx(
+        60.0
+    )
+    assert text["alignment_median_rank_mean"] == pytest.approx(7.0)
+    assert text["alignment_sentences"] == 40 and text["alignment_R1_pct_chance"] == pytest.approx(2.5)
+    assert text["alignment_R10_pct_chance"] == pytest.approx(25.0)
+    assert text["alignment_median_rank_chance"] == pytest.approx(20.5)
+    assert base["alignment_cosine_mean"] is None and base["alignment_R10_pct_chance"] is None
+    assert [r["alignment_R1_pct"] for r in run_rows] == [None, pytest.approx(10.0), pytest.approx(20.0)]
+    out = tmp_path / "out"
+    aggregate(
+        runs, out / "c.csv", out / "c.md", out / "c.png", out / "r.csv", n_boot=20, alignment_figure=out / "a.png"
+    )
+    header = (out / "c.csv").read_text().splitlines()[0].split(",")
+    assert {"alignment_cosine_mean", "alignment_R10_pct_std", "alignment_R1_pct_chance"} <= set(header)
+    md = (out / "c.md").read_text()
+    assert "Alignment R@10 (%)" in md and "60.0 ± 14.1 (chance 25.0)" in md and "0.850 ± 0.071" in md
+    assert (out / "a.png").read_bytes()[:4] == b"\x89PNG"
+    bad = runs[0].alignment
+    bad.write_text(json.dumps({"cosine_mean": 0.8, "R1": 0.1}))
+    with pytest.raises(ResultsError, match="alignment.json: key 'chance'"):
+        build_tables(runs)

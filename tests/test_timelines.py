@@ -68,3 +68,20 @@ def test_a_missing_prediction_file_is_named(folders, tmp_path):
     with pytest.raises(ValueError, match=r"c_two\.csv: prediction file of clip 'c_two' not found"):
         plot_clip_timelines(ref, pred, tmp_path / "t.png", clips=["b_one", "c_two"])
     assert not (tmp_path / "t.png").exists()
+
+
+def test_references_in_split_subfolders_are_found(tmp_path):
+    """The workflow's test references lie in one subfolder per split folder (collect_references),
+    the predictions in one flat folder: the clips are chosen and drawn all the same."""
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    for split, name in (("dev-test-b", "a_clip"), ("dev-test-a", "b_clip")):
+        (ref / split).mkdir(parents=True)
+        write_labels(ref / split / f"{name}.csv", _rows([(3, 10, 200, 0, 4)]))
+    pred.mkdir()
+    write_labels(pred / "a_clip.csv", _rows([]))
+    write_labels(pred / "b_clip.csv", _rows([(3, 12, 210, 1, 4)]))
+    assert choose_clips(ref, 5) == ["a_clip", "b_clip"]
+    assert plot_clip_timelines(ref, pred, tmp_path / "t.png") == ["a_clip", "b_clip"]
+    write_labels(ref / "dev-test-a" / "a_clip.csv", _rows([]))
+    with pytest.raises(ValueError, match="'a_clip' has two reference files"):
+        choose_clips(ref, 1)

@@ -1148,3 +1148,44 @@ def test_channel_swap_acts_in_the_training_data_of_every_run_and_is_refused_on_c
         with pytest.raises(RunConfigError, match=r"train\.channel_swap \(1\.0\).*set channel_swap to 0"):
             _finetune(data, pretrained[0], tmp_path / "cached", train_cfg=fixed, **cached)
         assert not (tmp_path / "cached").exists()
+
+
+def test_alignment_reads_a_fixed_tokenizers_cached_outputs_and_recomputes_a_trained_ones(data, pretrained, tmp_path):
+    """The alignment diagnostics of a run with a fixed tokenizer from the cached test outputs equal
+    those recomputed from its checkpoint; a run that trains its tokenizer (the paper's recipe) is
+    recomputed from its own checkpoint, not from the pretraining's tokenizer; a run or sentence
+    file that does not fit is refused, naming it. (The training file stands in for the test split.)"""
+    from textseld.metrics.alignment import AlignmentError, audio_embeddings, embed_test_sentences, run_alignment
+
+    pre_dir, _ = pretrained
+    _, test = _encode_sentences(data, pre_dir, tmp_path, "bert")
+    sentences = embed_test_sentences(text="bert", text_cfg=TEXT_CFG, texts_h5=data["texts"], out=tmp_path / "s.h5")
+    fixed, trained = tmp_path / "fixed", tmp_path / "trained"
+    _finetune(data, pre_dir, fixed, "bert", "trep", train_cfg={**TRAIN_CFG, "epochs": 1, "freeze_tokenizer": True})
+    _finetune(data, pre_dir, trained, "bert", "trep", train_cfg={**TRAIN_CFG, "epochs": 1, "lr_pretrained": 1e-2})
+    common = {"features_h5": data["train_h5"], "stats_h5": data["stats"], "texts_h5": data["texts"]}
+    cached = run_alignment(run_dir=fixed, **common, sentences_h5=sentences, out=tmp_path / "c.json", encoded_h5=test)
+    again = run_alignment(run_dir=fixed, **common, sentences_h5=sentences, out=tmp_path / "r.json")
+    assert json.loads((tmp_path / "c.json").read_text()) == cached
+    assert cached["audio_A"].startswith("cached") and again["audio_A"].startswith("recomputed")
+    for key in ("cosine_mean", "cosine_to_all_mean", "R1", "R10", "median_rank", "cosine_silent_mean"):
+        assert cached[key] == pytest.approx(again[key], abs=1e-5), key
+    assert cached["n_frames"] > 0 and cached["n_frames"] + cached["n_frames_silent"] == 9 * N_LABEL_FRAMES
+    assert cached["chance"]["R1"] == pytest.approx(1 / cached["n_sentences"])
+    own = run_alignment(run_dir=trained, **common, sentences_h5=sentences, out=tmp_path / "t.json")
+    assert own["audio_A"].startswith("recomputed") and own["n_sentences"] == cached["n_sentences"]
+    # A from audio of the trained tokenizer: its own, not the pretraining's (the cached outputs)
+    mine = audio_embeddings(trained, data["train_h5"], data["stats"])
+    theirs = audio_embeddings(fixed, data["train_h5"], data["stats"], test)
+    assert max(float(np.abs(mine[n] - theirs[n]).max()) for n in mine) > 1e-4
+    with pytest.raises(AlignmentError, match="text_encoder differs"):
+        other = embed_test_sentences(
+            text="bert",
+            text_cfg={**TEXT_CFG, "bert_config": {**TEXT_CFG["bert_config"], "intermediate_size": 32}},
+            texts_h5=data["texts"],
+            out=tmp_path / "o.h5",
+        )
+        run_alignment(run_dir=fixed, **common, sentences_h5=other, out=tmp_path / "x.json")
+    with pytest.raises(AlignmentError, match="only a finetuning"):
+        run_alignment(run_dir=pre_dir, **common, sentences_h5=sentences, out=tmp_path / "p.json")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "p.json").exists()

@@ -3,6 +3,7 @@ exact stale reruns after config changes (dry-run job lists and reasons)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_paper_dry_run_plans_the_paper_grid(wf):
         "extract_features": 2 * shards,
         "pack_features": 2,
         "feature_stats": 1,
-        "make_texts": 1,
+        "make_texts": 2,  # the training split's sentences; the test split's for the alignment
         "pretrain_tokenizer": 2,
         "train_baseline": seeds,
         "finetune": 8 * seeds,
@@ -139,6 +140,9 @@ def test_paper_dry_run_plans_the_paper_grid(wf):
         "evaluate": 2 * runs,
         "aggregate": 1,
         "training_curves": 1,
+        "embed_test_sentences": 2,
+        "alignment": 8 * seeds,  # every text run, its tokenizer trained: recomputed from best.pt
+        "timelines": 3,  # the Baseline and the first text system of each head
     }
     finetunes = {
         (j.wildcards["src"], j.wildcards["txt"], j.wildcards["head"], j.wildcards["seed"])
@@ -272,6 +276,18 @@ def test_tiny_run_writes_the_results_table(tiny_run):
         assert 0.0 <= float(r["strict_F20_1_pct_mean"]) <= 100.0
     assert (tiny_run / "results/comparison.md").read_text().startswith("| System")
     assert (tiny_run / "results/comparison.png").stat().st_size > 1000
+    # the alignment diagnostics of every text system (not the Baseline), their figure
+    for r in rows:
+        cells = [r[c] for c in ("alignment_cosine_mean", "alignment_R1_pct_mean", "alignment_R10_pct_chance")]
+        assert all(cells) if r["system"] != "Baseline" else not any(cells), (r["system"], cells)
+        if r["system"] != "Baseline":
+            assert -1.0 <= float(r["alignment_cosine_mean"]) <= 1.0 and 0 <= float(r["alignment_R10_pct_mean"]) <= 100
+    align = json.loads((tiny_run / "results/alignment/rcc-bert-trep/seed0.json").read_text())
+    assert align["audio_A"].startswith("cached") and align["n_frames"] > 0  # the fixed tokenizer's test outputs
+    assert align["chance"]["R1"] == pytest.approx(1 / align["n_sentences"])
+    assert (tiny_run / "results/alignment.png").stat().st_size > 1000
+    for model in ("baseline", "rcc-clip-grep", "rcc-clip-trep"):  # the clips over time
+        assert (tiny_run / f"results/timelines/{model}.png").stat().st_size > 1000
     n_test = yaml.safe_load((REPO / "config/tiny.yaml").read_text())["data"]["synthesis"]["test_clips"]
     # only the CSVs: the official DCASE evaluation reads every file of the folder
     for model in ("baseline", "rcc-bert-trep"):
@@ -301,6 +317,8 @@ def test_finetuning_lr_change_reruns_only_the_changed_heads_finetunings_and_down
         "evaluate": 12,
         "aggregate": 1,
         "training_curves": 1,
+        "alignment": 4,
+        "timelines": 1,  # the grid's first system of that head
     }
 
 
@@ -313,7 +331,7 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
     for rule, n in {
         "pack_features": 2,
         "feature_stats": 1,
-        "make_texts": 1,
+        "make_texts": 2,
         "pretrain_tokenizer": 2,
         "encode_tokens": 4,  # the identity controls' outputs: training and test split, per source
         "encode_sentences": 12,  # 4 source-text pairs x 3 parts
@@ -323,6 +341,9 @@ def test_feature_change_reruns_everything_from_features_on(tiny_run):
         "evaluate": 26,
         "aggregate": 1,
         "training_curves": 1,
+        "embed_test_sentences": 2,
+        "alignment": 8,
+        "timelines": 3,
     }.items():
         assert counts.get(rule) == n, (rule, counts)
 
@@ -337,13 +358,16 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
     )
     counts = _planned(tiny_run, "config/tiny.yaml", env={"PYTHONPATH": str(tmp_path)})
     assert counts == {
-        "make_texts": 1,
+        "make_texts": 2,  # the training and the test split's sentences
         "encode_sentences": 12,  # the fixed templates' outputs: 4 source-text pairs x 3 parts
         "finetune": 8,  # not the identity controls: they read no sentence and apply no template
         "predict": 8,
         "evaluate": 16,
         "aggregate": 1,
         "training_curves": 1,
+        "embed_test_sentences": 2,
+        "alignment": 8,
+        "timelines": 2,  # the text systems' (not the Baseline's)
     }
 
 
@@ -351,8 +375,10 @@ def test_template_change_reruns_texts_and_what_depends_on_them(tiny_run, tmp_pat
 def test_report_holds_the_table_the_figure_and_the_training_curves(tiny_run):
     snakemake(tiny_run, "--configfile", "config/tiny.yaml", "--report", "report.html")
     html = (tiny_run / "report.html").read_text(errors="replace")
-    for name in ("comparison.csv", "comparison.png", "training_curves.png"):
+    for name in ("comparison.csv", "comparison.png", "training_curves.png", "alignment.png"):
         assert name in html, name
+    for model in ("baseline", "rcc-clip-grep", "rcc-clip-trep"):  # the clips over time
+        assert f"{model}.png" in html, model
     # its first section says what produced the results, in words
     assert "What produced these results" in html and "Recipe: <tt" in html.replace("<code", "<tt")
     assert "refuses others, naming them" in html

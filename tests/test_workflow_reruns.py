@@ -120,7 +120,14 @@ def test_sigkill_of_the_workflow_during_training_then_plain_rerun_gives_the_same
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     snakemake(wd, "--unlock", *TINY)
     rerun = snakemake(wd, "--cores", "2", *TINY, timeout=900)
-    assert _executed(rerun) == {"train_baseline": 1, "predict": 1, "evaluate": 2, "aggregate": 1, "training_curves": 1}
+    assert _executed(rerun) == {
+        "train_baseline": 1,
+        "predict": 1,
+        "evaluate": 2,
+        "aggregate": 1,
+        "training_curves": 1,
+        "timelines": 1,  # the Baseline's clips over time
+    }
     _assert_same_table(_table(wd), _table(tiny_workflow))
     assert json.loads((run / "val_metrics.json").read_text()) == json.loads(
         (tiny_workflow / "results/runs/baseline/seed0/val_metrics.json").read_text()
@@ -219,6 +226,12 @@ TEST_CHAIN = {  # the test split's features, references and what reads them; no 
     "predict": 13,
     "evaluate": 26,
     "aggregate": 1,  # (the training curves read only the runs' logs: left alone)
+    # the test clips' sentences, their embeddings (one per text encoder), every text run's
+    # alignment diagnostics and the clips over time
+    "make_texts": 1,
+    "embed_test_sentences": 2,
+    "alignment": 8,
+    "timelines": 3,
 }
 TRAIN_CHAIN = {  # the training split's features and everything trained on them; not the test split's
     "extract_features": 2,
@@ -234,6 +247,8 @@ TRAIN_CHAIN = {  # the training split's features and everything trained on them;
     "evaluate": 26,
     "aggregate": 1,
     "training_curves": 1,
+    "alignment": 8,  # new runs (the test sentences' embeddings stay: the test split is the same)
+    "timelines": 3,
 }
 
 
@@ -301,7 +316,15 @@ def test_lr_new_given_with_config_reruns_only_the_grep_finetunings_and_downstrea
     override = ("--config", "train={finetune: {lr_new: 1.0e-3}}")
     proc = snakemake(wd, "--cores", "2", *TINY, *override, timeout=900)
     jobs = parse_dry_run(proc.stdout + proc.stderr)
-    assert job_counts(jobs) == {"finetune": 6, "predict": 6, "evaluate": 12, "aggregate": 1, "training_curves": 1}
+    assert job_counts(jobs) == {
+        "finetune": 6,  # 4 text systems and their 2 controls
+        "predict": 6,
+        "evaluate": 12,
+        "aggregate": 1,
+        "training_curves": 1,
+        "alignment": 4,  # the text systems only
+        "timelines": 1,  # the grid's first GREP system
+    }
     assert {j.wildcards["head"] for j in jobs if j.rule == "finetune"} == {"grep"}
     for src in ("rcc", "beats"):
         for txt in ("clip", "bert"):

@@ -12,6 +12,7 @@ aggregate(
     comparison_md=snakemake.output.md,
     runs_csv=snakemake.output.runs,
     figure=snakemake.output.figure,
+    alignment_figure=snakemake.output.alignment,
     n_boot=snakemake.params.evaluate["n_boot"],
     seed=snakemake.params.evaluate["ci_seed"],
     allow_mixed=snakemake.params.allow_mixed,

@@ -47,6 +47,7 @@ from textseld.constants import (
     N_MELS,
     PROTOCOLS,
 )
+from textseld.models.text_config import embeds_sentences
 from textseld.recipes import merge
 from textseld.setups import TRAIN_KINDS, resolve_grid
 
@@ -135,7 +136,11 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
     sources_used = len(grid["sources"]) if finetuned else 0
     # the identity control reads the tokens (encode_tokens) and has no text-encoder outputs to encode
     controls = finetuned and IDENTITY in grid["texts"]
-    encoders = len([t for t in grid["texts"] if t != IDENTITY])
+    # the text encoders that embed sentences: their outputs are encoded (encode_sentences) and they
+    # have alignment diagnostics (rules embed_test_sentences, alignment)
+    encoders = len([t for t in grid["texts"] if embeds_sentences(t)])
+    aligned_texts = encoders if finetuned else 0
+    aligned = len(grid["sources"]) * aligned_texts * len(grid["heads"])
     jobs = {
         "synthesize_dataset": 1 if synthetic else 0,
         "download_dataset": 0 if synthetic else 1,
@@ -144,8 +149,9 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "extract_features": 2 * config["features"]["shards"],  # train and test splits
         "pack_features": 2,
         "feature_stats": 1,
-        # the training split's sentences, for the text systems' alignment term (not the controls')
-        "make_texts": 1 if finetuned and encoders else 0,
+        # the training split's sentences (the text systems' alignment term, not the controls'); the
+        # test split's for the alignment diagnostics
+        "make_texts": (1 if finetuned and encoders else 0) + (1 if aligned else 0),
         "pretrain_tokenizer": sources_used,
         # the training split's tokens (random training templates, or the controls) and the test
         # split's (the controls' predictions)
@@ -163,6 +169,10 @@ def planned_jobs(config: Mapping) -> dict[str, int]:
         "evaluate": models * seeds * len(PROTOCOLS),
         "aggregate": 1,
         "training_curves": 1,
+        "embed_test_sentences": aligned_texts,
+        "alignment": aligned * seeds,
+        # the Baseline and the grid's first text system of each head (rules/common.smk TIMELINE_MODELS)
+        "timelines": (1 if grid["baseline"] else 0) + (len(grid["heads"]) if finetuned else 0),
         "all": 1,
     }
     return {rule: n for rule, n in jobs.items() if n}
@@ -360,7 +370,7 @@ def plan(
         )
         if hours["extract_features"][device] is None:
             missing[device]["extract_features"] = []
-        for rule in ("encode_tokens", "encode_sentences", "predict"):
+        for rule in ("encode_tokens", "encode_sentences", "predict", "embed_test_sentences", "alignment"):
             if rule in jobs:
                 hours.setdefault(rule, {})[device] = None
                 missing[device][rule] = []

@@ -26,7 +26,11 @@ Output:
   `allow_mixed` (the error names them);
 - `comparison.md`: the same as a Markdown table (mean ± std [interval]);
 - a figure: one panel per metric, bars per system and protocol, error bars =
-  std over seeds (or the interval with one seed).
+  std over seeds (or the interval with one seed);
+- the alignment diagnostics of the text systems (`textseld.metrics.alignment`, one JSON per run,
+  optional): columns `alignment_*` in both tables (mean and sd over seeds of the mean cosine, R@1
+  and R@10 in %, the median rank; the number N of distinct sentences and the chance levels) and
+  their own figure (`plot_alignment`). Systems without them (the Baseline) leave them empty.
 
 Metrics JSON layout (one file per protocol, as written by `textseld evaluate
 --out`, i.e. `textseld.metrics.evaluate.evaluate_dirs`): `protocol`, `F`, `DOAE`,
@@ -99,7 +103,26 @@ class RunRecord:
     metrics: dict  # protocol -> metrics JSON path
     weights: Path | None = None
     provenance: Path | None = None  # the run's provenance.json
+    alignment: Path | None = None  # the run's alignment diagnostics (text systems only)
 
+
+# The alignment diagnostics (textseld.metrics.alignment): (key in its JSON, column stem, scale to
+# the reported unit, label); with their chance levels (key in its "chance" object).
+ALIGNMENT = (
+    ("cosine_mean", "alignment_cosine", 1.0, "cos(A, sentence)"),
+    ("R1", "alignment_R1_pct", 100.0, "R@1 (%)"),
+    ("R10", "alignment_R10_pct", 100.0, "R@10 (%)"),
+    ("median_rank", "alignment_median_rank", 1.0, "Median rank"),
+)
+ALIGNMENT_CHANCE = ("R1", "R10", "median_rank")
+# per system: N distinct sentences, the chance levels, the mean cosine with every sentence
+ALIGNMENT_EXTRA = (
+    "alignment_sentences",
+    "alignment_R1_pct_chance",
+    "alignment_R10_pct_chance",
+    "alignment_median_rank_chance",
+    "alignment_cosine_to_all",
+)
 
 # What produced a row: the data, the recipe and its departures, the code, the config.
 PROVENANCE_COLUMNS = (
@@ -131,6 +154,7 @@ def run_records(runs: list[dict]) -> list[RunRecord]:
                 metrics={p: Path(v) for p, v in dict(run["metrics"]).items()},
                 weights=Path(run["weights"]) if run.get("weights") else None,
                 provenance=Path(run["provenance"]) if run.get("provenance") else None,
+                alignment=Path(run["alignment"]) if run.get("alignment") else None,
             )
         )
     return out
@@ -314,6 +338,30 @@ def read_provenance(path: Path | None, metrics: dict) -> dict:
     return row
 
 
+def read_alignment(path: Path | None) -> dict:
+    """A run's alignment JSON (None: a run without one, every column None) -> its table columns."""
+    row: dict = {stem: None for _, stem, _, _ in ALIGNMENT} | dict.fromkeys(ALIGNMENT_EXTRA)
+    if path is None:
+        return row
+    data = _load_json(Path(path), "alignment")
+    chance = data.get("chance")
+    if not isinstance(chance, dict):
+        raise ResultsError(f"{path}: key 'chance' missing or not an object")
+    for key, stem, scale, _ in ALIGNMENT:
+        if key not in data:
+            raise ResultsError(f"{path}: key {key!r} missing")
+        row[stem] = _number(data[key], Path(path), key) * scale
+        if key in ALIGNMENT_CHANCE:
+            if key not in chance:
+                raise ResultsError(f"{path}: key 'chance.{key}' missing")
+            row[f"{stem}_chance"] = _number(chance[key], Path(path), f"chance.{key}") * scale
+    for key, col in (("n_sentences", "alignment_sentences"), ("cosine_to_all_mean", "alignment_cosine_to_all")):
+        if key not in data:
+            raise ResultsError(f"{path}: key {key!r} missing")
+        row[col] = _number(data[key], Path(path), key)
+    return row
+
+
 def check_one_setup(run_rows: list[dict]) -> None:
     """Refuse rows of different data or recipes (SETUP_COLUMNS), naming the runs of each."""
     groups: dict[tuple, list[str]] = {}
@@ -469,6 +517,11 @@ def _columns() -> tuple[list[str], list[str]]:
                 f"{proto}_{stem}_vs_control_ci_low",
                 f"{proto}_{stem}_vs_control_ci_high",
             ]
+    for _, stem, _, _ in ALIGNMENT:
+        run_cols.append(stem)
+        sys_cols += [f"{stem}_mean", f"{stem}_std"]
+    run_cols += list(ALIGNMENT_EXTRA)
+    sys_cols += list(ALIGNMENT_EXTRA)
     run_cols += ["source_weights", "text_weights", *PROVENANCE_COLUMNS]
     sys_cols += ["source_weights", "text_weights", *PROVENANCE_COLUMNS]
     return run_cols, sys_cols
@@ -494,6 +547,7 @@ def build_tables(
             for key, stem, _, _ in METRICS:
                 value, low, high = metrics[proto][key]
                 row.update({f"{proto}_{stem}": value, f"{proto}_{stem}_ci_low": low, f"{proto}_{stem}_ci_high": high})
+        row.update(read_alignment(run.alignment))
         row.update(describe_weights(run.weights))
         row.update(read_provenance(run.provenance, run.metrics))
         run_rows.append(row)
@@ -524,6 +578,12 @@ def build_tables(
                     diff = found.get(system, {}).get(proto, {}).get(key)
                     for i, suffix in enumerate(("", "_ci_low", "_ci_high")):
                         out[f"{proto}_{stem}_vs_{against}{suffix}"] = None if diff is None else diff[i]
+        for _, stem, _, _ in ALIGNMENT:
+            values = [r[stem] for r in rows if r[stem] is not None]
+            out[f"{stem}_mean"], out[f"{stem}_std"] = _mean_std(values) if values else (None, None)
+        for col in ALIGNMENT_EXTRA:  # the same test split for every seed: equal, but mean them anyway
+            values = [r[col] for r in rows if r[col] is not None]
+            out[col] = _mean_std(values)[0] if values else None
         for col in ("source_weights", "text_weights"):
             out[col] = "; ".join(sorted({r[col] for r in rows if r[col]}))
         for col in PROVENANCE_COLUMNS:
@@ -560,6 +620,19 @@ def _cell(row: dict, proto: str, stem: str) -> str:
     return cell
 
 
+def _alignment_cell(row: dict, stem: str, digits: int) -> str:
+    mean = row.get(f"{stem}_mean")
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    cell = f"{mean:.{digits}f}"
+    if row[f"{stem}_std"] is not None:
+        cell += f" ± {row[f'{stem}_std']:.{digits}f}"
+    chance = row.get(f"{stem}_chance")
+    if chance is not None:
+        cell += f" (chance {chance:.{digits}f})"
+    return cell
+
+
 def _diff_cell(row: dict, proto: str, stem: str, against: str = "baseline") -> str:
     diff = row.get(f"{proto}_{stem}_vs_{against}")
     if diff is None or (isinstance(diff, float) and math.isnan(diff)):
@@ -577,6 +650,7 @@ def markdown_table(sys_rows: list[dict]) -> str:
     header += ["ΔF20°/1 vs Baseline (points)", "ΔDOAE vs Baseline (°)"]
     header += ["ΔF20°/1 vs control (points)", "ΔDOAE vs control (°)", "ΔRDE vs control (points)"]
     header += [f"{label} {strict}" for _, _, _, label in METRICS]
+    header += [f"Alignment {label}" for _, _, _, label in ALIGNMENT]
     header += ["Source weights", "Text weights"]
     header += ["Data (train/validation/test clips)", "Recipe", "Model size", "Departures from the recipe"]
     header += ["Code", "Config sha256"]
@@ -587,6 +661,7 @@ def markdown_table(sys_rows: list[dict]) -> str:
         cells += [_diff_cell(row, main, "F20_1_pct"), _diff_cell(row, main, "DOAE_deg")]
         cells += [_diff_cell(row, main, stem, "control") for _, stem, _, _ in METRICS]
         cells += [_cell(row, strict, stem) for _, stem, _, _ in METRICS]
+        cells += [_alignment_cell(row, stem, 3 if key == "cosine_mean" else 1) for key, stem, _, _ in ALIGNMENT]
         cells += [row["source_weights"] or "-", row["text_weights"] or "-"]
         clips = "/".join(str(row[c]) or "?" for c in ("train_clips", "validation_clips", "test_clips"))
         cells += [f"{row['data_source'] or '?'} ({clips})", row["recipe"] or "?", row["model_size"] or "?"]
@@ -602,7 +677,12 @@ def markdown_table(sys_rows: list[dict]) -> str:
         "rows), i.e. what the text encoder adds; controls have none. F20°/1 and RDE in %, DOAE in "
         "degrees. Each row says what produced it: the data and its clips per split, the recipe "
         "(textseld.recipes) and the training settings that depart from it, the model size, the code "
-        "version (git commit) and the SHA-256 of the resolved workflow config (first 16 hex digits).\n"
+        "version (git commit) and the SHA-256 of the resolved workflow config (first 16 hex digits). "
+        "Alignment (text systems): on the test "
+        "frames with an event, A from audio against A of the frame's ground-truth sentence in the same "
+        "template (docs/METHOD.md section 8): their mean cosine, and the rank of the true sentence among "
+        "the test split's N distinct sentences by cosine (R@1, R@10 in %, median rank; chance 1/N, "
+        "10/N, (N + 1)/2 in parentheses).\n"
     )
     return "\n".join(lines) + "\n" + note
 
@@ -647,6 +727,44 @@ def plot_comparison(sys_rows: list[dict], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def plot_alignment(sys_rows: list[dict], path: str | os.PathLike) -> None:
+    """The alignment diagnostics of the systems that have them: panels cosine (the mean cosine with
+    every sentence marked), R@1 and R@10 (chance marked); error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in sys_rows if r.get("alignment_cosine_mean") is not None]
+    panels = [a for a in ALIGNMENT if a[0] != "median_rank"]
+    width = len(panels) * (1.5 + 0.6 * max(len(rows), 2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), squeeze=False)
+    x = np.arange(len(rows))
+    for ax, (key, stem, _, label) in zip(axes[0], panels):
+        ax.set_title(label)
+        if not rows:
+            ax.text(0.5, 0.5, "no text system with\na sentence embedding", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        means = np.array([r[f"{stem}_mean"] for r in rows], dtype=float)
+        err = np.array([r[f"{stem}_std"] or 0.0 for r in rows], dtype=float)
+        ax.bar(x, means, 0.6, yerr=err, capsize=2, color="tab:blue")
+        marks = [r.get("alignment_cosine_to_all") if key == "cosine_mean" else r.get(f"{stem}_chance") for r in rows]
+        what = "mean cosine with every sentence" if key == "cosine_mean" else "chance"
+        for i, m in enumerate(marks):
+            if m is not None:
+                ax.hlines(m, i - 0.35, i + 0.35, colors="k", linestyles="--", label=what if i == 0 else None)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["system"] for r in rows], rotation=60, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    suffix = Path(path).suffix
+    with atomic_path(path, suffix=suffix) as tmp:
+        fig.savefig(tmp, format=suffix.lstrip(".") or "png", dpi=120)
+    plt.close(fig)
+
+
 def aggregate(
     runs: list[RunRecord],
     comparison_csv: str | os.PathLike,
@@ -656,10 +774,12 @@ def aggregate(
     n_boot: int = 1000,
     seed: int = 0,
     allow_mixed: bool = False,
+    alignment_figure: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Write the results table (CSV + Markdown), the per-run table and the figure; return the system rows.
     n_boot, seed: the paired bootstrap of the differences to the Baseline. allow_mixed: put runs
-    of different data or recipes into one table (refused otherwise, before anything is written)."""
+    of different data or recipes into one table (refused otherwise, before anything is written).
+    alignment_figure: where to draw the text systems' alignment diagnostics (`plot_alignment`)."""
     run_rows, sys_rows = build_tables(runs, n_boot=n_boot, seed=seed, allow_mixed=allow_mixed)
     run_cols, sys_cols = _columns()
     write_text_atomic(comparison_csv, _csv_text(sys_rows, sys_cols))
@@ -670,4 +790,6 @@ def aggregate(
     if runs_csv is not None:
         write_text_atomic(runs_csv, _csv_text(run_rows, run_cols))
     plot_comparison(sys_rows, figure)
+    if alignment_figure is not None:
+        plot_alignment(sys_rows, alignment_figure)
     return sys_rows

@@ -22,9 +22,23 @@ _FRAME, _CLASS, _AZIMUTH, _DISTANCE = 0, 1, 3, 4
 _PANELS = ("class", "azimuth (°)", "distance (m)")
 
 
+def reference_files(ref_dir: str | os.PathLike) -> dict[str, Path]:
+    """Clip name -> reference CSV of a reference folder, its split subfolders included (the
+    workflow's test references are grouped by split folder; predictions are one flat folder),
+    sorted by clip name. A clip name found twice is an error naming both files."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(ref_dir).rglob("*.csv")):
+        if path.stem in found:
+            raise ValueError(f"{ref_dir}: clip {path.stem!r} has two reference files, {found[path.stem]} and {path}")
+        found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
 def clip_rows(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike, clip: str) -> tuple[np.ndarray, np.ndarray]:
-    """The reference and predicted label rows (N, 6) of `clip` (a CSV stem in both folders)."""
-    ref, pred = Path(ref_dir) / f"{clip}.csv", Path(pred_dir) / f"{clip}.csv"
+    """The reference and predicted label rows (N, 6) of `clip` (a CSV stem in both folders; the
+    reference may lie in a subfolder of `ref_dir`)."""
+    ref = reference_files(ref_dir).get(clip, Path(ref_dir) / f"{clip}.csv")
+    pred = Path(pred_dir) / f"{clip}.csv"
     for path, what in ((ref, "reference"), (pred, "prediction")):
         if not path.is_file():
             raise ValueError(f"{path}: {what} file of clip {clip!r} not found")
@@ -32,12 +46,12 @@ def clip_rows(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike, clip: str
 
 
 def choose_clips(ref_dir: str | os.PathLike, n: int) -> list[str]:
-    """The first `n` clips of a reference folder (sorted by name) that hold an event: a fixed,
-    reproducible choice."""
+    """The first `n` clips of a reference folder (and its subfolders; sorted by name) that hold an
+    event: a fixed, reproducible choice."""
     chosen = []
-    for path in sorted(Path(ref_dir).glob("*.csv")):
+    for clip, path in reference_files(ref_dir).items():
         if len(read_labels(path, "reference")):
-            chosen.append(path.stem)
+            chosen.append(clip)
         if len(chosen) == n:
             break
     if not chosen:

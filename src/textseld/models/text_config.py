@@ -71,6 +71,18 @@ BERT_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 PRESETS = {"clip": CLIP_PRESETS, "bert": BERT_PRESETS}
+# The text encoders that embed a plain sentence the way they embed a frame's audio tokens
+# (`TextEncoder.embed_sentences`): their A has a ground-truth counterpart, which the MAE term
+# trains towards and the alignment diagnostics (textseld.metrics.alignment) measure. A text
+# choice not listed here (no text encoder) has none.
+SENTENCE_ENCODERS = ("clip", "bert")
+
+
+def embeds_sentences(kind: str) -> bool:
+    """Whether the text encoder `kind` gives an A of a ground-truth sentence (SENTENCE_ENCODERS)."""
+    return kind in SENTENCE_ENCODERS
+
+
 # TextEncoderConfig fields that a preset sets (giving them next to a preset is an error)
 PRESET_OWNED = {
     "clip": ("clip_arch", "clip_pretrained", "clip_quick_gelu", "clip_text_cfg", "clip_embed_dim"),

@@ -99,11 +99,9 @@ def build_run_model(
         if text_encoder is not None:  # its outputs are all read from files: not built
             encoder = text_encoder
         elif "text_encoder_seed" in config:  # the frozen encoder is the same for every seed
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(config["text_encoder_seed"]))
-                encoder = build_text_encoder(
-                    config["text"], text_encoder_config(config["text_encoder"]), cfg.token_width
-                )
+            encoder = build_frozen_text_encoder(
+                config["text"], config["text_encoder"], config["text_encoder_seed"], cfg.token_width
+            )
         else:  # runs written before text_encoder_seed: built under the run's seed
             encoder = build_text_encoder(config["text"], text_encoder_config(config["text_encoder"]), cfg.token_width)
         encoder.lock()
@@ -120,6 +118,18 @@ def build_run_model(
         if config.get("train", {}).get("freeze_tokenizer"):
             cast("SeldTextModel", model).freeze_tokenizer()
     return model.to(device), encoder
+
+
+def build_frozen_text_encoder(text: str, text_cfg, seed: int = TEXT_ENCODER_SEED, width: int | None = None):
+    """The frozen text encoder `text` (`text_cfg`: a run's `text_encoder` record or config) as every
+    run with `text_encoder_seed` `seed` builds it (random-init parts under that seed, the caller's
+    RNG stream untouched), locked. `width`: the token width, which the identity control needs."""
+    from textseld.models.factory import build_text_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        encoder = build_text_encoder(text, text_encoder_config(text_cfg), width)
+    return encoder.lock()
 
 
 def make_task(config: dict, model: nn.Module, train_cfg: TrainConfig, sentence=None, gt_embed=None):
