@@ -175,7 +175,8 @@ def test_identity_controls_add_finetunings_and_the_token_jobs_but_no_sentence_en
     assert with_controls["evaluate"] == without["evaluate"] + 24
     assert with_controls.get("encode_sentences") == without.get("encode_sentences")
     assert "encode_sentences" not in only and "make_texts" not in only and only["finetune"] == 12
-    assert with_controls["make_texts"] == 1
+    assert with_controls["make_texts"] == without["make_texts"] == 2  # the training and the test sentences
+    assert "alignment" not in only and with_controls["alignment"] == without["alignment"]  # text systems only
     tokens = {"encoded": 4, "tokens": 4, "paper": None}[mode]  # the training and the test split's, per source
     assert with_controls.get("encode_tokens") == only.get("encode_tokens") == tokens
     assert without.get("encode_tokens") == (2 if mode == "tokens" else None)
