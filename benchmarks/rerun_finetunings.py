@@ -1,6 +1,6 @@
 """Rerun finetunings of a finished workflow run with other training settings, and score them.
 
-    .venv/bin/python benchmarks/rerun_finetunings.py --run . --out /tmp/shuffled \
+    .venv/bin/python benchmarks/rerun_finetunings.py --run . --out /tmp/shuffled [--set-model JSON] \
         --set '{"shuffle_frames": true}' --systems rcc-clip-grep beats-clip-grep --seeds 0 1 2
 
 For each system and seed: the run's own `results/runs/<system>/seed<N>/config.json` with the
@@ -25,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-def rerun(root: Path, system: str, seed: int, out: Path, overrides: dict, test: bool = False) -> dict:
+def rerun(
+    root: Path, system: str, seed: int, out: Path, overrides: dict, test: bool = False, model: dict | None = None
+) -> dict:
     """Finetune, predict and score one system and seed of the workflow run in `root`."""
     import torch
 
@@ -48,7 +50,7 @@ def rerun(root: Path, system: str, seed: int, out: Path, overrides: dict, test: 
         source=src,
         text=txt,
         head=head,
-        model_cfg=config["model"],
+        model_cfg={**config["model"], **(model or {})},
         text_cfg=config["text_encoder"],
         train_cfg={**config["train"], **overrides, "progress": False, "torch_threads": 1},
         seed=seed,
@@ -65,6 +67,7 @@ def rerun(root: Path, system: str, seed: int, out: Path, overrides: dict, test: 
         "system": system,
         "seed": seed,
         "set": overrides,
+        "set_model": model or {},
         "selected_epoch": selected.get("epoch"),
         "val_F20_1_pct": round(100 * selected["F"], 2),
         "val_DOAE_deg": round(selected["DOAE"], 2),
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", nargs="+", required=True, help="e.g. rcc-clip-grep")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (one process each)")
+    parser.add_argument("--set-model", default="{}", help="JSON object laid over each run's model section")
     parser.add_argument("--test", action="store_true", help="also predict and score the test split")
     parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -108,14 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--set: expected a JSON object, got {args.set!r}")
     root = args.run.resolve()
     if args.one:  # a worker process: one system and seed
-        record = rerun(root, args.one[0], int(args.one[1]), args.out.resolve(), overrides, args.test)
+        model = json.loads(args.set_model)
+        record = rerun(root, args.one[0], int(args.one[1]), args.out.resolve(), overrides, args.test, model)
         print(json.dumps(record), flush=True)
         return 0
 
     def worker(job: tuple[str, int]) -> str:
         system, seed = job
         cmd = [sys.executable, __file__, "--run", str(root), "--out", str(args.out), "--set", args.set]
-        cmd += ["--test"] if args.test else []
+        cmd += ["--set-model", args.set_model] + (["--test"] if args.test else [])
         done = subprocess.run([*cmd, "--systems", system, "--one", system, str(seed)], capture_output=True, text=True)
         if done.returncode:
             return json.dumps({"system": system, "seed": seed, "error": done.stderr[-2000:]})
