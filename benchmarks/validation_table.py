@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/validation_table.py relu=/tmp/exp/R softplus=/tmp/exp/S
 
-For each `LABEL=DIR` (a workflow's working directory), every run's `val_metrics.json` under
-`DIR/results/runs/<system>/seed<N>/` (the validation split of the recipe, at the epoch the run
-selected on it): per system, mean ± sd over seeds of validation F20°/1, DOAE, RDE and the
-fraction of dead distance units, and the selected epochs. With two or more labels, one row per
-system and label, and the first label's per-seed paired difference in F to each other label.
+For each `LABEL=DIR` (a workflow's working directory, or the --out folder of
+benchmarks/rerun_finetunings.py), every run's `val_metrics.json` under
+`DIR/results/runs/<system>/seed<N>/` (or `DIR/<system>/seed<N>/`): the validation split of
+the recipe, at the epoch the run selected on it: per system, mean ± sd over seeds of
+validation F20°/1, DOAE, RDE and the fraction of dead distance units, and the selected epochs.
+With two or more labels, one row per system and label, and the first label's per-seed paired
+difference in F to each other label.
 Nothing here reads the test split: this is the table every choice of the default is made on.
 """
 
@@ -21,12 +23,15 @@ from pathlib import Path
 
 
 def read_runs(root: Path) -> dict[str, dict[int, dict]]:
-    """{system: {seed: val_metrics}} of the finished runs under root/results/runs."""
+    """{system: {seed: val_metrics}} of the finished runs under root/results/runs (a workflow's
+    working directory) or under root itself (benchmarks/rerun_finetunings.py's --out)."""
     runs: dict[str, dict[int, dict]] = {}
-    for path in sorted((root / "results" / "runs").glob("*/seed*/val_metrics.json")):
+    if (root / "results" / "runs").is_dir():
+        root = root / "results" / "runs"
+    for path in sorted(root.glob("*/seed*/val_metrics.json")):
         system, seed = path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
         runs.setdefault(system, {})[seed] = json.loads(path.read_text(encoding="utf-8"))
-    for path in sorted((root / "results" / "runs").glob("pretrain-*/val_metrics.json")):
+    for path in sorted(root.glob("pretrain-*/val_metrics.json")):
         runs.setdefault(path.parent.name, {})[0] = json.loads(path.read_text(encoding="utf-8"))
     return runs
 
