@@ -87,9 +87,9 @@ RECIPES: dict[str, dict[str, Any]] = {
                 "adpit_weight": 1.0,
                 "distance_scale": 0.2,
                 # the squared relative distance error on active tracks (textseld.losses): on validation
-                # RDE -10 points on average, F20/1 within seed noise, dead distance units gone in 6 of
-                # the 8 heads (BENCHMARKS.md, "Distance"); it cost the Baseline F (not measured on the
-                # pretraining, which keeps mse)
+                # RDE -7.2 points and F20/1 -0.4 ± 1.8 points over 24 paired runs; the BERT heads' dead
+                # distance units gone, the CLIP-TREP heads' down from 97 to 75 % (BENCHMARKS.md, "Choices
+                # made on validation"); it cost the Baseline F (the pretraining keeps mse: not measured)
                 "distance_loss": "relative",
                 "channel_swap": 0.0,
             },
