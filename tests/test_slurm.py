@@ -46,6 +46,8 @@ CLUSTER_RULES = {  # every rule that is not a localrule and that the tiny workfl
     "collect_references",
     "predict",
     "evaluate",
+    "embed_test_sentences",  # the alignment diagnostics: the test sentences, per text encoder
+    "alignment",  # one per text run (not the controls)
 }
 
 
@@ -251,6 +253,7 @@ def test_tiny_workflow_through_the_slurm_profile(interrupted_run):
     per_rule = {r: sum(1 for c in last if c.startswith(f"rule_{r}")) for r in CLUSTER_RULES}
     assert per_rule["finetune"] == 12 and per_rule["pretrain_tokenizer"] == 2 and per_rule["train_baseline"] == 1
     assert per_rule["encode_tokens"] == 4 and per_rule["predict"] == 13 and per_rule["evaluate"] == 26
+    assert per_rule["embed_test_sentences"] == 2 and per_rule["alignment"] == 8
     print(f"tiny workflow through Slurm (baseline interrupted): {len(jobs)} Slurm jobs in {run['seconds']:.0f} s")
 
 
