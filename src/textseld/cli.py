@@ -21,7 +21,18 @@ from textseld.logsetup import FORMAT as LOG_FORMAT
 
 # Modules under textseld.commands, each defining register(subparsers).
 # Their order is the order of the subcommands in `textseld --help` (the pipeline's).
-COMMAND_MODULES = ("synth", "dataset", "weights", "features", "texts", "train", "evaluate", "results", "plan")
+COMMAND_MODULES = (
+    "synth",
+    "dataset",
+    "weights",
+    "features",
+    "texts",
+    "train",
+    "evaluate",
+    "results",
+    "diagnostics",
+    "plan",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
