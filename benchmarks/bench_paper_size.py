@@ -47,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from textseld.constants import HEAD_NAMES, SOURCES, TEXTS
+from textseld.constants import HEAD_NAMES, SOURCES
+from textseld.models.text_config import SENTENCE_ENCODERS
 
 REPO = Path(__file__).resolve().parents[1]
-FINETUNES = [f"{s}-{t}-{h}" for s in SOURCES for t in TEXTS for h in HEAD_NAMES]
+# the paper's systems: its text encoders (the identity controls are not in its grid)
+FINETUNES = [f"{s}-{t}-{h}" for s in SOURCES for t in SENTENCE_ENCODERS for h in HEAD_NAMES]
 SYSTEMS = [f"pretrain-{s}" for s in SOURCES] + ["baseline"] + FINETUNES
 BATCH = 2
 KINDS = ("pretrain", "finetune", "baseline")
