@@ -53,6 +53,8 @@ rule feature_stats:
         stats=STATS,
     log:
         f"{LOGS}/feature_stats.log",
+    benchmark:
+        f"{BENCH}/feature_stats.tsv"
     params:
         split=config["train"]["validation_split"],
     threads: 1

@@ -374,3 +374,17 @@ def test_scene_config_rejects_bad_values(bad, key):
 
     with pytest.raises(ValueError, match=key):
         SceneConfig.from_dict(bad)
+
+
+def test_clip_names_stay_in_the_dcase_format_and_distinct_past_999_clips():
+    """The rehearsal at the development set's size (20 000 training clips) found clip 1000 named
+    mix1000, which the DCASE2025 name (three digits of mix) refuses; names below 999 are unchanged."""
+    from textseld.data.layout import parse_clip_name
+    from textseld.data.splits import recording_key
+
+    assert clip_name(3, 0) == "fold3_room1_mix001_deg000_start0000"
+    assert clip_name(3, 998) == "fold3_room999_mix999_deg000_start0000"
+    names = [clip_name(3, i) for i in range(20_000)]
+    parsed = [parse_clip_name(n) for n in names]  # raises on a name out of the format
+    assert all(p["fold"] == 3 and 1 <= p["mix"] <= 999 for p in parsed)
+    assert len({recording_key(n) for n in names}) == len(names)  # each clip its own recording

@@ -61,8 +61,10 @@ _NAME_RE = re.compile(r"^fold[34]_room\d+_mix\d+_deg000_start0000\.(wav|csv)$")
 
 
 def clip_name(fold: int, index: int) -> str:
-    """File stem of clip `index` (0-based): one room and one mix id per clip."""
-    return f"fold{fold}_room{index + 1}_mix{index + 1:03d}_deg000_start0000"
+    """File stem of clip `index` (0-based): one room and one mix id per clip, the room being the
+    clip's number; the DCASE2025 name has three digits of mix, so from the 1000th clip on the mix
+    id cycles through 1..999 (the room keeps each clip a recording of its own)."""
+    return f"fold{fold}_room{index + 1}_mix{index % 999 + 1:03d}_deg000_start0000"
 
 
 def clip_rng(seed: int, split_code: int, index: int) -> np.random.Generator:
