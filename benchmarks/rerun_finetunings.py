@@ -45,7 +45,7 @@ def rerun(
         run_dir=run_dir,
         train_h5=inputs["train_h5"],
         stats_h5=inputs["stats_h5"],
-        texts=inputs["texts"],
+        texts=inputs.get("texts"),  # none for the identity controls
         pretrained_dir=inputs["pretrained_dir"],
         source=src,
         text=txt,
