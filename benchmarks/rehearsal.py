@@ -288,7 +288,9 @@ def main() -> None:
             for cold in (True, False):
                 print(f"loader, batch {batch}, {'cold' if cold else 'warm'} cache ...", flush=True)
                 record["loader"].append(
-                    loader_rate(largest / "train.h5", largest / "stats.h5", batch, args.workers, args.loader_budget_s, cold)
+                    loader_rate(
+                        largest / "train.h5", largest / "stats.h5", batch, args.workers, args.loader_budget_s, cold
+                    )
                 )
         record["models"] = model_rates()
     finally:
@@ -303,7 +305,11 @@ def main() -> None:
 def print_tables(record: dict) -> None:
     print(f"\ncommand: {record['command']}\nmachine: {record['machine']}; {record['date']}; commit {record['commit']}")
     sizes = record["sizes"]
-    print("\n| stage | " + " | ".join(f"{s['clips']} clips: wall / peak RSS" for s in sizes) + " | 30 000 clips (projected) |")
+    print(
+        "\n| stage | "
+        + " | ".join(f"{s['clips']} clips: wall / peak RSS" for s in sizes)
+        + " | 30 000 clips (projected) |"
+    )
     print("|---|" + "---|" * (len(sizes) + 1))
     big = sizes[-1]
     for rule in DATA_RULES:
@@ -319,7 +325,9 @@ def print_tables(record: dict) -> None:
         + " | ".join(f"{s['wall_s']:.0f} s / {s['tree_peak_rss_mb']:.0f} MB" for s in sizes)
         + f" | {big['wall_s'] * REAL_CLIPS / big['clips'] / 3600:.1f} h |"
     )
-    print("\n| files | " + " | ".join(f"{s['clips']} clips" for s in sizes) + " | per clip | 30 000 clips (projected) |")
+    print(
+        "\n| files | " + " | ".join(f"{s['clips']} clips" for s in sizes) + " | per clip | 30 000 clips (projected) |"
+    )
     print("|---|" + "---|" * (len(sizes) + 2))
     for key in big["bytes"]:
         per_clip = big["bytes"][key] / big["clips"]
