@@ -34,7 +34,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -45,21 +44,13 @@ from pathlib import Path
 
 import psutil
 
+from textseld.features.wpe_kernel import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "config", "envs", "profiles", "report")
 REAL_CLIPS = 30_000  # the DCASE2025 Stereo SELD development set: 41.7 h of 5 s clips
 DATA_RULES = ("synthesize_dataset", "extract_features", "pack_features", "feature_stats")
 TARGETS = ("results/features/train.h5", "results/features/test.h5", "results/features/stats.h5")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def rehearsal_config(clips: int, shards: int) -> dict:
@@ -271,7 +262,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="textseld_rehearsal_"))
     record: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
